@@ -158,11 +158,11 @@ func TestSchemaValidation(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "no-type", Namespace: "default"},
 			Spec: v1alpha1.EnvoyConfigSpec{Resources: []v1alpha1.EnvoyResource{
 				envoyResource(t, listener), envoyResource(t, `{"name":"lb_route"}`)}}},
-			wantErr: []string{"spec.resources[1]", "every Envoy resource needs an @type"}},
+			wantErr: []string{"spec.resources[1].@type: Required value"}},
 		{name: "envoy resource with a foreign @type", obj: &v1alpha1.EnvoyConfig{
 			ObjectMeta: metav1.ObjectMeta{Name: "foreign", Namespace: "default"},
 			Spec:       v1alpha1.EnvoyConfigSpec{Resources: []v1alpha1.EnvoyResource{envoyResource(t, `{"@type":"example.com/Thing"}`)}}},
-			wantErr: []string{"spec.resources[0]", "@type must name an Envoy v3 type"}},
+			wantErr: []string{"spec.resources[0].@type", "should match '^type\\.googleapis\\.com/envoy\\.'"}},
 		{name: "cluster envoy config service without namespace", obj: &v1alpha1.ClusterEnvoyConfig{
 			ObjectMeta: metav1.ObjectMeta{Name: "no-ns"},
 			Spec: v1alpha1.EnvoyConfigSpec{

@@ -1,17 +1,43 @@
 package v1alpha1
 
-import (
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-)
+import "encoding/json"
 
 // EnvoyResource is one Envoy v3 resource in its proto3 JSON form, with an "@type" such as
 // type.googleapis.com/envoy.config.listener.v3.Listener. It is kept as JSON so that any
-// Envoy field can be used; the validating webhook decodes it with the Envoy protos.
+// Envoy field can be used; the validating webhook decodes it with the Envoy protos. Only
+// "@type" is in the schema, which makes the apiserver itself refuse a resource without it
+// (CEL cannot name a property starting with "@").
 //
-// +kubebuilder:validation:XValidation:rule="'@type' in self",message="every Envoy resource needs an @type, such as type.googleapis.com/envoy.config.cluster.v3.Cluster"
-// +kubebuilder:validation:XValidation:rule="!('@type' in self) || (type(self['@type']) == string && self['@type'].startsWith('type.googleapis.com/envoy.'))",message="@type must name an Envoy v3 type, such as type.googleapis.com/envoy.config.listener.v3.Listener"
-// +kubebuilder:validation:MaxProperties=64
-type EnvoyResource map[string]apiextensionsv1.JSON
+// +kubebuilder:pruning:PreserveUnknownFields
+type EnvoyResource struct {
+	// TypeURL is the resource's "@type".
+	// +kubebuilder:validation:Pattern=`^type\.googleapis\.com/envoy\.`
+	// +kubebuilder:validation:MaxLength=256
+	TypeURL string `json:"@type"`
+
+	// Raw is the whole resource as JSON, "@type" included.
+	Raw []byte `json:"-"`
+}
+
+// MarshalJSON returns the whole resource.
+func (r EnvoyResource) MarshalJSON() ([]byte, error) {
+	if len(r.Raw) == 0 {
+		return json.Marshal(map[string]string{"@type": r.TypeURL})
+	}
+	return r.Raw, nil
+}
+
+// UnmarshalJSON keeps the whole resource and reads its "@type".
+func (r *EnvoyResource) UnmarshalJSON(data []byte) error {
+	var head struct {
+		TypeURL string `json:"@type"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return err
+	}
+	r.TypeURL, r.Raw = head.TypeURL, append([]byte(nil), data...)
+	return nil
+}
 
 // ServiceRef names a Service. An empty namespace means the namespace of the referring
 // object (for cluster-scoped objects it is required).

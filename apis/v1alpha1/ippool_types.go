@@ -46,11 +46,13 @@ type LoadBalancerIPPoolSpec struct {
 
 	// Disabled keeps the addresses already allocated from this pool but makes no new allocations.
 	// +optional
+	// +kubebuilder:default=false
 	Disabled bool `json:"disabled,omitempty"`
 
 	// AllowFirstLastIPs allows the network and broadcast addresses of IPv4 CIDR blocks
 	// (they are excluded by default because many networks cannot route them).
 	// +optional
+	// +kubebuilder:default=false
 	AllowFirstLastIPs bool `json:"allowFirstLastIPs,omitempty"`
 }
 

@@ -67,6 +67,7 @@ type Announcement struct {
 // the agent serves over EDS. Endpoints are not written here: they change most often, and
 // the agent watches the EndpointSlices of exactly these Services.
 type EnvoyResources struct {
+	// Resources are Envoy v3 resources; the agent rejects a config whose resources do not decode.
 	// +optional
 	// +kubebuilder:validation:MaxItems=4096
 	// +listType=atomic
