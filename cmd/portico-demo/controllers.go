@@ -2,11 +2,34 @@ package main
 
 import (
 	"context"
+	"fmt"
 
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/portico-dev/portico/controllers/lbipam"
 	"github.com/portico-dev/portico/internal/testenv"
 )
 
-// startControllers runs the controllers that exist so far against env.
-func startControllers(_ context.Context, _ *testenv.Env) (func(), error) {
-	return func() {}, nil
+// startControllers runs every controller binary's reconcilers in this process, each with
+// the options its binary defaults to. Webhooks are not served: the demo shows the
+// controllers' own handling of what admission would refuse.
+func startControllers(ctx context.Context, env *testenv.Env) (func(), error) {
+	ctrl.SetLogger(zap.New(zap.Level(zapcore.ErrorLevel)))
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		return nil, err
+	}
+	if err := lbipam.Setup(mgr, lbipam.Options{}); err != nil {
+		return nil, fmt.Errorf("lbipam: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Start(ctx)
+	}()
+	return func() { cancel(); <-done }, nil
 }

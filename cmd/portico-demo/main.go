@@ -70,7 +70,9 @@ func run(samples string, wait bool) error {
 
 // demoViews are the kubectl commands whose output the demo prints.
 var demoViews = [][]string{
-	{"get", "crd", "-l", "!nonexistent"},
+	{"get", "crd"},
 	{"get", "ippools"},
 	{"describe", "ippool", "lb-pool"},
+	{"get", "service", "web", "-o", "wide"},
+	{"get", "service", "web", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{\"\\n\"}{end}"},
 }

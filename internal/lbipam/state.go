@@ -194,7 +194,8 @@ func (s *State) Reconcile(r *Request) Result {
 		s.unsatisfied[r.Key] = struct{}{}
 		res.Message = strings.Join(failures, "; ")
 	}
-	if len(res.Released) > 0 && (res.Reason == "" || res.Reason == v1alpha1.ReasonSatisfied) && !res.Satisfied {
+	if len(res.Released) > 0 && !res.Satisfied {
+		// What the user needs to know first is that the Service lost an address.
 		res.Reason = v1alpha1.ReasonIPRemovedFromPool
 	}
 	return res

@@ -16,16 +16,13 @@ import (
 	"strings"
 	"time"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/scheme"
 )
 
 // Env is a running control plane.
@@ -77,18 +74,8 @@ func Assets() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// Scheme returns a scheme with the Kubernetes, apiextensions, Gateway API and Portico kinds.
-func Scheme() *kruntime.Scheme {
-	s := kruntime.NewScheme()
-	for _, add := range []func(*kruntime.Scheme) error{
-		clientgoscheme.AddToScheme, apiextensionsv1.AddToScheme, gatewayv1.Install, v1alpha1.AddToScheme,
-	} {
-		if err := add(s); err != nil {
-			panic(err)
-		}
-	}
-	return s
-}
+// Scheme returns the scheme every Portico binary uses.
+func Scheme() *kruntime.Scheme { return scheme.New() }
 
 // Codecs is a codec factory for Scheme(), e.g. to decode YAML fixtures.
 func Codecs() serializer.CodecFactory { return serializer.NewCodecFactory(Scheme()) }
