@@ -1,0 +1,332 @@
+// Package xdstest provides an ADS client that talks to an xDS server the way
+// Envoy does, for tests that cannot run a real Envoy: it subscribes to
+// clusters and listeners, follows them to the endpoints and route
+// configurations they name, ACKs what it accepts and NACKs what a test tells
+// it to reject.
+package xdstest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+)
+
+// RejectFunc decides whether to NACK a response: a non-empty return is sent
+// as error_detail.message, the way Envoy reports a config it cannot apply.
+type RejectFunc func(typeURL string, resp *discoveryv3.DiscoveryResponse) string
+
+// State is the client's view of one resource type.
+type State struct {
+	// Version is the last accepted version_info.
+	Version string
+	// Resources holds the accepted resources by name.
+	Resources map[string]proto.Message
+	// Responses counts every response received for the type.
+	Responses int
+	// Nacks lists the messages of every NACK sent, oldest first.
+	Nacks []string
+	// Subscribed is the current resource_names (nil means wildcard).
+	Subscribed []string
+}
+
+type typeState struct {
+	State
+	nonce string
+}
+
+// Client is an Envoy-like state-of-the-world ADS client.
+type Client struct {
+	conn   *grpc.ClientConn
+	stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node   *corev3.Node
+	cancel context.CancelFunc
+
+	sendMu   sync.Mutex
+	nodeSent bool
+	started  sync.Once
+
+	mu      sync.Mutex
+	types   map[string]*typeState
+	reject  RejectFunc
+	updated chan struct{}
+	err     error
+	done    chan struct{}
+}
+
+// Dial connects to target ("unix:///path/to/sock" or "host:port") and opens
+// the ADS stream; call Start to subscribe.
+func Dial(ctx context.Context, target, nodeID string) (*Client, error) {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	// The stream outlives ctx, which only bounds the wait for the server
+	// (WaitForReady: like Envoy, keep trying while the agent starts).
+	sctx, cancel := context.WithCancel(context.Background())
+	stopWait := context.AfterFunc(ctx, cancel)
+	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx, grpc.WaitForReady(true))
+	if !stopWait() && err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		cancel()
+		_ = conn.Close()
+		return nil, err
+	}
+	return &Client{
+		conn:    conn,
+		stream:  stream,
+		node:    &corev3.Node{Id: nodeID, Cluster: "portico-test"},
+		cancel:  cancel,
+		types:   map[string]*typeState{},
+		updated: make(chan struct{}),
+		done:    make(chan struct{}),
+	}, nil
+}
+
+// SetReject installs (or with nil removes) the function deciding NACKs.
+func (c *Client) SetReject(fn RejectFunc) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reject = fn
+}
+
+// Start sends the initial CDS and LDS wildcard requests, as Envoy does, and
+// processes responses in the background until Close.
+func (c *Client) Start() error {
+	c.started.Do(func() { go c.loop() })
+	if err := c.Subscribe(resourcev3.ClusterType, nil); err != nil {
+		return err
+	}
+	return c.Subscribe(resourcev3.ListenerType, nil)
+}
+
+// Subscribe sets the resource names wanted for typeURL (nil: wildcard) and
+// sends the request, carrying the type's current version and nonce.
+func (c *Client) Subscribe(typeURL string, names []string) error {
+	c.mu.Lock()
+	ts := c.typeLocked(typeURL)
+	ts.Subscribed = names
+	req := c.requestLocked(typeURL, ts)
+	c.mu.Unlock()
+	return c.send(req)
+}
+
+func (c *Client) typeLocked(typeURL string) *typeState {
+	ts, ok := c.types[typeURL]
+	if !ok {
+		ts = &typeState{State: State{Resources: map[string]proto.Message{}}}
+		c.types[typeURL] = ts
+	}
+	return ts
+}
+
+func (c *Client) requestLocked(typeURL string, ts *typeState) *discoveryv3.DiscoveryRequest {
+	return &discoveryv3.DiscoveryRequest{
+		TypeUrl:       typeURL,
+		VersionInfo:   ts.Version,
+		ResponseNonce: ts.nonce,
+		ResourceNames: slices.Clone(ts.Subscribed),
+	}
+}
+
+// send attaches the node to the first request only, like Envoy with
+// set_node_on_first_message_only, so the server must remember it.
+func (c *Client) send(req *discoveryv3.DiscoveryRequest) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	if !c.nodeSent {
+		req.Node = c.node
+		c.nodeSent = true
+	}
+	return c.stream.Send(req)
+}
+
+func (c *Client) loop() {
+	defer close(c.done)
+	for {
+		resp, err := c.stream.Recv()
+		if err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.broadcastLocked()
+			c.mu.Unlock()
+			return
+		}
+		if err := c.handle(resp); err != nil {
+			c.mu.Lock()
+			c.err = err
+			c.broadcastLocked()
+			c.mu.Unlock()
+			return
+		}
+	}
+}
+
+func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) error {
+	decoded := make(map[string]proto.Message, len(resp.GetResources()))
+	for _, a := range resp.GetResources() {
+		m, err := a.UnmarshalNew()
+		if err != nil {
+			return fmt.Errorf("decoding %s: %w", a.GetTypeUrl(), err)
+		}
+		decoded[cachev3.GetResourceName(m)] = m
+	}
+
+	c.mu.Lock()
+	typeURL := resp.GetTypeUrl()
+	ts := c.typeLocked(typeURL)
+	ts.nonce = resp.GetNonce()
+	ts.Responses++
+	var msg string
+	if c.reject != nil {
+		msg = c.reject(typeURL, resp)
+	}
+	var follow []*discoveryv3.DiscoveryRequest
+	if msg != "" {
+		ts.Nacks = append(ts.Nacks, msg)
+	} else {
+		ts.Version = resp.GetVersionInfo()
+		if cachev3.ResourceRequiresFullStateInSotw(typeURL) {
+			ts.Resources = decoded
+		} else {
+			// RDS and EDS responses may carry only what changed.
+			maps.Copy(ts.Resources, decoded)
+		}
+		follow = c.followLocked(typeURL, ts)
+	}
+	req := c.requestLocked(typeURL, ts)
+	if msg != "" {
+		req.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: msg}
+	}
+	c.broadcastLocked()
+	c.mu.Unlock()
+
+	if err := c.send(req); err != nil {
+		return err
+	}
+	for _, r := range follow {
+		if err := c.send(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// followLocked subscribes to the endpoints of EDS clusters and the route
+// configurations of RDS listeners just accepted, when that set changed.
+func (c *Client) followLocked(typeURL string, ts *typeState) []*discoveryv3.DiscoveryRequest {
+	var depType string
+	names := map[string]bool{}
+	switch typeURL {
+	case resourcev3.ClusterType:
+		depType = resourcev3.EndpointType
+		for _, m := range ts.Resources {
+			cl := m.(*clusterv3.Cluster)
+			if cl.GetType() != clusterv3.Cluster_EDS {
+				continue
+			}
+			if sn := cl.GetEdsClusterConfig().GetServiceName(); sn != "" {
+				names[sn] = true
+			} else {
+				names[cl.GetName()] = true
+			}
+		}
+	case resourcev3.ListenerType:
+		depType = resourcev3.RouteType
+		for _, m := range ts.Resources {
+			for _, fc := range m.(*listenerv3.Listener).GetFilterChains() {
+				for _, f := range fc.GetFilters() {
+					if hcm := resourcev3.GetHTTPConnectionManager(f); hcm != nil && hcm.GetRds() != nil {
+						names[hcm.GetRds().GetRouteConfigName()] = true
+					}
+				}
+			}
+		}
+	default:
+		return nil
+	}
+	want := slices.Sorted(maps.Keys(names))
+	dep := c.typeLocked(depType)
+	if len(want) == 0 || slices.Equal(want, dep.Subscribed) {
+		return nil
+	}
+	dep.Subscribed = want
+	return []*discoveryv3.DiscoveryRequest{c.requestLocked(depType, dep)}
+}
+
+func (c *Client) broadcastLocked() {
+	close(c.updated)
+	c.updated = make(chan struct{})
+}
+
+// State returns a copy of the client's state for typeURL.
+func (c *Client) State(typeURL string) State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ts, ok := c.types[typeURL]
+	if !ok {
+		return State{Resources: map[string]proto.Message{}}
+	}
+	out := ts.State
+	out.Resources = maps.Clone(ts.Resources)
+	out.Nacks = slices.Clone(ts.Nacks)
+	out.Subscribed = slices.Clone(ts.Subscribed)
+	return out
+}
+
+// Err returns the error that ended the stream, if it ended.
+func (c *Client) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// WaitFor blocks until cond holds, checking it after every response. It
+// fails if ctx ends or the stream breaks first.
+func (c *Client) WaitFor(ctx context.Context, cond func(*Client) bool) error {
+	for {
+		c.mu.Lock()
+		ch, err := c.updated, c.err
+		c.mu.Unlock()
+		if cond(c) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("xds stream ended: %w", err)
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for xDS state: %w", ctx.Err())
+		}
+	}
+}
+
+// Close ends the stream and the connection.
+func (c *Client) Close() error {
+	c.cancel()
+	err := c.conn.Close()
+	// Without Start there is no loop to wait for.
+	c.started.Do(func() { close(c.done) })
+	<-c.done
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
