@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -82,9 +83,14 @@ func TestRequestedIPsAndProxyMode(t *testing.T) {
 func TestSharing(t *testing.T) {
 	ns, other := newNamespace(t), newNamespace(t)
 	p := newPool(t, "sharing", "", block("10.51.0.1", "10.51.0.9"))
-	p.Spec.ServiceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-		Key: "io.kubernetes.service.namespace", Operator: metav1.LabelSelectorOpIn, Values: []string{ns, other}}}}
-	NewWithT(t).Expect(k8s.Update(context.Background(), p)).To(Succeed())
+	NewWithT(t).Eventually(func() error { // the controller writes status meanwhile
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(p), p); err != nil {
+			return err
+		}
+		p.Spec.ServiceSelector = &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+			Key: "io.kubernetes.service.namespace", Operator: metav1.LabelSelectorOpIn, Values: []string{ns, other}}}}
+		return k8s.Update(context.Background(), p)
+	}).Should(Succeed())
 
 	key := withAnnotation(lbipamapi.AnnotationSharingKey, "k1")
 	newService(t, ns, "http", key, withPorts(80))
@@ -161,17 +167,15 @@ func TestDisabledPoolAndOutOfIPs(t *testing.T) {
 	}).Should(ContainSubstring("OutOfIPs"))
 
 	// Disabled: keeps the existing allocation, makes no new one even with room.
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
-	p.Spec.Disabled = true
-	p.Spec.Blocks = append(p.Spec.Blocks, block("10.53.0.2", "10.53.0.3"))
-	g.Expect(k8s.Update(ctx, p)).To(Succeed())
+	updatePool(t, p.Name, func(p *v1alpha1.LoadBalancerIPPool) {
+		p.Spec.Disabled = true
+		p.Spec.Blocks = []v1alpha1.IPBlock{block("10.53.0.1", "10.53.0.3")}
+	})
 	eventuallyCondition(t, ns, "second", metav1.ConditionFalse, v1alpha1.ReasonOutOfIPs, "small is disabled")
 	eventuallyIPs(t, ns, "first", "10.53.0.1")
 
 	// Enabled again: the waiting Service gets an address without being touched.
-	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
-	p.Spec.Disabled = false
-	g.Expect(k8s.Update(ctx, p)).To(Succeed())
+	updatePool(t, p.Name, func(p *v1alpha1.LoadBalancerIPPool) { p.Spec.Disabled = false })
 	eventuallyIPs(t, ns, "second", "10.53.0.2")
 }
 
@@ -211,8 +215,9 @@ func TestOverlapMarkedAndResolved(t *testing.T) {
 	newService(t, ns, "wants-newer", withAnnotation(lbipamapi.AnnotationIPs, "10.54.0.7"))
 	eventuallyCondition(t, ns, "wants-newer", metav1.ConditionFalse, v1alpha1.ReasonOutOfIPs, "newer overlaps pool older")
 
-	newer.Spec.Blocks = []v1alpha1.IPBlock{block("10.54.0.5", "10.54.0.8")}
-	g.Expect(k8s.Update(ctx, newer)).To(Succeed())
+	updatePool(t, newer.Name, func(p *v1alpha1.LoadBalancerIPPool) {
+		p.Spec.Blocks = []v1alpha1.IPBlock{block("10.54.0.5", "10.54.0.8")}
+	})
 	restore()
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(newer), newer)).To(Succeed())
@@ -334,12 +339,32 @@ func TestWebhookRejections(t *testing.T) {
 	}
 	// An update into an overlap is refused too.
 	p := newPool(t, "grows", "", block("10.59.7.1", "10.59.7.5"))
-	p.Spec.Blocks[0].Stop = "10.59.7.9"
-	p.Spec.Blocks = append(p.Spec.Blocks, block("10.59.0.20", "10.59.0.20"))
-	err := k8s.Update(ctx, p)
+	var err error
+	for range 20 { // retry only on conflicts with the controller's status writes
+		if err = k8s.Get(ctx, client.ObjectKeyFromObject(p), p); err != nil {
+			t.Fatal(err)
+		}
+		p.Spec.Blocks = []v1alpha1.IPBlock{block("10.59.7.1", "10.59.7.9"), block("10.59.0.20", "10.59.0.20")}
+		if err = k8s.Update(ctx, p); !apierrors.IsConflict(err) {
+			break
+		}
+	}
 	if err == nil || !regexp.MustCompile(`overlaps pool "existing" on 10\.59\.0\.20`).MatchString(err.Error()) {
 		t.Fatalf("update into overlap: %v", err)
 	}
+}
+
+// updatePool changes a pool, retrying on conflicts with the controller's status writes.
+func updatePool(t *testing.T, name string, change func(*v1alpha1.LoadBalancerIPPool)) {
+	t.Helper()
+	NewWithT(t).Eventually(func() error {
+		p := &v1alpha1.LoadBalancerIPPool{}
+		if err := k8s.Get(context.Background(), types.NamespacedName{Name: name}, p); err != nil {
+			return err
+		}
+		change(p)
+		return k8s.Update(context.Background(), p)
+	}).Should(Succeed())
 }
 
 func ptrTo[T any](v T) *T { return &v }
