@@ -1,0 +1,237 @@
+package render
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/portico-dev/portico/nodeagent/xds"
+)
+
+// claimer records who holds each name. Exclusive names ("<Kind>/<name>") are
+// the config's own resources. Shared names may be held by any number of configs
+// but exclude an exclusive one of the same name: a route table built from
+// fragments versus a RouteConfiguration resource, a Secret read from Kubernetes
+// versus a Secret resource.
+type claimer struct {
+	redirects map[Key]claimant
+	exclusive map[string]claimant
+	shared    map[string]claimant
+}
+
+type claimant struct {
+	config string
+	what   string
+}
+
+// claim settles conflicts oldest first: candidates come in age order, so the
+// first to claim a name keeps it and every later claimant is rejected whole.
+// Configs held back for missing proxy ports still claim, so that allocating a
+// port never flips a verdict.
+func claim(candidates []*parsed, invalid map[string]*rejection) ([]*parsed, map[string]*rejection) {
+	c := claimer{redirects: map[Key]claimant{}, exclusive: map[string]claimant{}, shared: map[string]claimant{}}
+	conflicts := map[string]*rejection{}
+	var winners []*parsed
+	for _, p := range candidates {
+		if invalid[p.cfg.Name] != nil {
+			continue
+		}
+		if rej := c.check(p); rej != nil {
+			conflicts[p.cfg.Name] = rej
+			continue
+		}
+		c.take(p)
+		winners = append(winners, p)
+	}
+	return winners, conflicts
+}
+
+func conflict(mine string, holder claimant) *rejection {
+	return reject(ReasonConflict, "%s collides with %s of older NodeProxyConfig %q", mine, holder.what, holder.config)
+}
+
+// check runs before take so that a rejected config leaves no claim behind.
+func (c *claimer) check(p *parsed) *rejection {
+	for _, r := range p.redirects {
+		if h, ok := c.redirects[r.key]; ok {
+			return conflict(fmt.Sprintf("redirect %q (%s)", r.name, r.key), h)
+		}
+	}
+	for _, n := range names(p) {
+		if h, ok := c.exclusive[n]; ok {
+			return conflict(describe(n), h)
+		}
+		if h, ok := c.shared[n]; ok {
+			return conflict(describe(n), h)
+		}
+	}
+	for _, n := range sharedNames(p) {
+		if h, ok := c.exclusive[n.key]; ok {
+			return conflict(n.what, h)
+		}
+	}
+	return nil
+}
+
+func (c *claimer) take(p *parsed) {
+	for _, r := range p.redirects {
+		c.redirects[r.key] = claimant{config: p.cfg.Name, what: fmt.Sprintf("redirect %q (%s)", r.name, r.key)}
+	}
+	for _, n := range names(p) {
+		c.exclusive[n] = claimant{config: p.cfg.Name, what: describe(n)}
+	}
+	for _, n := range sharedNames(p) {
+		if _, ok := c.shared[n.key]; !ok {
+			c.shared[n.key] = claimant{config: p.cfg.Name, what: n.what}
+		}
+	}
+}
+
+type sharedName struct{ key, what string }
+
+func sharedNames(p *parsed) []sharedName {
+	out := make([]sharedName, 0, len(p.fragments)+len(p.secretRefs))
+	for _, f := range p.fragments {
+		out = append(out, sharedName{xds.KindRouteConfiguration + "/" + f.table, fmt.Sprintf("route fragments for table %q", f.table)})
+	}
+	for _, s := range p.secretRefs {
+		out = append(out, sharedName{xds.KindSecret + "/" + s, fmt.Sprintf("Secret reference %q", s)})
+	}
+	return out
+}
+
+// names are the config's exclusive resource names as "<Kind>/<name>", the keys
+// xds.ResourceError is matched with.
+func names(p *parsed) []string {
+	out := make([]string, 0, len(p.listeners)+len(p.routes)+len(p.clusters)+len(p.secrets))
+	for _, l := range p.listeners {
+		out = append(out, xds.KindListener+"/"+l.GetName())
+	}
+	for _, r := range p.routes {
+		out = append(out, xds.KindRouteConfiguration+"/"+r.GetName())
+	}
+	for _, cl := range p.clusters {
+		out = append(out, xds.KindCluster+"/"+cl.GetName())
+	}
+	for _, s := range p.secrets {
+		out = append(out, xds.KindSecret+"/"+s.GetName())
+	}
+	return out
+}
+
+func describe(name string) string {
+	kind, n, _ := strings.Cut(name, "/")
+	return fmt.Sprintf("%s %q", kind, n)
+}
+
+// build assembles the xDS resources of the winners that are not held back, and
+// for each resource ("<Kind>/<name>") the configs that produced it. It also
+// returns a placeholder for every Secret read from Kubernetes: the agent adds
+// the real ones, and without them every listener using one would look broken.
+func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Secret) {
+	var res xds.Resources
+	owners := map[string][]*parsed{}
+	var placeholders []*tlsv3.Secret
+	refs := map[string]bool{}
+	tables := map[string]*table{}
+	var tableNames []string
+	for _, p := range winners {
+		if len(p.missingPorts) > 0 {
+			continue
+		}
+		for _, n := range names(p) {
+			owners[n] = []*parsed{p}
+		}
+		res.Listeners = append(res.Listeners, p.listeners...)
+		res.Routes = append(res.Routes, p.routes...)
+		res.Clusters = append(res.Clusters, p.clusters...)
+		res.Secrets = append(res.Secrets, p.secrets...)
+		for _, s := range p.secretRefs {
+			if !refs[s] {
+				refs[s] = true
+				placeholders = append(placeholders, &tlsv3.Secret{Name: s})
+			}
+		}
+		for _, f := range p.fragments {
+			t := tables[f.table]
+			if t == nil {
+				t = &table{hosts: map[string][]fragmentRoute{}}
+				tables[f.table] = t
+				tableNames = append(tableNames, f.table)
+			}
+			t.hosts[f.host] = append(t.hosts[f.host], f.routes...)
+			key := xds.KindRouteConfiguration + "/" + f.table
+			if o := owners[key]; len(o) == 0 || o[len(o)-1] != p {
+				owners[key] = append(o, p)
+			}
+		}
+	}
+	for _, name := range tableNames {
+		res.Routes = append(res.Routes, tables[name].routeConfiguration(name))
+	}
+	sortByName(res.Listeners, (*listenerv3.Listener).GetName)
+	sortByName(res.Routes, (*routev3.RouteConfiguration).GetName)
+	sortByName(res.Clusters, (*clusterv3.Cluster).GetName)
+	sortByName(res.Secrets, (*tlsv3.Secret).GetName)
+	sortByName(placeholders, (*tlsv3.Secret).GetName)
+	return res, owners, placeholders
+}
+
+func sortByName[T any](s []T, name func(T) string) {
+	slices.SortFunc(s, func(a, b T) int { return cmp.Compare(name(a), name(b)) })
+}
+
+// table is a route table built from fragments alone: render owns it whole, so
+// no producer's RouteConfiguration settings need merging with anyone else's. A
+// producer whose listener must exist before any route does (a Gateway listener
+// with no routes attached yet) contributes a fragment with no routes.
+type table struct {
+	hosts map[string][]fragmentRoute
+}
+
+// routeConfiguration makes one virtual host per host, named after it, with its
+// routes ordered by precedence, ties broken by config name and position so the
+// order never depends on input order. Hosts without routes are left out: Envoy
+// answers 404 either way. Virtual hosts are sorted by host with "*" last, for
+// determinism only, since Envoy picks a virtual host by domain specificity.
+func (t *table) routeConfiguration(name string) *routev3.RouteConfiguration {
+	hosts := make([]string, 0, len(t.hosts))
+	for h, routes := range t.hosts {
+		if len(routes) > 0 {
+			hosts = append(hosts, h)
+		}
+	}
+	slices.SortFunc(hosts, func(a, b string) int {
+		if (a == "*") != (b == "*") {
+			if a == "*" {
+				return 1
+			}
+			return -1
+		}
+		return cmp.Compare(a, b)
+	})
+	rc := &routev3.RouteConfiguration{Name: name, VirtualHosts: make([]*routev3.VirtualHost, 0, len(hosts))}
+	for _, h := range hosts {
+		routes := t.hosts[h]
+		slices.SortFunc(routes, func(a, b fragmentRoute) int {
+			return cmp.Or(
+				strings.Compare(a.precedence, b.precedence),
+				cmp.Compare(a.config, b.config),
+				cmp.Compare(a.fragment, b.fragment),
+				cmp.Compare(a.index, b.index),
+			)
+		})
+		vh := &routev3.VirtualHost{Name: h, Domains: []string{h}, Routes: make([]*routev3.Route, len(routes))}
+		for i, r := range routes {
+			vh.Routes[i] = r.route
+		}
+		rc.VirtualHosts = append(rc.VirtualHosts, vh)
+	}
+	return rc
+}

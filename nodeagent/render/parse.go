@@ -1,0 +1,336 @@
+package render
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"strings"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/nodeagent/xds"
+)
+
+// parsed is one config checked on its own, before it meets the others. Everything
+// here depends only on the config and the proxy ports, so it is computed once per
+// Render however many times conflicts and validation make the merge run again.
+type parsed struct {
+	cfg *v1alpha1.NodeProxyConfig
+
+	listeners []*listenerv3.Listener
+	routes    []*routev3.RouteConfiguration
+	clusters  []*clusterv3.Cluster
+	secrets   []*tlsv3.Secret
+
+	redirects     []redirect
+	fragments     []fragment
+	backends      []v1alpha1.BackendService
+	secretRefs    []string
+	announcements []v1alpha1.Announcement
+
+	// missingPorts are redirect listeners with no proxy port yet; a config with any
+	// is held back whole (it still claims its names, so verdicts do not flip
+	// while ports are being allocated).
+	missingPorts []string
+}
+
+type redirect struct {
+	name     string
+	key      Key
+	listener string
+}
+
+type fragment struct {
+	table, host string
+	routes      []fragmentRoute
+}
+
+type fragmentRoute struct {
+	precedence string
+	config     string
+	fragment   int
+	index      int
+	route      *routev3.Route
+}
+
+// strict rejects unknown fields: a typo in an Envoy field name must not be
+// silently dropped and leave the user wondering why the option has no effect.
+var strict = protojson.UnmarshalOptions{}
+
+// accepted are the resource types a config may carry. ClusterLoadAssignments are
+// refused: endpoints reach Envoy only through EDS fed from EndpointSlices, and a
+// static one would silently fight with them; a STATIC cluster carries its own
+// load_assignment inline instead.
+var accepted = map[string]string{
+	resourcev3.ListenerType: xds.KindListener,
+	resourcev3.RouteType:    xds.KindRouteConfiguration,
+	resourcev3.ClusterType:  xds.KindCluster,
+	resourcev3.SecretType:   xds.KindSecret,
+}
+
+func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16) (*parsed, *rejection) {
+	p := &parsed{cfg: cfg}
+	if rej := p.decodeResources(); rej != nil {
+		return nil, rej
+	}
+	if rej := p.parseRedirects(ports); rej != nil {
+		return nil, rej
+	}
+	if rej := p.parseFragments(); rej != nil {
+		return nil, rej
+	}
+	if rej := p.parseBackends(); rej != nil {
+		return nil, rej
+	}
+	if rej := p.parseAnnouncements(); rej != nil {
+		return nil, rej
+	}
+	return p, nil
+}
+
+func (p *parsed) decodeResources() *rejection {
+	if p.cfg.Spec.Envoy == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	for i, r := range p.cfg.Spec.Envoy.Resources {
+		kind, ok := accepted[r.TypeURL]
+		if !ok {
+			return reject(ReasonInvalidResource, "envoy.resources[%d]: unsupported @type %q (want a Listener, RouteConfiguration, Cluster or Secret)", i, r.TypeURL)
+		}
+		// Decoding through Any lets protojson consume "@type" itself and resolve
+		// the typed_config Anys nested inside with the same registry.
+		a := &anypb.Any{}
+		if err := strict.Unmarshal(r.Raw, a); err != nil {
+			return reject(ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
+		}
+		msg, err := a.UnmarshalNew()
+		if err != nil {
+			return reject(ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
+		}
+		var name string
+		switch m := msg.(type) {
+		case *listenerv3.Listener:
+			name, p.listeners = m.GetName(), append(p.listeners, m)
+		case *routev3.RouteConfiguration:
+			name, p.routes = m.GetName(), append(p.routes, m)
+		case *clusterv3.Cluster:
+			name, p.clusters = m.GetName(), append(p.clusters, m)
+		case *tlsv3.Secret:
+			name, p.secrets = m.GetName(), append(p.secrets, m)
+		}
+		switch {
+		case name == "":
+			return reject(ReasonInvalidResource, "envoy.resources[%d] (%s): name is empty", i, r.TypeURL)
+		case seen[kind+"/"+name]:
+			return reject(ReasonInvalidResource, "envoy.resources[%d]: %s %q is defined twice", i, kind, name)
+		}
+		seen[kind+"/"+name] = true
+	}
+	for i, ref := range p.cfg.Spec.Envoy.Secrets {
+		ns, name, ok := strings.Cut(ref, "/")
+		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+			return reject(ReasonInvalidResource, "envoy.secrets[%d]: %q is not <namespace>/<name>", i, ref)
+		}
+		p.secretRefs = append(p.secretRefs, ref)
+	}
+	return nil
+}
+
+func (p *parsed) parseRedirects(ports map[string]uint16) *rejection {
+	listeners := map[string]*listenerv3.Listener{}
+	for _, l := range p.listeners {
+		listeners[l.GetName()] = l
+	}
+	type target struct {
+		proto uint8
+		v6    bool
+	}
+	targets := map[string]*target{}
+	var order []string
+	keys := map[Key]string{}
+	for i, r := range p.cfg.Spec.Redirects {
+		addr, err := netip.ParseAddr(r.VIP)
+		if err != nil || addr.Zone() != "" {
+			return reject(ReasonInvalidRedirect, "redirects[%d] %q: vip %q is not an IP address", i, r.Name, r.VIP)
+		}
+		if r.Port < 1 || r.Port > 65535 {
+			return reject(ReasonInvalidRedirect, "redirects[%d] %q: port %d is out of range", i, r.Name, r.Port)
+		}
+		var proto uint8
+		switch r.Protocol {
+		case v1alpha1.ProtocolTCP, "":
+			proto = ProtoTCP
+		case v1alpha1.ProtocolUDP:
+			proto = ProtoUDP
+		default:
+			return reject(ReasonInvalidRedirect, "redirects[%d] %q: unknown protocol %q", i, r.Name, r.Protocol)
+		}
+		if listeners[r.Listener] == nil {
+			return reject(ReasonInvalidRedirect, "redirects[%d] %q: listener %q is not defined by this config", i, r.Name, r.Listener)
+		}
+		// The datapath treats IPv4-mapped addresses as IPv4; unmapping here makes
+		// ::ffff:10.0.0.1 and 10.0.0.1 the same claim.
+		k := Key{Addr: addr.Unmap(), Port: uint16(r.Port), Proto: proto}
+		if other, dup := keys[k]; dup {
+			return reject(ReasonInvalidRedirect, "redirects[%d] %q: %s is also claimed by redirect %q of this config", i, r.Name, k, other)
+		}
+		keys[k] = r.Name
+		t := targets[r.Listener]
+		if t == nil {
+			t = &target{proto: proto}
+			targets[r.Listener] = t
+			order = append(order, r.Listener)
+		} else if t.proto != proto {
+			return reject(ReasonInvalidRedirect, "redirects[%d] %q: listener %q receives both TCP and UDP redirects", i, r.Name, r.Listener)
+		}
+		t.v6 = t.v6 || k.Addr.Is6()
+		p.redirects = append(p.redirects, redirect{name: r.Name, key: k, listener: r.Listener})
+	}
+	for _, name := range order {
+		port, ok := ports[name]
+		if !ok || port == 0 {
+			p.missingPorts = append(p.missingPorts, name)
+			continue
+		}
+		bindLocal(listeners[name], port, targets[name].proto, targets[name].v6)
+	}
+	return nil
+}
+
+// bindLocal makes a redirect target listen where the datapath delivers: the
+// proxy port on loopback, IP_TRANSPARENT (without it the SYN-ACK from the VIP is
+// never sent) and no SO_REUSEPORT (bpf_sk_assign refuses reuseport sockets), see
+// design §4. The producer's own addresses are replaced: the port is the node's.
+func bindLocal(l *listenerv3.Listener, port uint16, proto uint8, v6 bool) {
+	l.Address = socketAddress("127.0.0.1", port, proto)
+	l.AdditionalAddresses = nil
+	if v6 {
+		l.AdditionalAddresses = []*listenerv3.AdditionalAddress{{Address: socketAddress("::1", port, proto)}}
+	}
+	l.Transparent = wrapperspb.Bool(true)
+	l.EnableReusePort = wrapperspb.Bool(false)
+}
+
+func socketAddress(ip string, port uint16, proto uint8) *corev3.Address {
+	sa := &corev3.SocketAddress{
+		Address:       ip,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(port)},
+	}
+	if proto == ProtoUDP {
+		sa.Protocol = corev3.SocketAddress_UDP
+	}
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: sa}}
+}
+
+func (p *parsed) parseFragments() *rejection {
+	if len(p.cfg.Spec.RouteFragments) == 0 {
+		return nil
+	}
+	own := map[string]bool{}
+	for _, rc := range p.routes {
+		own[rc.GetName()] = true
+	}
+	probe := &routev3.RouteConfiguration{Name: probeName}
+	for fi, f := range p.cfg.Spec.RouteFragments {
+		if own[f.RouteTable] {
+			return reject(ReasonInvalidRoute, "routeFragments[%d]: route table %q is also defined as a RouteConfiguration by this config", fi, f.RouteTable)
+		}
+		if f.Host == "" {
+			return reject(ReasonInvalidRoute, "routeFragments[%d]: host is empty", fi)
+		}
+		// Envoy matches domains case-insensitively and refuses two virtual hosts
+		// whose domains differ only in case.
+		frag := fragment{table: f.RouteTable, host: strings.ToLower(f.Host)}
+		vh := &routev3.VirtualHost{Name: fmt.Sprintf("routeFragments[%d]", fi), Domains: []string{frag.host}}
+		for ri, fr := range f.Routes {
+			route := &routev3.Route{}
+			if err := strict.Unmarshal(fr.Route.Raw, route); err != nil {
+				return reject(ReasonInvalidRoute, "routeFragments[%d].routes[%d] (precedence %q): %v", fi, ri, fr.Precedence, errText(err))
+			}
+			frag.routes = append(frag.routes, fragmentRoute{
+				precedence: fr.Precedence, config: p.cfg.Name, fragment: fi, index: ri, route: route,
+			})
+			vh.Routes = append(vh.Routes, route)
+		}
+		probe.VirtualHosts = append(probe.VirtualHosts, vh)
+		p.fragments = append(p.fragments, frag)
+	}
+	// Routes are checked here, on this config's fragments alone, because once
+	// merged into a shared table a bad route would be blamed on every contributor.
+	for _, e := range xds.Validate(xds.Resources{Routes: []*routev3.RouteConfiguration{probe}}) {
+		if !probeBaseline[e.Message] {
+			return reject(ReasonInvalidRoute, "routeFragments: %s", e.Message)
+		}
+	}
+	return nil
+}
+
+// errText is err's message with the protobuf runtime's deliberately random
+// spacing (a non-breaking space, chosen per binary) made plain, so that a
+// rejection reads the same from every agent build.
+func errText(err error) string {
+	return strings.ReplaceAll(err.Error(), "\u00a0", " ")
+}
+
+// probeName names the throwaway RouteConfiguration that fragment routes are
+// validated in; probeBaseline are the errors xds.Validate reports for it even when
+// it is empty (no listener references it), which say nothing about the routes.
+const probeName = "portico-render-probe"
+
+var probeBaseline = func() map[string]bool {
+	out := map[string]bool{}
+	for _, e := range xds.Validate(xds.Resources{Routes: []*routev3.RouteConfiguration{{Name: probeName}}}) {
+		out[e.Message] = true
+	}
+	return out
+}()
+
+func (p *parsed) parseBackends() *rejection {
+	if p.cfg.Spec.Envoy == nil {
+		return nil
+	}
+	for i, b := range p.cfg.Spec.Envoy.BackendServices {
+		// NodeProxyConfig is cluster-scoped, so "the referring object's namespace"
+		// is the source object's, which producers record in this label.
+		if b.Namespace == "" {
+			b.Namespace = p.cfg.Labels[v1alpha1.LabelSourceNamespace]
+		}
+		if b.Namespace == "" || b.Name == "" {
+			return reject(ReasonInvalidResource, "envoy.backendServices[%d]: namespace and name are required", i)
+		}
+		b.Ports = append([]string(nil), b.Ports...)
+		p.backends = append(p.backends, b)
+	}
+	return nil
+}
+
+func (p *parsed) parseAnnouncements() *rejection {
+	for i, a := range p.cfg.Spec.Announcements {
+		addr, err := netip.ParseAddr(a.IP)
+		if err != nil || addr.Zone() != "" {
+			return reject(ReasonInvalidAnnouncement, "announcements[%d]: %q is not an IP address", i, a.IP)
+		}
+		for j, re := range a.Interfaces {
+			if _, err := regexp.Compile(re); err != nil {
+				return reject(ReasonInvalidAnnouncement, "announcements[%d].interfaces[%d]: %v", i, j, err)
+			}
+		}
+		a.IP = addr.Unmap().String()
+		a.Interfaces = append([]string(nil), a.Interfaces...)
+		if a.Service.Namespace == "" {
+			a.Service.Namespace = p.cfg.Labels[v1alpha1.LabelSourceNamespace]
+		}
+		p.announcements = append(p.announcements, a)
+	}
+	return nil
+}

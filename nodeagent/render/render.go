@@ -1,0 +1,334 @@
+// Package render is the node agent's pure translation from the NodeProxyConfigs
+// that select a node into what the node applies: redirect map entries, the xDS
+// resources for the local Envoy, the Services and Secrets to watch and the
+// addresses to announce. It makes no client calls and does no I/O, so the same
+// input always renders the same output, byte for byte once marshalled: the agent
+// relies on that to avoid needless xDS version bumps.
+//
+// A config is applied whole or not at all: one that fails to decode, conflicts
+// with an older config or produces a resource Envoy would refuse is rejected with
+// a reason and contributes nothing, and the others render as if it were absent.
+// That keeps "what does this node do" answerable config by config.
+package render
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"unicode/utf8"
+
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/nodeagent/xds"
+)
+
+// Reasons of RejectedConfig entries produced by Render.
+const (
+	// ReasonInvalidResource: an Envoy resource does not decode, has an unsupported
+	// @type, or fails xds.Validate; or a backend Service or Secret reference is malformed.
+	ReasonInvalidResource v1alpha1.ConditionReason = "InvalidResource"
+	// ReasonInvalidRedirect: a redirect is malformed or targets a listener its config does not define.
+	ReasonInvalidRedirect v1alpha1.ConditionReason = "InvalidRedirect"
+	// ReasonInvalidRoute: a route fragment does not decode or fails validation.
+	ReasonInvalidRoute v1alpha1.ConditionReason = "InvalidRoute"
+	// ReasonInvalidAnnouncement: an announcement's IP or interface pattern is malformed.
+	ReasonInvalidAnnouncement v1alpha1.ConditionReason = "InvalidAnnouncement"
+	// ReasonConflict: an older config already claims a VIP:port or a resource name.
+	ReasonConflict v1alpha1.ConditionReason = "Conflict"
+)
+
+// maxMessage is RejectedConfig.Message's schema limit.
+const maxMessage = 1024
+
+// Protocol numbers of Key.Proto.
+const (
+	ProtoTCP uint8 = 6
+	ProtoUDP uint8 = 17
+)
+
+// Key is a redirected frontend. It has the same fields as bpf.Key, which only
+// builds on Linux, so the agent converts with bpf.Key(k) while render stays
+// portable. Addr is never an IPv4-mapped IPv6 address.
+type Key struct {
+	Addr  netip.Addr
+	Port  uint16
+	Proto uint8
+}
+
+func (k Key) String() string {
+	proto := "TCP"
+	if k.Proto == ProtoUDP {
+		proto = "UDP"
+	}
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(k.Addr, k.Port), proto)
+}
+
+// Input is everything Render reads.
+type Input struct {
+	// Configs are the NodeProxyConfigs whose nodeSelector matches this node, in any order.
+	Configs []*v1alpha1.NodeProxyConfig
+	// ProxyPorts maps a listener name to the proxy port allocated for it on this
+	// node. The agent's allocator owns it; Render only reads it.
+	ProxyPorts map[string]uint16
+}
+
+// Applied identifies a config applied whole.
+type Applied struct {
+	Name            string `json:"name"`
+	Generation      int64  `json:"generation"`
+	ResourceVersion string `json:"resourceVersion"`
+}
+
+// Output is what the node applies. Slices are sorted and the xDS resources are
+// sorted by name.
+type Output struct {
+	Redirects map[Key]uint16
+	Resources xds.Resources
+	// BackendServices are the Services whose EndpointSlices feed EDS, one per
+	// namespace/name with the union of the ports asked for (none = every port).
+	BackendServices []v1alpha1.BackendService
+	// Secrets are the Kubernetes Secrets ("<namespace>/<name>") to serve over SDS
+	// under the same name: those listed by applied configs and used by a rendered
+	// listener or cluster. Resources pass xds.Validate once these are added.
+	Secrets       []string
+	Announcements []v1alpha1.Announcement
+	// Applied are the configs applied whole, by name.
+	Applied []Applied
+	// Rejected are the configs not applied and why, oldest first as in NodeProxy status.
+	Rejected []v1alpha1.RejectedConfig
+	// ListenersNeedingPorts are redirect targets of otherwise valid configs that
+	// have no proxy port in Input.ProxyPorts. Those configs are held back (neither
+	// Applied nor Rejected) until the agent allocates the ports and renders again.
+	// Every other redirect target is in Resources.Listeners with its port.
+	ListenersNeedingPorts []string
+}
+
+type rejection struct {
+	reason  v1alpha1.ConditionReason
+	message string
+}
+
+func reject(reason v1alpha1.ConditionReason, format string, args ...any) *rejection {
+	return &rejection{reason: reason, message: fmt.Sprintf(format, args...)}
+}
+
+// Render translates the configs selecting this node into what the node applies.
+func Render(in Input) Output {
+	configs := byAge(in.Configs)
+	rejected := map[string]*rejection{}
+	var candidates []*parsed
+	for _, cfg := range configs {
+		p, rej := parse(cfg, in.ProxyPorts)
+		if rej != nil {
+			rejected[cfg.Name] = rej
+			continue
+		}
+		candidates = append(candidates, p)
+	}
+
+	// Each round rejects at least one more config or ends, and a config rejected
+	// for producing an invalid resource no longer claims anything, so a younger
+	// config it was blocking gets its turn in the next round.
+	invalid := map[string]*rejection{}
+	for {
+		winners, conflicts := claim(candidates, invalid)
+		res, owners, placeholders := build(winners)
+		errs, unused := validate(res, placeholders)
+		if len(errs) == 0 {
+			return finish(configs, winners, res, unused, rejected, conflicts, invalid)
+		}
+		culprits := blame(errs, owners)
+		if len(culprits) == 0 {
+			// Every resource has an owner, so this is unreachable unless xds.Validate
+			// learns a check that names no resource; serve what is valid rather than nothing.
+			res = prune(res, placeholders)
+			return finish(configs, winners, res, unused, rejected, conflicts, invalid)
+		}
+		for name, r := range culprits {
+			invalid[name] = r
+		}
+	}
+}
+
+// validate runs xds.Validate with the placeholders of Kubernetes Secrets added.
+// Errors about the placeholders themselves can only say that nothing uses them;
+// they are not held against the config (listing a Secret only allows the agent
+// to read it) but returned as unused, so the agent does not serve a Secret that
+// the snapshot cache would refuse as unreferenced.
+func validate(res xds.Resources, placeholders []*tlsv3.Secret) (errs []xds.ResourceError, unused map[string]bool) {
+	if len(placeholders) == 0 {
+		return xds.Validate(res), nil
+	}
+	isPlaceholder := make(map[string]bool, len(placeholders))
+	for _, s := range placeholders {
+		isPlaceholder[s.GetName()] = true
+	}
+	res.Secrets = append(slices.Clip(res.Secrets), placeholders...)
+	unused = map[string]bool{}
+	errs = slices.DeleteFunc(xds.Validate(res), func(e xds.ResourceError) bool {
+		if e.Kind == xds.KindSecret && isPlaceholder[e.Name] {
+			unused[e.Name] = true
+			return true
+		}
+		return false
+	})
+	return errs, unused
+}
+
+func prune(res xds.Resources, placeholders []*tlsv3.Secret) xds.Resources {
+	isPlaceholder := make(map[string]bool, len(placeholders))
+	for _, s := range placeholders {
+		isPlaceholder[s.GetName()] = true
+	}
+	res.Secrets = append(slices.Clip(res.Secrets), placeholders...)
+	res, _ = xds.Prune(res)
+	res.Secrets = slices.DeleteFunc(res.Secrets, func(s *tlsv3.Secret) bool { return isPlaceholder[s.GetName()] })
+	return res
+}
+
+// byAge orders configs oldest first (creationTimestamp, then name): the order in
+// which conflicts are settled. A repeated name can only come from a broken
+// cache; the younger copy is ignored.
+func byAge(in []*v1alpha1.NodeProxyConfig) []*v1alpha1.NodeProxyConfig {
+	out := make([]*v1alpha1.NodeProxyConfig, 0, len(in))
+	for _, c := range in {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	slices.SortStableFunc(out, olderFirst)
+	seen := make(map[string]bool, len(out))
+	return slices.DeleteFunc(out, func(c *v1alpha1.NodeProxyConfig) bool {
+		dup := seen[c.Name]
+		seen[c.Name] = true
+		return dup
+	})
+}
+
+func olderFirst(a, b *v1alpha1.NodeProxyConfig) int {
+	if c := a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Name, b.Name)
+}
+
+// blame maps validation errors to the configs that produced the offending
+// resources, one message per config listing all its errors.
+func blame(errs []xds.ResourceError, owners map[string][]*parsed) map[string]*rejection {
+	out := map[string]*rejection{}
+	for _, e := range errs {
+		for _, p := range owners[e.Kind+"/"+e.Name] {
+			if r := out[p.cfg.Name]; r != nil {
+				r.message += "; " + e.Error()
+				continue
+			}
+			out[p.cfg.Name] = &rejection{reason: ReasonInvalidResource, message: e.Error()}
+		}
+	}
+	return out
+}
+
+func finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Resources, unusedSecrets map[string]bool,
+	rejected, conflicts, invalid map[string]*rejection) Output {
+	out := Output{Redirects: map[Key]uint16{}, Resources: res}
+	for _, m := range []map[string]*rejection{conflicts, invalid} {
+		for name, r := range m {
+			rejected[name] = r
+		}
+	}
+	for _, cfg := range configs {
+		if r := rejected[cfg.Name]; r != nil {
+			out.Rejected = append(out.Rejected, v1alpha1.RejectedConfig{
+				Name: cfg.Name, Generation: cfg.Generation, Reason: r.reason, Message: truncate(r.message),
+			})
+		}
+	}
+
+	listenerPorts := map[string]uint16{}
+	for _, l := range res.Listeners {
+		listenerPorts[l.GetName()] = uint16(l.GetAddress().GetSocketAddress().GetPortValue())
+	}
+	backends := map[string]*v1alpha1.BackendService{}
+	for _, p := range winners {
+		if len(p.missingPorts) > 0 {
+			out.ListenersNeedingPorts = append(out.ListenersNeedingPorts, p.missingPorts...)
+			continue
+		}
+		out.Applied = append(out.Applied, Applied{
+			Name: p.cfg.Name, Generation: p.cfg.Generation, ResourceVersion: p.cfg.ResourceVersion,
+		})
+		for _, r := range p.redirects {
+			if port, ok := listenerPorts[r.listener]; ok {
+				out.Redirects[r.key] = port
+			}
+		}
+		for _, b := range p.backends {
+			mergeBackend(backends, b)
+		}
+		out.Secrets = append(out.Secrets, p.secretRefs...)
+		out.Announcements = append(out.Announcements, p.announcements...)
+	}
+
+	slices.SortFunc(out.Applied, func(a, b Applied) int { return cmp.Compare(a.Name, b.Name) })
+	out.ListenersNeedingPorts = sortedUnique(out.ListenersNeedingPorts)
+	out.Secrets = sortedUnique(slices.DeleteFunc(out.Secrets, func(s string) bool { return unusedSecrets[s] }))
+	for _, b := range backends {
+		out.BackendServices = append(out.BackendServices, *b)
+	}
+	slices.SortFunc(out.BackendServices, func(a, b v1alpha1.BackendService) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
+	out.Announcements = sortAnnouncements(out.Announcements)
+	return out
+}
+
+// mergeBackend keeps one entry per Service: asking for every port (no ports)
+// wins over a subset, otherwise the ports are united.
+func mergeBackend(into map[string]*v1alpha1.BackendService, b v1alpha1.BackendService) {
+	key := b.Namespace + "/" + b.Name
+	have, ok := into[key]
+	switch {
+	case !ok:
+		b.Ports = sortedUnique(b.Ports)
+		into[key] = &b
+	case len(have.Ports) == 0:
+	case len(b.Ports) == 0:
+		have.Ports = nil
+	default:
+		have.Ports = sortedUnique(append(have.Ports, b.Ports...))
+	}
+}
+
+func sortAnnouncements(in []v1alpha1.Announcement) []v1alpha1.Announcement {
+	compare := func(a, b v1alpha1.Announcement) int {
+		return cmp.Or(
+			netip.MustParseAddr(a.IP).Compare(netip.MustParseAddr(b.IP)),
+			cmp.Compare(a.Service.Namespace, b.Service.Namespace),
+			cmp.Compare(a.Service.Name, b.Service.Name),
+			slices.Compare(a.Interfaces, b.Interfaces),
+		)
+	}
+	slices.SortFunc(in, compare)
+	return slices.CompactFunc(in, func(a, b v1alpha1.Announcement) bool { return compare(a, b) == 0 })
+}
+
+func sortedUnique(in []string) []string {
+	if len(in) == 0 {
+		return nil
+	}
+	slices.Sort(in)
+	return slices.Compact(in)
+}
+
+func truncate(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage - len("...")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
