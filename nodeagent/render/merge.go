@@ -10,6 +10,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
@@ -19,10 +20,16 @@ import (
 // but exclude an exclusive one of the same name: a route table built from
 // fragments versus a RouteConfiguration resource, a Secret read from Kubernetes
 // versus a Secret resource.
+//
+// Clusters are the one exception to exclusive names: producers name EDS clusters after
+// their backend ("<namespace>/<service>:<port>"), so two Ingresses routing to the same
+// Service both define it. Byte-identical (proto.Equal) clusters are merged; a cluster of
+// the same name that differs is a conflict like any other.
 type claimer struct {
 	redirects map[Key]claimant
 	exclusive map[string]claimant
 	shared    map[string]claimant
+	clusters  map[string]*clusterv3.Cluster
 }
 
 type claimant struct {
@@ -35,7 +42,7 @@ type claimant struct {
 // Configs held back for missing proxy ports still claim, so that allocating a
 // port never flips a verdict.
 func claim(candidates []*parsed, invalid map[string]*rejection) ([]*parsed, map[string]*rejection) {
-	c := claimer{redirects: map[Key]claimant{}, exclusive: map[string]claimant{}, shared: map[string]claimant{}}
+	c := claimer{redirects: map[Key]claimant{}, exclusive: map[string]claimant{}, shared: map[string]claimant{}, clusters: map[string]*clusterv3.Cluster{}}
 	conflicts := map[string]*rejection{}
 	var winners []*parsed
 	for _, p := range candidates {
@@ -65,6 +72,9 @@ func (c *claimer) check(p *parsed) *rejection {
 	}
 	for _, n := range names(p) {
 		if h, ok := c.exclusive[n]; ok {
+			if c.identicalCluster(p, n) {
+				continue
+			}
 			return conflict(describe(n), h)
 		}
 		if h, ok := c.shared[n]; ok {
@@ -84,13 +94,34 @@ func (c *claimer) take(p *parsed) {
 		c.redirects[r.key] = claimant{config: p.cfg.Name, what: fmt.Sprintf("redirect %q (%s)", r.name, r.key)}
 	}
 	for _, n := range names(p) {
-		c.exclusive[n] = claimant{config: p.cfg.Name, what: describe(n)}
+		if _, held := c.exclusive[n]; !held { // an identical cluster stays with its oldest claimant
+			c.exclusive[n] = claimant{config: p.cfg.Name, what: describe(n)}
+		}
+	}
+	for _, cl := range p.clusters {
+		if _, held := c.clusters[cl.GetName()]; !held {
+			c.clusters[cl.GetName()] = cl
+		}
 	}
 	for _, n := range sharedNames(p) {
 		if _, ok := c.shared[n.key]; !ok {
 			c.shared[n.key] = claimant{config: p.cfg.Name, what: n.what}
 		}
 	}
+}
+
+func (c *claimer) identicalCluster(p *parsed, name string) bool {
+	kind, n, _ := strings.Cut(name, "/")
+	if kind != xds.KindCluster {
+		return false
+	}
+	held := c.clusters[n]
+	for _, cl := range p.clusters {
+		if cl.GetName() == n {
+			return held != nil && proto.Equal(held, cl)
+		}
+	}
+	return false
 }
 
 type sharedName struct{ key, what string }
@@ -146,11 +177,15 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 			continue
 		}
 		for _, n := range names(p) {
-			owners[n] = []*parsed{p}
+			owners[n] = append(owners[n], p)
 		}
 		res.Listeners = append(res.Listeners, p.listeners...)
 		res.Routes = append(res.Routes, p.routes...)
-		res.Clusters = append(res.Clusters, p.clusters...)
+		for _, cl := range p.clusters {
+			if len(owners[xds.KindCluster+"/"+cl.GetName()]) == 1 { // identical duplicates are served once
+				res.Clusters = append(res.Clusters, cl)
+			}
+		}
 		res.Secrets = append(res.Secrets, p.secrets...)
 		for _, s := range p.secretRefs {
 			if !refs[s] {
