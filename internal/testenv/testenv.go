@@ -9,10 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -101,7 +103,13 @@ func Start(opts Options) (*Env, error) {
 	}
 	api := e.env.ControlPlane.GetAPIServer()
 	if opts.ListenHost != "" {
+		// envtest replaces a host given without a port by its own loopback choice.
+		port, err := freePort(opts.ListenHost)
+		if err != nil {
+			return nil, err
+		}
 		api.SecureServing.ListenAddr.Address = opts.ListenHost
+		api.SecureServing.ListenAddr.Port = strconv.Itoa(port)
 	}
 	for k, v := range opts.APIServerArgs {
 		api.Configure().Set(k, v)
@@ -161,3 +169,12 @@ func (e *Env) Kubectl(ctx context.Context, args ...string) (string, error) {
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("finding a free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

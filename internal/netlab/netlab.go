@@ -1,0 +1,142 @@
+// Package netlab builds small lab networks for tests that need real nodes: one Linux
+// network namespace per simulated host, each with an interface "eth1" on a shared bridge
+// in the root namespace. The bridge carries an address of its own, so processes in the
+// hosts reach a test apiserver bound to it (design.md §7: the management link).
+//
+// Every address lives in prefixes the lab creates and tears down; nothing leaves the
+// machine. Tests using it need root (internal/privileged.Require).
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// HostInterface is the interface name every host gets, as scenario S2's policy expects.
+const HostInterface = "eth1"
+
+var seq atomic.Uint32
+
+// Lab is a bridge with hosts attached.
+type Lab struct {
+	t      testing.TB
+	id     string
+	Bridge string
+	// Mgmt is the bridge's own address: bind servers the hosts must reach to it.
+	Mgmt   netip.Prefix
+	Mgmt6  netip.Prefix
+	hosts  []*Host
+	next   int
+	prefix netip.Prefix
+	v6     netip.Prefix
+}
+
+// Host is one network namespace attached to the lab's bridge.
+type Host struct {
+	Name string // also the network namespace name
+	IPv4 netip.Prefix
+	IPv6 netip.Prefix
+	MAC  net.HardwareAddr
+	lab  *Lab
+}
+
+// New builds a bridge with address .1 of v4 (a /24) and ::1 of v6 (a /64); the lab is
+// removed when the test ends.
+func New(t testing.TB, v4, v6 netip.Prefix) *Lab {
+	t.Helper()
+	id := fmt.Sprintf("%d%d", os.Getpid()%10000, seq.Add(1))
+	l := &Lab{t: t, id: id, Bridge: "ptbr" + id, prefix: v4, v6: v6, next: 10}
+	l.Mgmt = netip.PrefixFrom(v4.Addr().Next(), v4.Bits())
+	l.Mgmt6 = netip.PrefixFrom(v6.Addr().Next(), v6.Bits())
+	t.Cleanup(l.teardown)
+	l.must("ip", "link", "add", l.Bridge, "type", "bridge")
+	l.must("ip", "addr", "add", l.Mgmt.String(), "dev", l.Bridge)
+	l.must("ip", "-6", "addr", "add", l.Mgmt6.String(), "dev", l.Bridge, "nodad")
+	l.must("ip", "link", "set", l.Bridge, "up")
+	return l
+}
+
+// AddHost creates a namespace with lo up and eth1 on the bridge, addressed with the next
+// free host number in both prefixes.
+func (l *Lab) AddHost(role string) *Host {
+	l.t.Helper()
+	n := l.next
+	l.next++
+	h := &Host{Name: fmt.Sprintf("pt%s-%s", l.id, role), lab: l}
+	h.IPv4 = netip.PrefixFrom(nth(l.prefix.Addr(), n), l.prefix.Bits())
+	h.IPv6 = netip.PrefixFrom(nth(l.v6.Addr(), n), l.v6.Bits())
+	peer := fmt.Sprintf("ptv%s-%d", l.id, n)
+	l.must("ip", "netns", "add", h.Name)
+	l.hosts = append(l.hosts, h)
+	l.must("ip", "link", "add", peer, "type", "veth", "peer", "name", HostInterface, "netns", h.Name)
+	l.must("ip", "link", "set", peer, "master", l.Bridge, "up")
+	h.MustRun("ip", "link", "set", "lo", "up")
+	h.MustRun("ip", "addr", "add", h.IPv4.String(), "dev", HostInterface)
+	h.MustRun("ip", "-6", "addr", "add", h.IPv6.String(), "dev", HostInterface, "nodad")
+	h.MustRun("ip", "link", "set", HostInterface, "up")
+	mac, err := net.ParseMAC(strings.TrimSpace(h.MustRun("cat", "/sys/class/net/"+HostInterface+"/address")))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	h.MAC = mac
+	return h
+}
+
+// Command returns a command that runs in the host's namespace.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
+}
+
+// Run runs a command in the host's namespace and returns its output.
+func (h *Host) Run(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, stderr bytes.Buffer
+	cmd := h.Command(ctx, name, args...)
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s %s in %s: %w: %s", name, strings.Join(args, " "), h.Name, err, stderr.String())
+	}
+	return out.String(), nil
+}
+
+// MustRun is Run that fails the test on error.
+func (h *Host) MustRun(name string, args ...string) string {
+	h.lab.t.Helper()
+	out, err := h.Run(name, args...)
+	if err != nil {
+		h.lab.t.Fatal(err)
+	}
+	return out
+}
+
+func (l *Lab) must(name string, args ...string) {
+	l.t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		l.t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func (l *Lab) teardown() {
+	for _, h := range l.hosts {
+		_ = exec.Command("ip", "netns", "del", h.Name).Run() // removes the namespace's veth end and so its peer
+	}
+	_ = exec.Command("ip", "link", "del", l.Bridge).Run()
+}
+
+func nth(base netip.Addr, n int) netip.Addr {
+	a := base
+	for range n {
+		a = a.Next()
+	}
+	return a
+}
