@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -53,7 +54,9 @@ type Controller struct {
 	mu       sync.Mutex
 	state    *lbipam.State
 	poolGens map[string]int64 // generation each pool was last parsed at
-	ready    bool
+	// poolWritten is when each pool's status was last written, to batch usage updates.
+	poolWritten map[string]time.Time
+	ready       bool
 
 	// Channels through which a reconcile of one kind asks for reconciles of the other.
 	poolKick    chan event.GenericEvent
@@ -69,6 +72,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts:        opts,
 		state:       lbipam.NewState(),
 		poolGens:    map[string]int64{},
+		poolWritten: map[string]time.Time{},
 		poolKick:    make(chan event.GenericEvent, 1024),
 		serviceKick: make(chan event.GenericEvent, 1024),
 	}
