@@ -1,0 +1,358 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/nodeagent/render"
+	"github.com/portico-dev/portico/nodeagent/xds"
+)
+
+// ReasonProxyPortsExhausted rejects a config whose redirected listeners could not get a
+// proxy port; it is retried on every sync, so freeing ports (or widening the range) heals it.
+const ReasonProxyPortsExhausted v1alpha1.ConditionReason = "ProxyPortsExhausted"
+
+// agent is the state of the sync loop. Only run's goroutine touches the fields below
+// the channels, so they need no lock.
+type agent struct {
+	cfg    Config
+	log    logr.Logger
+	cache  cache.Cache
+	xds    *xds.Server
+	ports  *Ports
+	report *reporter
+	dp     *datapath
+
+	trigger        chan struct{}
+	configsDirty   atomic.Bool
+	endpointsDirty atomic.Bool
+	// backends is the set of "<namespace>/<name>" of the backend Services in use, read by
+	// the event handlers to ignore EndpointSlices nobody asked for.
+	backendsMu sync.RWMutex
+	backends   map[string]bool
+
+	out        render.Output
+	selected   map[string]string
+	rejectedRV map[string]string
+	rejected   []v1alpha1.RejectedConfig
+	endpoints  int
+	// dpOpenErr is why the datapath could not be opened or attached (retried every
+	// DeviceRescan); dpSyncErr why the last redirect map sync failed.
+	dpOpenErr  error
+	dpSyncErr  error
+	xdsErr     error
+	xdsVersion string
+	edsErr     error
+}
+
+func (a *agent) kick(configs bool) {
+	if configs {
+		a.configsDirty.Store(true)
+	} else {
+		a.endpointsDirty.Store(true)
+	}
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (a *agent) isBackend(obj any) bool {
+	o, ok := obj.(client.Object)
+	if !ok {
+		if d, isTomb := obj.(toolscache.DeletedFinalStateUnknown); isTomb {
+			o, ok = d.Obj.(client.Object)
+		}
+		if !ok {
+			return true // cannot tell: resync rather than miss a change
+		}
+	}
+	name := o.GetName()
+	if _, isSlice := o.(*discoveryv1.EndpointSlice); isSlice {
+		name = o.GetLabels()[serviceNameLabel]
+	}
+	a.backendsMu.RLock()
+	defer a.backendsMu.RUnlock()
+	return a.backends[o.GetNamespace()+"/"+name]
+}
+
+func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any)) error {
+	inf, err := a.cache.GetInformer(ctx, obj)
+	if err != nil {
+		return fmt.Errorf("agent: watching %T: %w", obj, err)
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    onEvent,
+		UpdateFunc: func(_, n any) { onEvent(n) },
+		DeleteFunc: onEvent,
+	})
+	return err
+}
+
+// run is the sync loop: it waits for a change, lets a burst of changes settle for
+// Debounce, and applies the result. The first sync happens as soon as the caches are
+// synced, so a restarted agent serves Envoy without waiting for an event.
+func (a *agent) run(ctx context.Context) error {
+	onConfig := func(any) { a.kick(true) }
+	onBackend := func(obj any) {
+		if a.isBackend(obj) {
+			a.kick(false)
+		}
+	}
+	for _, w := range []struct {
+		obj client.Object
+		fn  func(any)
+	}{
+		{&v1alpha1.NodeProxyConfig{}, onConfig},
+		{&corev1.Node{}, onConfig},
+		// TODO(scale): every agent caches every EndpointSlice and Service in the cluster;
+		// watching only the backend Services (one informer per namespace, or a label
+		// selector maintained by the producers) would bound it.
+		{&discoveryv1.EndpointSlice{}, onBackend},
+		{&corev1.Service{}, onBackend},
+	} {
+		if err := a.watch(ctx, w.obj, w.fn); err != nil {
+			return err
+		}
+	}
+	if !a.cache.WaitForCacheSync(ctx) {
+		return ctx.Err()
+	}
+	if a.dp != nil {
+		a.dpOpenErr = a.dp.ensure()
+		if a.dpOpenErr != nil {
+			a.log.Error(a.dpOpenErr, "datapath not ready; serving xDS only until it recovers")
+		}
+	}
+	a.kick(true)
+
+	rescan := time.NewTicker(a.cfg.DeviceRescan)
+	defer rescan.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.xds.Changes():
+			a.report.Poke()
+			continue
+		case <-rescan.C:
+			if a.dp != nil {
+				err := a.dp.ensure()
+				changed := (err == nil) != (a.dpOpenErr == nil) || (err != nil && err.Error() != a.dpOpenErr.Error())
+				a.dpOpenErr = err
+				if changed {
+					// A datapath that just came up has an empty or stale map: resync it.
+					a.configsDirty.Store(true)
+				} else {
+					continue
+				}
+			} else {
+				continue
+			}
+		case <-a.trigger:
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(a.cfg.Debounce):
+			}
+		}
+		a.sync(ctx)
+	}
+}
+
+func (a *agent) sync(ctx context.Context) {
+	rendered := false
+	if a.configsDirty.Swap(false) {
+		if err := a.renderConfigs(ctx); err != nil {
+			a.log.Error(err, "rendering configs; retrying")
+			a.kick(true)
+		} else {
+			rendered = true
+		}
+	}
+	if a.endpointsDirty.Swap(false) || rendered {
+		a.syncEndpoints(ctx)
+	}
+	a.report.Update(a.buildReport())
+}
+
+// selectConfigs returns the configs whose nodeSelector matches the node's labels, and
+// rejections for configs whose selector does not parse.
+func (a *agent) selectConfigs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig, []v1alpha1.RejectedConfig, map[string]string, error) {
+	node := &corev1.Node{}
+	var nodeLabels labels.Set
+	switch err := a.cache.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, node); {
+	case apierrors.IsNotFound(err):
+		// Without a Node object only configs selecting every node apply.
+	case err != nil:
+		return nil, nil, nil, err
+	default:
+		nodeLabels = node.Labels
+	}
+	var list v1alpha1.NodeProxyConfigList
+	if err := a.cache.List(ctx, &list); err != nil {
+		return nil, nil, nil, err
+	}
+	var sel []*v1alpha1.NodeProxyConfig
+	var rejected []v1alpha1.RejectedConfig
+	rvs := map[string]string{}
+	for i := range list.Items {
+		c := &list.Items[i]
+		if c.DeletionTimestamp != nil {
+			continue
+		}
+		ok, err := selects(c.Spec.NodeSelector, nodeLabels)
+		if err != nil {
+			rvs[c.Name] = c.ResourceVersion
+			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
+				Reason: ReasonInvalidSelector, Message: truncate("spec.nodeSelector: "+err.Error(), 1024)})
+			continue
+		}
+		if ok {
+			rvs[c.Name] = c.ResourceVersion
+			sel = append(sel, c)
+		}
+	}
+	return sel, rejected, rvs, nil
+}
+
+// selects reports whether a nodeSelector selects a node with the given labels: nil or
+// empty selects every node (metav1.LabelSelectorAsSelector alone would make nil select none).
+func selects(s *metav1.LabelSelector, l labels.Set) (bool, error) {
+	if s == nil {
+		return true, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(s)
+	if err != nil {
+		return false, err
+	}
+	return sel.Matches(l), nil
+}
+
+func (a *agent) renderConfigs(ctx context.Context) error {
+	configs, rejected, rvs, err := a.selectConfigs(ctx)
+	if err != nil {
+		return err
+	}
+	in := render.Input{Configs: configs, ProxyPorts: a.ports.Assigned()}
+	out := render.Render(in)
+	if len(out.ListenersNeedingPorts) > 0 {
+		if err := a.ports.Allocate(out.ListenersNeedingPorts); err != nil {
+			a.log.Error(err, "allocating proxy ports")
+		}
+		in.ProxyPorts = a.ports.Assigned()
+		out = render.Render(in)
+	}
+	// Ports stay reserved for every listener a selected config redirects to, applied or
+	// not, so a config that is rejected for a while gets its old port back.
+	var keep []string
+	waiting := map[string]bool{}
+	for _, l := range out.ListenersNeedingPorts {
+		waiting[l] = true
+	}
+	for _, c := range configs {
+		held := false
+		for _, r := range c.Spec.Redirects {
+			keep = append(keep, r.Listener)
+			held = held || waiting[r.Listener]
+		}
+		if held {
+			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
+				Reason:  ReasonProxyPortsExhausted,
+				Message: fmt.Sprintf("no free proxy port in %d-%d for its listeners", a.cfg.ProxyPortMin, a.cfg.ProxyPortMax)})
+		}
+	}
+	if err := a.ports.Retain(keep); err != nil {
+		a.log.Error(err, "releasing proxy ports")
+	}
+	a.out, a.selected, a.rejectedRV = out, rvs, rvs
+	a.rejected = append(rejected, out.Rejected...)
+
+	if a.dp != nil {
+		// Synced even when attaching to some interface failed: the others still redirect.
+		a.dpSyncErr = a.dp.sync(out.Redirects)
+	}
+	version, err := a.xds.SetResources(ctx, out.Resources)
+	a.xdsErr = err
+	if err == nil {
+		a.xdsVersion = version
+	} else {
+		a.log.Error(err, "serving rendered resources")
+	}
+
+	set := map[string]bool{}
+	for _, b := range out.BackendServices {
+		set[b.Namespace+"/"+b.Name] = true
+	}
+	a.backendsMu.Lock()
+	a.backends = set
+	a.backendsMu.Unlock()
+	a.log.V(1).Info("rendered", "selected", len(configs), "applied", len(out.Applied),
+		"rejected", len(a.rejected), "redirects", len(out.Redirects), "xdsVersion", a.xdsVersion)
+	return nil
+}
+
+func (a *agent) syncEndpoints(ctx context.Context) {
+	all := map[string]*endpointv3.ClusterLoadAssignment{}
+	for _, b := range a.out.BackendServices {
+		var svc *corev1.Service
+		s := &corev1.Service{}
+		if err := a.cache.Get(ctx, client.ObjectKey{Namespace: b.Namespace, Name: b.Name}, s); err == nil {
+			svc = s
+		}
+		var list discoveryv1.EndpointSliceList
+		if err := a.cache.List(ctx, &list, client.InNamespace(b.Namespace),
+			client.MatchingLabels{serviceNameLabel: b.Name}); err != nil {
+			a.log.Error(err, "listing EndpointSlices", "service", b.Namespace+"/"+b.Name)
+			continue
+		}
+		eps := make([]*discoveryv1.EndpointSlice, len(list.Items))
+		for i := range list.Items {
+			eps[i] = &list.Items[i]
+		}
+		for name, c := range BuildEndpoints(b, svc, eps) {
+			all[name] = c
+		}
+	}
+	a.edsErr = a.xds.SetEndpoints(all)
+	if a.edsErr != nil {
+		a.log.Error(a.edsErr, "serving endpoints")
+	}
+	a.endpoints = countEndpoints(all)
+}
+
+func (a *agent) buildReport() Report {
+	r := Report{
+		Selected:         a.selected,
+		Applied:          a.out.Applied,
+		Rejected:         a.rejected,
+		RejectedRV:       a.rejectedRV,
+		Redirects:        len(a.out.Redirects),
+		Listeners:        len(a.out.Resources.Listeners),
+		Clusters:         len(a.out.Resources.Clusters),
+		Endpoints:        a.endpoints,
+		DatapathDisabled: a.dp == nil,
+		DatapathErr:      errors.Join(a.dpOpenErr, a.dpSyncErr),
+		XDSErr:           a.xdsErr,
+		XDSVersion:       a.xdsVersion,
+	}
+	// TODO(arp): count announced IPs once the ARP/NDP responder exists; until then the
+	// node answers for none, and reporting the rendered announcements would be a lie.
+	return r
+}
