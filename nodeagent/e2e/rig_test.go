@@ -1,0 +1,199 @@
+// Package e2e runs the node-agent binary the way a node runs it: as a process in the
+// node's network namespace, against a real apiserver reached over a management link, with
+// real TCP from a client namespace through the eBPF redirect (design.md §7).
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/portico-dev/portico/internal/netlab"
+	"github.com/portico-dev/portico/internal/privileged"
+	"github.com/portico-dev/portico/internal/testenv"
+)
+
+const nodeName = "node1"
+
+type rig struct {
+	t       *testing.T
+	lab     *netlab.Lab
+	node    *netlab.Host
+	client  *netlab.Host
+	env     *testenv.Env
+	bin     string
+	pinPath string
+	state   string
+	socket  string
+	logs    *bytes.Buffer
+	agent   *exec.Cmd
+	exited  chan struct{}
+}
+
+func newRig(t *testing.T) *rig {
+	privileged.Require(t)
+	r := &rig{t: t, logs: &bytes.Buffer{}}
+	r.lab = netlab.New(t, netip.MustParsePrefix("10.252.0.0/24"), netip.MustParsePrefix("fd00:252::/64"))
+	r.node, r.client = r.lab.AddHost("node"), r.lab.AddHost("client")
+	// The VIPs are configured nowhere: the client routes them to the node, where only the
+	// redirect can deliver them.
+	r.client.MustRun("ip", "route", "add", "10.252.1.0/24", "via", r.node.IPv4.Addr().String())
+	r.client.MustRun("ip", "-6", "route", "add", "fd00:252:1::/64", "via", r.node.IPv6.Addr().String())
+
+	var err error
+	r.env, err = testenv.Start(testenv.Options{ListenHost: r.lab.Mgmt.Addr().String()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.env.Stop() })
+	ctx := context.Background()
+	if err := r.env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "portico-system"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName,
+		Labels: map[string]string{"kubernetes.io/hostname": nodeName}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	r.bin = filepath.Join(dir, "node-agent")
+	build := exec.Command("go", "build", "-o", r.bin, "./cmd/node-agent")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/node-agent: %v: %s", err, out)
+	}
+	// A private bpffs: pins never touch /sys/fs/bpf, and unmounting it detaches
+	// everything the agent pinned.
+	bpffs := filepath.Join(dir, "bpffs")
+	if err := os.Mkdir(bpffs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("bpf", bpffs, "bpf", 0, "mode=0700"); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(bpffs, unix.MNT_DETACH) })
+	r.pinPath = filepath.Join(bpffs, "portico")
+	r.state = filepath.Join(dir, "state")
+	// Unix socket paths are limited to 108 bytes; t.TempDir can be longer.
+	sockDir, err := os.MkdirTemp("", "ptx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	r.socket = filepath.Join(sockDir, "xds.sock")
+	t.Cleanup(func() {
+		r.stopAgent(unix.SIGKILL)
+		if t.Failed() {
+			t.Logf("node-agent output:\n%s", r.logs.String())
+		}
+	})
+	return r
+}
+
+// startAgent runs the node-agent binary in the node's namespace.
+func (r *rig) startAgent() {
+	r.t.Helper()
+	r.agent = r.node.Command(context.Background(), r.bin,
+		"--node-name", nodeName, "--kubeconfig", r.env.Kubeconfig, "--install-namespace", "portico-system",
+		"--bpf-pin-path", r.pinPath, "--state-dir", r.state, "--xds-socket", r.socket,
+		"--devices", "^"+netlab.HostInterface+"$", "--health-probe-bind-address", "")
+	w := &lockedWriter{w: r.logs}
+	r.agent.Stdout, r.agent.Stderr = w, w
+	if err := r.agent.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	r.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.agent, r.exited)
+}
+
+// stopAgent signals the agent (`ip netns exec` execs it, so the pid is the agent's).
+func (r *rig) stopAgent(sig unix.Signal) {
+	if r.agent == nil || r.agent.Process == nil {
+		return
+	}
+	_ = r.agent.Process.Signal(sig)
+	select {
+	case <-r.exited:
+	case <-time.After(10 * time.Second):
+		_ = r.agent.Process.Kill()
+		<-r.exited
+	}
+	r.agent = nil
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// echo is a stand-in Envoy listener: it records the local address of every connection
+// it accepts and echoes what it reads.
+type echo struct {
+	locals chan netip.AddrPort
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+func serveEcho(t *testing.T, ln net.Listener) *echo {
+	e := &echo{locals: make(chan netip.AddrPort, 64)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			e.mu.Lock()
+			e.conns = append(e.conns, c)
+			e.mu.Unlock()
+			select {
+			case e.locals <- c.LocalAddr().(*net.TCPAddr).AddrPort():
+			default:
+			}
+			go func() { _, _ = io.Copy(c, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, c := range e.conns {
+			c.Close()
+		}
+	})
+	return e
+}
+
+// roundTrip sends a line on c and expects it back.
+func roundTrip(c net.Conn, msg string) error {
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return err
+	}
+	buf := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return err
+	}
+	if string(buf) != msg {
+		return fmt.Errorf("echoed %q, sent %q", buf, msg)
+	}
+	return nil
+}
