@@ -39,7 +39,7 @@ const (
 	DefaultNamespace      = "portico-system"
 	DefaultProxyPortMin   = 15000
 	DefaultProxyPortMax   = 15999
-	DefaultDebounce       = 50 * time.Millisecond
+	DefaultDebounce       = 20 * time.Millisecond
 	DefaultDeviceRescan   = 5 * time.Second
 	DefaultReportInterval = time.Second
 )

@@ -186,7 +186,7 @@ func TestAgentAppliesAndReports(t *testing.T) {
 }
 
 // shortDir is a temporary directory with a path short enough for a Unix socket (108 bytes).
-func shortDir(t *testing.T) string {
+func shortDir(t testing.TB) string {
 	d, err := os.MkdirTemp("", "pa-")
 	must(t, err)
 	t.Cleanup(func() { _ = os.RemoveAll(d) })
@@ -201,7 +201,7 @@ func create(t *testing.T, obj client.Object) {
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), obj) })
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
