@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := cfg.Log.WithValues("node", cfg.NodeName)
 
-	xsrv, err := xds.New(xds.Options{SocketPath: cfg.XDSSocket, TCPAddress: cfg.XDSAddress})
+	xsrv, err := xds.New(xds.Options{SocketPath: cfg.XDSSocket, TCPAddress: cfg.XDSAddress, VersionBase: uint64(time.Now().UnixMilli())})
 	if err != nil {
 		return err
 	}

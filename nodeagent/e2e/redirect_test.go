@@ -15,6 +15,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -207,10 +208,37 @@ func TestAgentRedirectsReportsAndSurvivesRestart(t *testing.T) {
 	g.Expect(connect(vip4, echo4)).To(Succeed())
 	g.Expect(roundTrip(held, "still\n")).To(Succeed())
 
+	// SIGTERM: a graceful stop releases the heartbeat at once and leaves the datapath
+	// serving; after the restart the served xDS version is higher than before.
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodeName}, np)).To(Succeed())
+		g.Expect(np.Status.XDSVersion).NotTo(BeEmpty())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	versionBefore := np.Status.XDSVersion
+	r.stopAgent(unix.SIGTERM)
+	lease := &coordinationv1.Lease{}
+	g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: "portico-system", Name: "portico-agent-" + nodeName}, lease)).To(Succeed())
+	g.Expect(ptr.Deref(lease.Spec.HolderIdentity, "")).To(BeEmpty(), "SIGTERM must release the heartbeat")
+	g.Expect(roundTrip(held, "after sigterm\n")).To(Succeed())
+	g.Expect(connect(vip4, echo4)).To(Succeed())
+	r.startAgent()
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodeName}, np)).To(Succeed())
+		g.Expect(len(np.Status.XDSVersion) > len(versionBefore) ||
+			(len(np.Status.XDSVersion) == len(versionBefore) && np.Status.XDSVersion > versionBefore)).To(BeTrue(),
+			"xDS version went from %s to %s", versionBefore, np.Status.XDSVersion)
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	g.Expect(roundTrip(held, "after second restart\n")).To(Succeed())
+	ads3, err := xdstest.Dial(ctx, "unix://"+r.socket, "envoy-"+nodeName)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer ads3.Close()
+	g.Expect(ads3.Start()).To(Succeed())
+	g.Eventually(func() int { return len(ads3.State(resourcev3.ListenerType).Resources) }).WithTimeout(20 * time.Second).Should(Equal(1))
+
 	// A NACK from the proxy shows up on NodeProxy with the proxy's own text. Removing the
 	// redirects changes the listener, which the proxy is told to refuse.
 	const nackText = "Error adding/updating listener(s) web: cannot bind '127.0.0.1:0': Address already in use"
-	ads2.SetReject(func(typeURL string, _ *discoveryv3.DiscoveryResponse) string {
+	ads3.SetReject(func(typeURL string, _ *discoveryv3.DiscoveryResponse) string {
 		if typeURL == resourcev3.ListenerType {
 			return nackText
 		}

@@ -39,6 +39,10 @@ type Options struct {
 	// ForgetProxyAfter drops a disconnected proxy from Proxies() after this
 	// long. Zero means 10 minutes; negative keeps it forever.
 	ForgetProxyAfter time.Duration
+	// VersionBase is where snapshot versions start counting (the first is VersionBase+1).
+	// The agent passes the wall clock in milliseconds so that versions keep going up across
+	// restarts: an operator comparing xdsVersion before and after must never see it go back.
+	VersionBase uint64
 }
 
 // Server is the agent's xDS server. Create it with New.
@@ -90,6 +94,7 @@ func New(opts Options) (*Server, error) {
 		eds:       cachev3.NewLinearCache(resourcev3.EndpointType),
 		tracker:   newTracker(),
 		endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
+		version:   opts.VersionBase,
 	}
 	mux := &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return cacheFor(r.GetTypeUrl()) },
