@@ -43,6 +43,7 @@ func main() {
 	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "how often the heartbeat Lease is renewed")
 	flag.DurationVar(&cfg.HeartbeatDuration, "heartbeat-duration", agent.DefaultHeartbeatDuration, "heartbeat Lease duration (published rounded up to whole seconds); the node fences itself after this long without a renewal")
 	flag.BoolVar(&cfg.DisableDatapath, "disable-datapath", false, "serve xDS only, without eBPF redirects (no root needed)")
+	flag.BoolVar(&cfg.DisableL2, "disable-l2", false, "do not answer ARP/NDP for the LoadBalancer IPs the L2 controller assigns to this node")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint (0 disables it)")
 	flag.StringVar(&cfg.ProbeAddr, "health-probe-bind-address", ":9879", "address of /healthz and /readyz (empty disables them)")
 	// Each agent mostly watches: writes are its Lease (5/s) and at most one NodeProxy

@@ -69,6 +69,8 @@ type Config struct {
 	HeartbeatInterval, HeartbeatDuration time.Duration
 	// DisableDatapath runs xDS only, e.g. without root or in tests; NodeProxy says so.
 	DisableDatapath bool
+	// DisableL2 turns off the ARP/NDP responder (it needs CAP_NET_RAW).
+	DisableL2 bool
 	// DeviceRescan is how often new interfaces are looked for (and a failed datapath retried).
 	DeviceRescan time.Duration
 	// Debounce coalesces bursts of watch events into one render.
@@ -191,13 +193,18 @@ func Run(ctx context.Context, cfg Config) error {
 		a.dp = newDatapath(cfg.PinPath, cfg.Devices)
 		defer a.dp.close()
 	}
+	runnables := []manager.Runnable{}
+	if !cfg.DisableL2 {
+		a.l2 = newAnnouncer(hb.Fenced, log.WithName("l2"))
+		runnables = append(runnables, manager.RunnableFunc(a.l2.run))
+	}
 
-	for _, r := range []manager.Runnable{
+	for _, r := range append(runnables,
 		xsrv,
 		manager.RunnableFunc(hb.Run),
 		manager.RunnableFunc(func(ctx context.Context) error { return rep.Run(ctx, xsrv.Proxies) }),
 		manager.RunnableFunc(a.run),
-	} {
+	) {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}

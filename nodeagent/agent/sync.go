@@ -38,6 +38,7 @@ type agent struct {
 	ports  *Ports
 	report *reporter
 	dp     *datapath
+	l2     *announcer
 
 	trigger        chan struct{}
 	configsDirty   atomic.Bool
@@ -52,6 +53,7 @@ type agent struct {
 	rejectedRV map[string]string
 	rejected   []v1alpha1.RejectedConfig
 	endpoints  int
+	announced  int
 	// dpOpenErr is why the datapath could not be opened or attached (retried every
 	// DeviceRescan); dpSyncErr why the last redirect map sync failed.
 	dpOpenErr  error
@@ -288,6 +290,9 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 		// Synced even when attaching to some interface failed: the others still redirect.
 		a.dpSyncErr = a.dp.sync(out.Redirects)
 	}
+	if a.l2 != nil {
+		a.announced = a.l2.set(out.Announcements)
+	}
 	version, err := a.xds.SetResources(ctx, out.Resources)
 	a.xdsErr = err
 	if err == nil {
@@ -351,8 +356,7 @@ func (a *agent) buildReport() Report {
 		DatapathErr:      errors.Join(a.dpOpenErr, a.dpSyncErr),
 		XDSErr:           a.xdsErr,
 		XDSVersion:       a.xdsVersion,
+		AnnouncedIPs:     a.announced,
 	}
-	// TODO(arp): count announced IPs once the ARP/NDP responder exists; until then the
-	// node answers for none, and reporting the rendered announcements would be a lie.
 	return r
 }

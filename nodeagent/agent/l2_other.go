@@ -1,0 +1,18 @@
+//go:build !linux
+
+package agent
+
+import (
+	"context"
+
+	"github.com/go-logr/logr"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+)
+
+// announcer is a no-op where there are no packet sockets.
+type announcer struct{}
+
+func newAnnouncer(func() bool, logr.Logger) *announcer { return &announcer{} }
+func (*announcer) run(ctx context.Context) error       { <-ctx.Done(); return nil }
+func (*announcer) set([]v1alpha1.Announcement) int     { return 0 }
