@@ -1,0 +1,196 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/controllers/l2"
+	"github.com/portico-dev/portico/controllers/lbipam"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/netlab"
+	"github.com/portico-dev/portico/internal/privileged"
+	"github.com/portico-dev/portico/internal/testenv"
+)
+
+// l2rig is scenario S1+S2 on three simulated nodes and a client on one bridge: the
+// LB-IPAM and L2 controllers run in the test against a real apiserver, and a node-agent
+// process runs in each node's namespace (xDS and ARP/NDP; no eBPF, which this scenario
+// does not use).
+type l2rig struct {
+	t      testing.TB
+	lab    *netlab.Lab
+	client *netlab.Host
+	nodes  map[string]*netlab.Host
+	agents map[string]*agentProc
+	env    *testenv.Env
+	bin    string
+	dir    string
+}
+
+type agentProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func newL2Rig(t testing.TB) *l2rig {
+	privileged.Require(t)
+	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, dir: t.TempDir()}
+	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
+	for _, n := range []string{"n1", "n2", "n3"} {
+		r.nodes[n] = r.lab.AddHost(n)
+	}
+	r.client = r.lab.AddHost("client")
+
+	var err error
+	r.env, err = testenv.Start(testenv.Options{ListenHost: r.lab.Mgmt.Addr().String(),
+		APIServerArgs: map[string]string{"service-cluster-ip-range": "10.96.0.0/16,fd00:96::/108"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.env.Stop() })
+	ctx := context.Background()
+	must(t, r.env.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "portico-system"}}))
+	for name := range r.nodes {
+		must(t, r.env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
+			Labels: map[string]string{"kubernetes.io/hostname": name}}}))
+	}
+
+	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	must(t, err)
+	must(t, lbipam.Setup(mgr, lbipam.Options{}))
+	must(t, l2.Setup(mgr, l2.Options{Namespace: "portico-system"}))
+	mctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(mctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	r.bin = filepath.Join(r.dir, "node-agent")
+	build := exec.Command("go", "build", "-o", r.bin, "./cmd/node-agent")
+	build.Dir = testenv.RepoRoot()
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build ./cmd/node-agent: %v: %s", err, out)
+	}
+	for name := range r.nodes {
+		r.startAgent(name)
+	}
+	t.Cleanup(func() {
+		for name := range r.agents {
+			r.stopAgent(name, unix.SIGKILL)
+		}
+	})
+	return r
+}
+
+func (r *l2rig) startAgent(node string) {
+	h := r.nodes[node]
+	sockDir, err := os.MkdirTemp("", "ptl2") // short: Unix socket paths are limited to 108 bytes
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	cmd := h.Command(context.Background(), r.bin, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
+		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
+		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
+	if err := cmd.Start(); err != nil {
+		r.t.Fatal(err)
+	}
+	p := &agentProc{cmd: cmd, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	r.agents[node] = p
+}
+
+func (r *l2rig) stopAgent(node string, sig unix.Signal) {
+	p := r.agents[node]
+	if p == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	delete(r.agents, node)
+}
+
+// announcer is the node the Service's L2Announced condition names, or "".
+func (r *l2rig) announcer(ns, name string) string {
+	svc := &corev1.Service{}
+	if err := r.env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, svc); err != nil {
+		return ""
+	}
+	c := conditions.Get(svc.Status.Conditions, v1alpha1.ConditionL2Announced)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return ""
+	}
+	if m := announcedBy.FindStringSubmatch(c.Message); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+var announcedBy = regexp.MustCompile(`announced by (\S+)`)
+
+var macRe = regexp.MustCompile(`(?i)([0-9a-f]{2}(:[0-9a-f]{2}){5})`)
+
+// arping asks once for ip from the client and returns the MACs that answered.
+func (r *l2rig) arping(ip netip.Addr, timeout time.Duration) []string {
+	var out string
+	if ip.Is4() {
+		out, _ = r.client.Run("arping", "-i", netlab.HostInterface, "-c", "1", "-w", fmt.Sprintf("%.3f", timeout.Seconds()), ip.String())
+	} else {
+		out, _ = r.client.Run("ndisc6", "-1", "-r", "1", "-w", fmt.Sprint(timeout.Milliseconds()), ip.String(), netlab.HostInterface)
+	}
+	var macs []string
+	for _, line := range strings.Split(out, "\n") {
+		if ip.Is4() && !strings.Contains(line, "bytes from") || ip.Is6() && !strings.Contains(line, "link-layer address") {
+			continue
+		}
+		if m := macRe.FindString(line); m != "" {
+			macs = append(macs, strings.ToLower(m))
+		}
+	}
+	return macs
+}
+
+// neighbour is the client's kernel neighbour entry for ip ("" if none).
+func (r *l2rig) neighbour(ip netip.Addr) string {
+	out, _ := r.client.Run("ip", "neigh", "show", ip.String(), "dev", netlab.HostInterface)
+	if m := regexp.MustCompile(`lladdr (\S+)`).FindStringSubmatch(out); m != nil {
+		return strings.ToLower(m[1])
+	}
+	return ""
+}
+
+func (r *l2rig) nodeOfMAC(mac string) string {
+	for name, h := range r.nodes {
+		if strings.EqualFold(h.MAC.String(), mac) {
+			return name
+		}
+	}
+	return "?" + mac
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
