@@ -1,0 +1,142 @@
+// Package ingress runs the Ingress controller: it gathers the Ingresses of
+// Portico's class and everything they reference from the informer cache, has
+// internal/translate/ingress turn them into NodeProxyConfigs, writes those, keeps
+// the load balancer Services (the shared portico-ingress and each dedicated
+// Ingress's own) and copies the Services' addresses to the Ingresses' status.
+//
+// Everything is reconciled under one key. The shared listener depends on every
+// shared Ingress (its SNI filter chains), so a change to any input may change
+// several outputs; one pass over all Ingresses (about 0.1 s for 5,000) that
+// writes only what differs is simpler to get right than per-object bookkeeping,
+// and the work queue folds a burst of events into one pass.
+package ingress
+
+import (
+	"context"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/npcwriter"
+	translate "github.com/portico-dev/portico/internal/translate/ingress"
+)
+
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses/finalizers,verbs=update
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingressclasses,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+
+// Options configure the controller.
+type Options struct {
+	// InstallNamespace holds the shared Service portico-ingress.
+	InstallNamespace string
+	// DefaultMode serves Ingresses without the loadbalancer-mode annotation.
+	DefaultMode translate.Mode
+	// ClassName is the IngressClass served (created at start if CreateClass and missing).
+	ClassName   string
+	CreateClass bool
+}
+
+// SharedServiceName is the shared load balancer Service in the install namespace.
+const SharedServiceName = "portico-ingress"
+
+// Controller is the Ingress controller of one manager.
+type Controller struct {
+	client    client.Client
+	apiReader client.Reader
+	recorder  recorder.EventRecorder
+	opts      Options
+	npcs      *npcwriter.Writer
+
+	mu sync.Mutex
+	// reported is the problem list last reported per Ingress (with its
+	// generation), so Events are sent when problems change, not on every pass.
+	reported map[types.NamespacedName]string
+	// classChecked: the IngressClass was created or found once.
+	classChecked bool
+}
+
+// everything is the single reconcile key.
+var everything = reconcile.Request{NamespacedName: types.NamespacedName{Name: "ingresses"}}
+
+// Setup registers the controller with mgr.
+func Setup(mgr ctrl.Manager, opts Options) error {
+	if opts.InstallNamespace == "" {
+		opts.InstallNamespace = "portico-system"
+	}
+	if opts.DefaultMode == "" {
+		opts.DefaultMode = translate.ModeShared
+	}
+	if opts.ClassName == "" {
+		opts.ClassName = "portico"
+	}
+	c := &Controller{
+		client:    mgr.GetClient(),
+		apiReader: mgr.GetAPIReader(),
+		recorder:  mgr.GetEventRecorder("ingress-controller"),
+		opts:      opts,
+		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer},
+		reported:  map[types.NamespacedName]string{},
+	}
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{everything}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("ingress").
+		// One worker: passes are whole-world and must not race each other.
+		WithOptions(ctrlOptions()).
+		Watches(&networkingv1.Ingress{}, all).
+		Watches(&networkingv1.IngressClass{}, all).
+		Watches(&corev1.Service{}, all, builder.WithPredicates(servicePredicate())).
+		// Only whether a Secret exists matters here; the agent reads the
+		// certificates. A metadata watch keeps key material out of this process.
+		WatchesMetadata(&corev1.Secret{}, all, builder.WithPredicates(predicate.Funcs{
+			UpdateFunc: func(event.UpdateEvent) bool { return false },
+		})).
+		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownedConfigs())).
+		Complete(reconcile.Func(c.reconcile))
+}
+
+// servicePredicate passes changes that matter: our own Services (their status
+// carries the addresses), and the spec of any Service an Ingress may use.
+func servicePredicate() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			if e.ObjectNew.GetLabels()[LabelManagedBy] == ManagedBy {
+				return true
+			}
+			return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration()
+		},
+	}
+}
+
+// ownedConfigs passes our NodeProxyConfigs being deleted or edited by someone
+// else (status writes do not change the generation), so they are put back.
+func ownedConfigs() predicate.Predicate {
+	ours := func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelProducer] == translate.Producer }
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return ours(e.ObjectNew) && e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration()
+		},
+		DeleteFunc:  func(e event.DeleteEvent) bool { return ours(e.Object) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}

@@ -1,0 +1,86 @@
+package ingress_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	"go.uber.org/zap/zapcore"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/controllers/ingress"
+	"github.com/portico-dev/portico/controllers/lbipam"
+	"github.com/portico-dev/portico/internal/testenv"
+)
+
+var (
+	env *testenv.Env
+	k8s client.Client
+)
+
+const installNS = "portico-system"
+
+// TestMain runs a real apiserver with the ingress controller and LB-IPAM, as in
+// a cluster: the pool hands out 192.168.10.211 onwards, the shared Service is
+// created first and so gets .211, as in scenarios S3 and S4.
+func TestMain(m *testing.M) {
+	level := zapcore.ErrorLevel
+	if os.Getenv("PORTICO_TEST_LOG") != "" {
+		level = zapcore.DebugLevel
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
+	var err error
+	if env, err = testenv.Start(testenv.Options{}); err != nil {
+		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
+		os.Exit(1)
+	}
+	k8s = env.Client
+	stop, err := setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
+	code := m.Run()
+	stop()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+func setup() (func(), error) {
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: installNS}}); err != nil {
+		return nil, err
+	}
+	pool := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "ingress-pool"},
+		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "192.168.10.211", Stop: "192.168.10.230"}}}}
+	if err := k8s.Create(ctx, pool); err != nil {
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		return nil, err
+	}
+	if err := lbipam.Setup(mgr, lbipam.Options{}); err != nil {
+		return nil, err
+	}
+	if err := ingress.Setup(mgr, ingress.Options{InstallNamespace: installNS, CreateClass: true}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}()
+	return func() { cancel(); <-done }, nil
+}

@@ -1,0 +1,207 @@
+package ingress
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+)
+
+// Ports the load balancer Services expose.
+const (
+	HTTPPort  = 80
+	HTTPSPort = 443
+)
+
+// placeholderAddress is where a listener with no VIP yet binds: an ephemeral
+// loopback port that nothing is redirected to. The listener must exist anyway,
+// because the route tables the Ingresses contribute are only valid while a
+// listener references them; once LB-IPAM assigns an address the agent rebinds the
+// listener on its proxy port.
+const placeholderAddress = "127.0.0.1"
+
+// listenerSet is the HTTP and HTTPS listener pair of one load balancer Service:
+// the shared one, or a dedicated Ingress's own.
+type listenerSet struct {
+	name      string
+	addresses []string
+	// sni maps each TLS host to the chain serving it; the first (oldest) Ingress
+	// to name a host decides its certificate.
+	sni    map[string]*chain
+	chains map[string]*chain // by Secret
+	// fallback serves clients whose SNI no chain names (spec.tls entries without hosts).
+	fallback *chain
+}
+
+type chain struct {
+	secret string
+	owner  types.NamespacedName
+	hosts  []string
+}
+
+func newListenerSet(name string, addresses []string) *listenerSet {
+	return &listenerSet{name: name, addresses: addresses, sni: map[string]*chain{}, chains: map[string]*chain{}}
+}
+
+// tableNames are the route tables of a listener set; https is empty when the set
+// has no TLS listener, so that no route is attached to a table nothing serves.
+type tableNames struct{ http, https string }
+
+func (ls *listenerSet) hasTLS() bool { return len(ls.chains) > 0 || ls.fallback != nil }
+
+func (ls *listenerSet) tables() tableNames {
+	t := tableNames{http: ls.name + "/http"}
+	if ls.hasTLS() {
+		t.https = ls.name + "/https"
+	}
+	return t
+}
+
+// tlsCover is which of an Ingress's hosts are served over TLS.
+type tlsCover struct {
+	hosts map[string]bool
+	all   bool // a spec.tls entry without hosts: every host of the Ingress
+}
+
+func (c tlsCover) covers(host string) bool {
+	if c.all || c.hosts[host] {
+		return true
+	}
+	// A wildcard certificate host covers hosts one label below it.
+	if _, rest, ok := strings.Cut(host, "."); ok && host != "*" {
+		return c.hosts["*."+rest]
+	}
+	return false
+}
+
+// addTLS claims ing's spec.tls hosts and returns the hosts it got.
+func (ls *listenerSet) addTLS(ing *networkingv1.Ingress, secrets map[types.NamespacedName]bool) (tlsCover, []Problem) {
+	cover := tlsCover{hosts: map[string]bool{}}
+	var problems []Problem
+	key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
+	for i, t := range ing.Spec.TLS {
+		field := fmt.Sprintf("spec.tls[%d]", i)
+		if t.SecretName == "" {
+			problems = append(problems, Problem{ReasonTLSSecretNotFound, field + ".secretName", "no secretName: the hosts are not served over HTTPS"})
+			continue
+		}
+		sk := types.NamespacedName{Namespace: ing.Namespace, Name: t.SecretName}
+		if !secrets[sk] {
+			problems = append(problems, Problem{ReasonTLSSecretNotFound, field + ".secretName",
+				fmt.Sprintf("Secret %s not found: hosts %v are not served over HTTPS", sk, t.Hosts)})
+			continue
+		}
+		secret := sk.String()
+		if len(t.Hosts) == 0 {
+			switch {
+			case ls.fallback == nil:
+				ls.fallback = &chain{secret: secret, owner: key}
+				cover.all = true
+			case ls.fallback.secret == secret:
+				cover.all = true
+			default:
+				problems = append(problems, Problem{ReasonTLSConflict, field,
+					fmt.Sprintf("the default certificate (a tls entry without hosts) is already Secret %s of Ingress %s", ls.fallback.secret, ls.fallback.owner)})
+			}
+			continue
+		}
+		for j, h := range t.Hosts {
+			h = strings.ToLower(h)
+			if have := ls.sni[h]; have != nil {
+				if have.secret == secret {
+					cover.hosts[h] = true
+				} else {
+					problems = append(problems, Problem{ReasonTLSConflict, fmt.Sprintf("%s.hosts[%d]", field, j),
+						fmt.Sprintf("host %s is already served with Secret %s by Ingress %s", h, have.secret, have.owner)})
+				}
+				continue
+			}
+			c := ls.chains[secret]
+			if c == nil {
+				c = &chain{secret: secret, owner: key}
+				ls.chains[secret] = c
+			}
+			c.hosts = append(c.hosts, h)
+			ls.sni[h] = c
+			cover.hosts[h] = true
+		}
+	}
+	return cover, problems
+}
+
+// addTo adds the listeners, their redirects and their (empty) route tables to spec.
+func (ls *listenerSet) addTo(spec *v1alpha1.NodeProxyConfigSpec) {
+	t := ls.tables()
+	if spec.Envoy == nil {
+		spec.Envoy = &v1alpha1.EnvoyResources{}
+	}
+	addrs := slices.Clone(ls.addresses)
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+
+	httpName := ls.name + "/http"
+	http := listener(httpName)
+	http.FilterChains = []filterChainJSON{{Filters: []namedTyped{hcm(httpName, t.http)}}}
+	spec.Envoy.Resources = append(spec.Envoy.Resources, resource(typeListener, http))
+	for _, a := range addrs {
+		spec.Redirects = append(spec.Redirects, v1alpha1.Redirect{Name: "http/" + a, VIP: a, Port: HTTPPort, Protocol: v1alpha1.ProtocolTCP, Listener: httpName})
+	}
+	// An empty fragment makes the table exist with no Ingress attached: Envoy then
+	// answers every request with 404 instead of the listener being refused.
+	spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: t.http, Host: "*", Routes: []v1alpha1.FragmentRoute{}})
+	if !ls.hasTLS() {
+		return
+	}
+
+	httpsName := ls.name + "/https"
+	https := listener(httpsName)
+	https.ListenerFilters = []namedTyped{{Name: "envoy.filters.listener.tls_inspector", TypedConfig: typed{Type: typeTLSInsp}}}
+	chains := make([]*chain, 0, len(ls.chains))
+	for _, c := range ls.chains {
+		chains = append(chains, c)
+	}
+	slices.SortFunc(chains, func(a, b *chain) int { return cmp.Compare(a.secret, b.secret) })
+	var secrets []string
+	for _, c := range chains {
+		hosts := slices.Clone(c.hosts)
+		slices.Sort(hosts)
+		fc := filterChainJSON{TransportSocket: downstreamTLS(c.secret), Filters: []namedTyped{hcm(httpsName, t.https)}}
+		fc.FilterChainMatch = &struct {
+			ServerNames []string `json:"server_names"`
+		}{ServerNames: hosts}
+		https.FilterChains = append(https.FilterChains, fc)
+		secrets = append(secrets, c.secret)
+	}
+	if f := ls.fallback; f != nil {
+		https.FilterChains = append(https.FilterChains, filterChainJSON{TransportSocket: downstreamTLS(f.secret), Filters: []namedTyped{hcm(httpsName, t.https)}})
+		secrets = append(secrets, f.secret)
+	}
+	spec.Envoy.Resources = append(spec.Envoy.Resources, resource(typeListener, https))
+	for _, a := range addrs {
+		spec.Redirects = append(spec.Redirects, v1alpha1.Redirect{Name: "https/" + a, VIP: a, Port: HTTPSPort, Protocol: v1alpha1.ProtocolTCP, Listener: httpsName})
+	}
+	spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: t.https, Host: "*", Routes: []v1alpha1.FragmentRoute{}})
+	slices.Sort(secrets)
+	spec.Envoy.Secrets = append(spec.Envoy.Secrets, slices.Compact(secrets)...)
+}
+
+// listener is a generated listener: no SO_REUSEPORT (bpf_sk_assign refuses
+// reuseport sockets) and transparent, as the datapath needs (design §4); the
+// agent sets both again when it binds the proxy port, but the config says what it means.
+func listener(name string) listenerJSON {
+	l := listenerJSON{Type: typeListener, Name: name, EnableReusePort: false, Transparent: true}
+	l.Address.SocketAddress.Address = placeholderAddress
+	return l
+}
+
+func resource(typeURL string, v any) v1alpha1.EnvoyResource {
+	return v1alpha1.EnvoyResource{TypeURL: typeURL, Raw: mustJSON(v)}
+}
+
+func rawJSON(v any) apiextensionsv1.JSON { return apiextensionsv1.JSON{Raw: mustJSON(v)} }

@@ -1,0 +1,165 @@
+// Package ingress translates Kubernetes Ingresses into NodeProxyConfigs. It is a
+// pure function of its inputs (no client calls), so every rule of the Ingress
+// spec is pinned down by golden tests in testdata/ and the controller only
+// gathers inputs and writes results.
+//
+// What it produces:
+//   - "ingress-shared": the listeners of the shared Service portico-ingress (HTTP
+//     on 80, HTTPS on 443 with one SNI filter chain per certificate), the
+//     redirects of its addresses into them, and the Secrets they serve.
+//   - "ingress.<namespace>.<name>" per Ingress: its routes as route fragments with
+//     precedence keys, its EDS clusters "<namespace>/<service>:<port>" and their
+//     backendServices; for a dedicated Ingress also its own listeners and redirects.
+//
+// A rule that cannot be served is reported as a Problem and left out (or, when
+// only its backend is missing, answered with 503 so that its traffic does not
+// fall through to a shorter prefix of another application); everything else of
+// that Ingress and every other Ingress is still served.
+package ingress
+
+import (
+	"cmp"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/npcwriter"
+)
+
+// Producer is the portico.dev/producer label of every config made here.
+const Producer = "ingress"
+
+// SharedConfigName is the config holding the shared listeners.
+const SharedConfigName = "ingress-shared"
+
+// ConfigName is the config of one Ingress.
+func ConfigName(key types.NamespacedName) string {
+	return npcwriter.Name(Producer, key.Namespace, key.Name)
+}
+
+// Input is everything a translation reads.
+type Input struct {
+	// Ingresses are the Ingresses of Portico's class, in any order.
+	Ingresses []*networkingv1.Ingress
+	// Services holds the backend Services the Ingresses reference that exist.
+	Services map[types.NamespacedName]*corev1.Service
+	// Secrets holds the TLS Secrets the Ingresses reference that exist.
+	Secrets map[types.NamespacedName]bool
+	// SharedAddresses are the status addresses of the shared Service.
+	SharedAddresses []string
+	// DedicatedAddresses are the status addresses of each dedicated Ingress's Service.
+	DedicatedAddresses map[types.NamespacedName][]string
+}
+
+// Options are the controller's settings.
+type Options struct {
+	DefaultMode Mode
+}
+
+// Config is one NodeProxyConfig to write.
+type Config struct {
+	Name string
+	// Source is the Ingress the config is made from; nil for the shared config.
+	Source *types.NamespacedName
+	Spec   v1alpha1.NodeProxyConfigSpec
+}
+
+// Output is the translation of all Ingresses.
+type Output struct {
+	// Configs are sorted by name.
+	Configs []Config
+	// Modes is the mode each Ingress is served in.
+	Modes map[types.NamespacedName]Mode
+	// Problems are what could not be served, per Ingress, in spec order.
+	Problems map[types.NamespacedName][]Problem
+}
+
+// Reason of a Problem; used as the reason of the Event on the Ingress.
+type Reason string
+
+const (
+	ReasonInvalidPath        Reason = "InvalidPath"
+	ReasonBackendNotFound    Reason = "BackendNotFound"
+	ReasonUnsupportedBackend Reason = "UnsupportedBackend"
+	ReasonTLSSecretNotFound  Reason = "TLSSecretNotFound"
+	ReasonTLSConflict        Reason = "TLSConflict"
+	ReasonInvalidAnnotation  Reason = "InvalidAnnotation"
+)
+
+// Problem is one part of an Ingress that is not served as written.
+type Problem struct {
+	Reason Reason `json:"reason"`
+	// Field is the path of the offending field, e.g. spec.rules[0].http.paths[1].
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Translate turns the Ingresses into NodeProxyConfigs.
+func Translate(in Input, opts Options) Output {
+	if opts.DefaultMode == "" {
+		opts.DefaultMode = ModeShared
+	}
+	ings := slices.Clone(in.Ingresses)
+	// Oldest first: where two Ingresses claim the same thing (an SNI host, an
+	// identical route) the older keeps it, so a new Ingress cannot take traffic
+	// away from one that already works.
+	slices.SortFunc(ings, olderFirst)
+
+	out := Output{Modes: map[types.NamespacedName]Mode{}, Problems: map[types.NamespacedName][]Problem{}}
+	shared := newListenerSet(SharedConfigName, in.SharedAddresses)
+	type pending struct {
+		ing *networkingv1.Ingress
+		key types.NamespacedName
+		ls  *listenerSet // the listeners the Ingress's routes attach to
+		tls tlsCover
+	}
+	work := make([]pending, 0, len(ings))
+	for _, ing := range ings {
+		key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
+		mode, p := ModeOf(ing, opts.DefaultMode)
+		if p != nil {
+			out.Problems[key] = append(out.Problems[key], *p)
+		}
+		out.Modes[key] = mode
+		ls := shared
+		if mode == ModeDedicated {
+			ls = newListenerSet(ConfigName(key), in.DedicatedAddresses[key])
+		}
+		cover, problems := ls.addTLS(ing, in.Secrets)
+		out.Problems[key] = append(out.Problems[key], problems...)
+		work = append(work, pending{ing: ing, key: key, ls: ls, tls: cover})
+	}
+
+	out.Configs = make([]Config, 0, len(work)+1)
+	var sharedSpec v1alpha1.NodeProxyConfigSpec
+	shared.addTo(&sharedSpec)
+	out.Configs = append(out.Configs, Config{Name: SharedConfigName, Spec: sharedSpec})
+	for _, w := range work {
+		r := translateIngress(w.ing, in.Services, w.ls.tables(), w.tls)
+		out.Problems[w.key] = append(out.Problems[w.key], r.problems...)
+		spec := r.spec()
+		if w.ls != shared {
+			w.ls.addTo(&spec)
+		}
+		key := w.key
+		out.Configs = append(out.Configs, Config{Name: ConfigName(key), Source: &key, Spec: spec})
+	}
+	for k, ps := range out.Problems {
+		if len(ps) == 0 {
+			delete(out.Problems, k)
+		}
+	}
+	slices.SortFunc(out.Configs, func(a, b Config) int { return cmp.Compare(a.Name, b.Name) })
+	return out
+}
+
+func olderFirst(a, b *networkingv1.Ingress) int {
+	return cmp.Or(
+		a.CreationTimestamp.Time.Compare(b.CreationTimestamp.Time),
+		cmp.Compare(a.Namespace, b.Namespace),
+		cmp.Compare(a.Name, b.Name),
+	)
+}
