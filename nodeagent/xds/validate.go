@@ -287,53 +287,73 @@ func validateDeep(m proto.Message) error {
 			return err
 		}
 	}
-	return walkAnys(m.ProtoReflect(), "")
+	if err := walkAnys(m.ProtoReflect()); err != nil {
+		return err
+	}
+	return nil
 }
 
-func walkAnys(m protoreflect.Message, path string) error {
+// anyError is a validation error found inside an Any. Its field path is collected on the
+// way back up, so that walking a valid resource (the common case, with thousands of routes)
+// formats no path at all.
+type anyError struct {
+	path []string // innermost first
+	typ  protoreflect.FullName
+	err  error
+}
+
+func (e *anyError) Error() string {
+	p := make([]string, len(e.path))
+	for i, seg := range e.path {
+		p[len(e.path)-1-i] = seg
+	}
+	return fmt.Sprintf("%s (%s): %v", strings.Join(p, "."), e.typ, e.err)
+}
+
+func (e *anyError) Unwrap() error { return e.err }
+
+func walkAnys(m protoreflect.Message) *anyError {
 	if a, ok := m.Interface().(*anypb.Any); ok {
 		inner, err := a.UnmarshalNew()
 		if err != nil {
 			return nil
 		}
 		if err := validateDeep(inner); err != nil {
-			return fmt.Errorf("%s (%s): %w", path, inner.ProtoReflect().Descriptor().FullName(), err)
+			return &anyError{typ: inner.ProtoReflect().Descriptor().FullName(), err: err}
 		}
 		return nil
 	}
-	var err error
+	var found *anyError
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		if fd.Kind() != protoreflect.MessageKind && fd.Kind() != protoreflect.GroupKind {
 			return true
 		}
-		child := joinPath(path, string(fd.Name()))
 		switch {
 		case fd.IsList():
 			l := v.List()
-			for i := 0; i < l.Len() && err == nil; i++ {
-				err = walkAnys(l.Get(i).Message(), fmt.Sprintf("%s[%d]", child, i))
+			for i := 0; i < l.Len() && found == nil; i++ {
+				if found = walkAnys(l.Get(i).Message()); found != nil {
+					found.path = append(found.path, fmt.Sprintf("%s[%d]", fd.Name(), i))
+				}
 			}
 		case fd.IsMap():
 			if fd.MapValue().Kind() != protoreflect.MessageKind {
 				return true
 			}
 			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
-				err = walkAnys(mv.Message(), fmt.Sprintf("%s[%v]", child, k.Interface()))
-				return err == nil
+				if found = walkAnys(mv.Message()); found != nil {
+					found.path = append(found.path, fmt.Sprintf("%s[%v]", fd.Name(), k.Interface()))
+				}
+				return found == nil
 			})
 		default:
-			err = walkAnys(v.Message(), child)
+			if found = walkAnys(v.Message()); found != nil {
+				found.path = append(found.path, string(fd.Name()))
+			}
 		}
-		return err == nil
+		return found == nil
 	})
-	return err
-}
-
-func joinPath(parent, field string) string {
-	if parent == "" {
-		return field
-	}
-	return parent + "." + field
+	return found
 }
 
 // Prune returns r without every resource Validate rejects, together with
