@@ -55,7 +55,7 @@ func run(samples string, wait bool) error {
 		return err
 	}
 	// Give the controllers a moment to write status before showing it.
-	time.Sleep(2 * time.Second)
+	time.Sleep(3 * time.Second)
 	for _, args := range demoViews {
 		if err := show(args...); err != nil {
 			return err
@@ -73,6 +73,9 @@ var demoViews = [][]string{
 	{"get", "crd"},
 	{"get", "ippools"},
 	{"describe", "ippool", "lb-pool"},
-	{"get", "service", "web", "-o", "wide"},
+	{"get", "service", "-A", "-o", "wide"},
+	{"get", "ingress", "-A"},
+	{"get", "l2policy"},
+	{"get", "nodeproxyconfigs"},
 	{"get", "service", "web", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{\"\\n\"}{end}"},
 }
