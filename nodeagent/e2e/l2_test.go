@@ -54,14 +54,15 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 			WithTimeout(30*time.Second).ShouldNot(BeEmpty(), "the Service's L2Announced condition names no node")
 		// Agents join one by one, and each join may move the address (rendezvous hashing):
 		// wait until the condition and the answering node agree, then they must stay so.
-		g.Eventually(func() []string {
+		g.Eventually(func(g Gomega) {
 			owner = r.announcer("default", c.svc)
 			var who []string
 			for _, m := range r.arping(c.ip, time.Second) {
 				who = append(who, r.nodeOfMAC(m))
 			}
-			return who
-		}).WithTimeout(15*time.Second).Should(SatisfyAll(Not(BeEmpty()), HaveEach(Equal(owner))), "answers for %s", c.ip)
+			g.Expect(who).NotTo(BeEmpty(), "nobody answers for %s", c.ip)
+			g.Expect(who).To(HaveEach(Equal(owner)), "answers for %s; the condition names %q", c.ip, owner)
+		}).WithTimeout(15 * time.Second).Should(Succeed())
 		for range 3 {
 			for _, m := range r.arping(c.ip, 500*time.Millisecond) {
 				g.Expect(r.nodeOfMAC(m)).To(Equal(owner))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -41,6 +42,24 @@ type l2rig struct {
 	env    *testenv.Env
 	bin    string
 	dir    string
+	logs   *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 type agentProc struct {
@@ -48,9 +67,19 @@ type agentProc struct {
 	exited chan struct{}
 }
 
+// dump prints what an operator would look at when the test fails.
+func (r *l2rig) dump() {
+	for _, args := range [][]string{{"get", "npc", "-o", "yaml"}, {"get", "nodeproxies", "-o", "yaml"},
+		{"get", "leases", "-n", "portico-system", "-o", "wide"}, {"get", "services", "-o", "yaml"}} {
+		out, err := r.env.Kubectl(context.Background(), args...)
+		r.t.Logf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	r.t.Logf("agent logs:\n%s", r.logs.String())
+}
+
 func newL2Rig(t testing.TB) *l2rig {
 	privileged.Require(t)
-	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, dir: t.TempDir()}
+	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, dir: t.TempDir(), logs: &lockedBuffer{}}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
 	for _, n := range []string{"n1", "n2", "n3"} {
 		r.nodes[n] = r.lab.AddHost(n)
@@ -90,6 +119,9 @@ func newL2Rig(t testing.TB) *l2rig {
 		r.startAgent(name)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			r.dump()
+		}
 		for name := range r.agents {
 			r.stopAgent(name, unix.SIGKILL)
 		}
@@ -107,6 +139,7 @@ func (r *l2rig) startAgent(node string) {
 	cmd := h.Command(context.Background(), r.bin, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
 		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
 		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
+	cmd.Stdout, cmd.Stderr = r.logs, r.logs
 	if err := cmd.Start(); err != nil {
 		r.t.Fatal(err)
 	}
