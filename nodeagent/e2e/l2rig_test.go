@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,28 +41,6 @@ type l2rig struct {
 	bin    string
 	dir    string
 	logs   *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-type agentProc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
 }
 
 // dump prints what an operator would look at when the test fails.
@@ -109,12 +85,7 @@ func newL2Rig(t testing.TB) *l2rig {
 	go func() { defer close(done); _ = mgr.Start(mctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	r.bin = filepath.Join(r.dir, "node-agent")
-	build := exec.Command("go", "build", "-o", r.bin, "./cmd/node-agent")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/node-agent: %v: %s", err, out)
-	}
+	r.bin = buildAgent(t)
 	for name := range r.nodes {
 		r.startAgent(name)
 	}
@@ -136,30 +107,13 @@ func (r *l2rig) startAgent(node string) {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
-	cmd := h.Command(context.Background(), r.bin, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
+	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
 		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
 		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
-	cmd.Stdout, cmd.Stderr = r.logs, r.logs
-	if err := cmd.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	p := &agentProc{cmd: cmd, exited: make(chan struct{})}
-	go func() { _ = cmd.Wait(); close(p.exited) }()
-	r.agents[node] = p
 }
 
 func (r *l2rig) stopAgent(node string, sig unix.Signal) {
-	p := r.agents[node]
-	if p == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
+	r.agents[node].stop(sig)
 	delete(r.agents, node)
 }
 

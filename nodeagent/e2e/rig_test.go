@@ -4,14 +4,12 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -38,14 +36,13 @@ type rig struct {
 	pinPath string
 	state   string
 	socket  string
-	logs    *bytes.Buffer
-	agent   *exec.Cmd
-	exited  chan struct{}
+	logs    *lockedBuffer
+	agent   *agentProc
 }
 
 func newRig(t *testing.T) *rig {
 	privileged.Require(t)
-	r := &rig{t: t, logs: &bytes.Buffer{}}
+	r := &rig{t: t, logs: &lockedBuffer{}}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.252.0.0/24"), netip.MustParsePrefix("fd00:252::/64"))
 	r.node, r.client = r.lab.AddHost("node"), r.lab.AddHost("client")
 	// The VIPs are configured nowhere: the client routes them to the node, where only the
@@ -69,12 +66,7 @@ func newRig(t *testing.T) *rig {
 	}
 
 	dir := t.TempDir()
-	r.bin = filepath.Join(dir, "node-agent")
-	build := exec.Command("go", "build", "-o", r.bin, "./cmd/node-agent")
-	build.Dir = testenv.RepoRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/node-agent: %v: %s", err, out)
-	}
+	r.bin = buildAgent(t)
 	// A private bpffs: pins never touch /sys/fs/bpf, and unmounting it detaches
 	// everything the agent pinned.
 	bpffs := filepath.Join(dir, "bpffs")
@@ -106,43 +98,15 @@ func newRig(t *testing.T) *rig {
 // startAgent runs the node-agent binary in the node's namespace.
 func (r *rig) startAgent() {
 	r.t.Helper()
-	r.agent = r.node.Command(context.Background(), r.bin,
+	r.agent = startAgentIn(r.t, r.node, r.bin, r.logs,
 		"--node-name", nodeName, "--kubeconfig", r.env.Kubeconfig, "--install-namespace", "portico-system",
 		"--bpf-pin-path", r.pinPath, "--state-dir", r.state, "--xds-socket", r.socket,
 		"--devices", "^"+netlab.HostInterface+"$", "--health-probe-bind-address", "")
-	w := &lockedWriter{w: r.logs}
-	r.agent.Stdout, r.agent.Stderr = w, w
-	if err := r.agent.Start(); err != nil {
-		r.t.Fatal(err)
-	}
-	r.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.agent, r.exited)
 }
 
-// stopAgent signals the agent (`ip netns exec` execs it, so the pid is the agent's).
 func (r *rig) stopAgent(sig unix.Signal) {
-	if r.agent == nil || r.agent.Process == nil {
-		return
-	}
-	_ = r.agent.Process.Signal(sig)
-	select {
-	case <-r.exited:
-	case <-time.After(10 * time.Second):
-		_ = r.agent.Process.Kill()
-		<-r.exited
-	}
+	r.agent.stop(sig)
 	r.agent = nil
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // echo is a stand-in Envoy listener: it records the local address of every connection
