@@ -113,6 +113,25 @@ type RouteFragment struct {
 	Routes []FragmentRoute `json:"routes"`
 }
 
+// FilterChainFragment is the filter chains one source contributes to a listener that
+// another config defines (the shared HTTPS listener: each Ingress brings the SNI chains
+// of its own certificates). The agent appends them to the listener, so a change to one
+// source's TLS is one small write to that source's config, and the shared config stays
+// the same size whatever the number of hosts.
+type FilterChainFragment struct {
+	// Listener is the name of an Envoy listener defined by a config applied on the same node.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Listener string `json:"listener"`
+	// FilterChains are envoy.config.listener.v3.FilterChain messages (proto3 JSON). Each
+	// must have a name, unique on the listener; two chains with the same match (e.g. one
+	// SNI host claimed twice) are a conflict that the older config wins.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=atomic
+	FilterChains []apiextensionsv1.JSON `json:"filterChains"`
+}
+
 // NodeProxyConfigSpec is the desired state one source object asks of the nodes it selects.
 type NodeProxyConfigSpec struct {
 	// NodeSelector selects the nodes that apply this config. Empty or absent selects every
@@ -133,6 +152,10 @@ type NodeProxyConfigSpec struct {
 	// +kubebuilder:validation:MaxItems=4096
 	// +listType=atomic
 	RouteFragments []RouteFragment `json:"routeFragments,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	FilterChainFragments []FilterChainFragment `json:"filterChainFragments,omitempty"`
 }
 
 // NodeProxyConfigStatus is written by the config's producer from the nodes' NodeProxy reports.

@@ -30,6 +30,9 @@ type claimer struct {
 	exclusive map[string]claimant
 	shared    map[string]claimant
 	clusters  map[string]*clusterv3.Cluster
+	// chains are the filter-chain names and matches claimed on each listener,
+	// by the listener's own config and by contributors alike.
+	chains map[string]claimant
 }
 
 type claimant struct {
@@ -42,11 +45,31 @@ type claimant struct {
 // Configs held back for missing proxy ports still claim, so that allocating a
 // port never flips a verdict.
 func claim(candidates []*parsed, invalid map[string]*rejection) ([]*parsed, map[string]*rejection) {
-	c := claimer{redirects: map[Key]claimant{}, exclusive: map[string]claimant{}, shared: map[string]claimant{}, clusters: map[string]*clusterv3.Cluster{}}
+	// A contribution to another config's listener can only be judged once the
+	// winners are known; rejecting it releases its claims, so claiming runs again
+	// without it and a younger config it was blocking gets its turn.
+	unfit := map[string]*rejection{}
+	for {
+		winners, conflicts := claimOnce(candidates, invalid, unfit)
+		settled, rejected := settleChainFragments(winners)
+		if len(rejected) == 0 {
+			for name, r := range unfit {
+				conflicts[name] = r
+			}
+			return settled, conflicts
+		}
+		for name, r := range rejected {
+			unfit[name] = r
+		}
+	}
+}
+
+func claimOnce(candidates []*parsed, invalid, unfit map[string]*rejection) ([]*parsed, map[string]*rejection) {
+	c := claimer{redirects: map[Key]claimant{}, exclusive: map[string]claimant{}, shared: map[string]claimant{}, clusters: map[string]*clusterv3.Cluster{}, chains: map[string]claimant{}}
 	conflicts := map[string]*rejection{}
 	var winners []*parsed
 	for _, p := range candidates {
-		if invalid[p.cfg.Name] != nil {
+		if invalid[p.cfg.Name] != nil || unfit[p.cfg.Name] != nil {
 			continue
 		}
 		if rej := c.check(p); rej != nil {
@@ -86,6 +109,11 @@ func (c *claimer) check(p *parsed) *rejection {
 			return conflict(n.what, h)
 		}
 	}
+	for _, n := range append(ownChainKeys(p), contributedChainKeys(p)...) {
+		if h, ok := c.chains[n.key]; ok {
+			return conflict(n.what, h)
+		}
+	}
 	return nil
 }
 
@@ -107,6 +135,9 @@ func (c *claimer) take(p *parsed) {
 		if _, ok := c.shared[n.key]; !ok {
 			c.shared[n.key] = claimant{config: p.cfg.Name, what: n.what}
 		}
+	}
+	for _, n := range append(ownChainKeys(p), contributedChainKeys(p)...) {
+		c.chains[n.key] = claimant{config: p.cfg.Name, what: n.what}
 	}
 }
 
@@ -172,6 +203,7 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 	refs := map[string]bool{}
 	tables := map[string]*table{}
 	var tableNames []string
+	contributions := map[string][]contribution{}
 	for _, p := range winners {
 		if len(p.missingPorts) > 0 {
 			continue
@@ -193,6 +225,15 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 				placeholders = append(placeholders, &tlsv3.Secret{Name: s})
 			}
 		}
+		for _, f := range p.chainFragments {
+			contributions[f.listener] = append(contributions[f.listener], contribution{config: p.cfg.Name, index: f.index, chains: f.chains})
+			// A merged listener that still fails validation is blamed on everyone
+			// who made it; settleChainFragments has already judged each part alone.
+			key := xds.KindListener + "/" + f.listener
+			if o := owners[key]; len(o) == 0 || o[len(o)-1] != p {
+				owners[key] = append(o, p)
+			}
+		}
 		for _, f := range p.fragments {
 			t := tables[f.table]
 			if t == nil {
@@ -210,6 +251,7 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 	for _, name := range tableNames {
 		res.Routes = append(res.Routes, tables[name].routeConfiguration(name))
 	}
+	res.Listeners = mergeChains(res.Listeners, contributions)
 	sortByName(res.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(res.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(res.Clusters, (*clusterv3.Cluster).GetName)

@@ -33,6 +33,8 @@ type parsed struct {
 
 	redirects     []redirect
 	fragments     []fragment
+	// chainFragments are filter chains for listeners of (usually) other configs.
+	chainFragments []chainFragment
 	backends      []v1alpha1.BackendService
 	secretRefs    []string
 	announcements []v1alpha1.Announcement
@@ -86,6 +88,9 @@ func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16) (*parsed, *re
 		return nil, rej
 	}
 	if rej := p.parseFragments(); rej != nil {
+		return nil, rej
+	}
+	if rej := p.parseFilterChainFragments(); rej != nil {
 		return nil, rej
 	}
 	if rej := p.parseBackends(); rej != nil {

@@ -34,9 +34,21 @@ type listenerSet struct {
 	// sni maps each TLS host to the chain serving it; the first (oldest) Ingress
 	// to name a host decides its certificate.
 	sni    map[string]*chain
-	chains map[string]*chain // by Secret
+	chains map[chainKey]*chain
+	// fragments: the set's HTTPS listener is defined without filter chains and each
+	// Ingress contributes its own as filter-chain fragments in its own config. The
+	// shared set does this, so that its config stays the same size however many TLS
+	// hosts there are, and one Ingress's certificate change is one small write.
+	fragments bool
 	// fallback serves clients whose SNI no chain names (spec.tls entries without hosts).
 	fallback *chain
+}
+
+// chainKey: one chain per Ingress and Secret, so that each chain lives in its
+// owner's config.
+type chainKey struct {
+	owner  types.NamespacedName
+	secret string
 }
 
 type chain struct {
@@ -46,7 +58,7 @@ type chain struct {
 }
 
 func newListenerSet(name string, addresses []string) *listenerSet {
-	return &listenerSet{name: name, addresses: addresses, sni: map[string]*chain{}, chains: map[string]*chain{}}
+	return &listenerSet{name: name, addresses: addresses, sni: map[string]*chain{}, chains: map[chainKey]*chain{}}
 }
 
 // tableNames are the route tables of a listener set; https is empty when the set
@@ -122,10 +134,10 @@ func (ls *listenerSet) addTLS(ing *networkingv1.Ingress, secrets map[types.Names
 				}
 				continue
 			}
-			c := ls.chains[secret]
+			c := ls.chains[chainKey{key, secret}]
 			if c == nil {
 				c = &chain{secret: secret, owner: key}
-				ls.chains[secret] = c
+				ls.chains[chainKey{key, secret}] = c
 			}
 			c.hosts = append(c.hosts, h)
 			ls.sni[h] = c
@@ -162,33 +174,91 @@ func (ls *listenerSet) addTo(spec *v1alpha1.NodeProxyConfigSpec) {
 	httpsName := ls.name + "/https"
 	https := listener(httpsName)
 	https.ListenerFilters = []namedTyped{{Name: "envoy.filters.listener.tls_inspector", TypedConfig: typed{Type: typeTLSInsp}}}
-	chains := make([]*chain, 0, len(ls.chains))
-	for _, c := range ls.chains {
-		chains = append(chains, c)
-	}
-	slices.SortFunc(chains, func(a, b *chain) int { return cmp.Compare(a.secret, b.secret) })
-	var secrets []string
-	for _, c := range chains {
-		hosts := slices.Clone(c.hosts)
-		slices.Sort(hosts)
-		fc := filterChainJSON{TransportSocket: downstreamTLS(c.secret), Filters: []namedTyped{hcm(httpsName, t.https)}}
-		fc.FilterChainMatch = &struct {
-			ServerNames []string `json:"server_names"`
-		}{ServerNames: hosts}
-		https.FilterChains = append(https.FilterChains, fc)
-		secrets = append(secrets, c.secret)
-	}
-	if f := ls.fallback; f != nil {
-		https.FilterChains = append(https.FilterChains, filterChainJSON{TransportSocket: downstreamTLS(f.secret), Filters: []namedTyped{hcm(httpsName, t.https)}})
-		secrets = append(secrets, f.secret)
+	https.FilterChains = []filterChainJSON{} // fragments only: the agent adds them
+	if !ls.fragments {
+		chains, secrets := ls.filterChains(func(*chain) bool { return true })
+		for _, fc := range chains {
+			https.FilterChains = append(https.FilterChains, fc.filterChainJSON)
+		}
+		spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
 	}
 	spec.Envoy.Resources = append(spec.Envoy.Resources, resource(typeListener, https))
 	for _, a := range addrs {
 		spec.Redirects = append(spec.Redirects, v1alpha1.Redirect{Name: "https/" + a, VIP: a, Port: HTTPSPort, Protocol: v1alpha1.ProtocolTCP, Listener: httpsName})
 	}
 	spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: t.https, Host: "*", Routes: []v1alpha1.FragmentRoute{}})
+}
+
+// addFragmentsTo adds the filter chains owner won on a fragments-mode set's HTTPS
+// listener, and the Secrets they serve, to owner's config.
+func (ls *listenerSet) addFragmentsTo(spec *v1alpha1.NodeProxyConfigSpec, owner types.NamespacedName) {
+	if !ls.fragments || !ls.hasTLS() {
+		return
+	}
+	chains, secrets := ls.filterChains(func(c *chain) bool { return c.owner == owner })
+	if len(chains) == 0 {
+		return
+	}
+	frag := v1alpha1.FilterChainFragment{Listener: ls.name + "/https"}
+	for _, fc := range chains {
+		frag.FilterChains = append(frag.FilterChains, rawJSON(fc))
+	}
+	spec.FilterChainFragments = append(spec.FilterChainFragments, frag)
+	if spec.Envoy == nil {
+		spec.Envoy = &v1alpha1.EnvoyResources{}
+	}
+	spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
+}
+
+// namedChainJSON is a filter chain with the name Envoy needs to tell chains merged
+// from several configs apart.
+type namedChainJSON struct {
+	Name string `json:"name,omitempty"`
+	filterChainJSON
+}
+
+// filterChains are the HTTPS chains of the set that keep selects, SNI chains
+// sorted by Secret and the fallback last, with the Secrets they serve. Chains
+// contributed as fragments are named "<namespace>/<ingress>/<secret>"
+// (plus "/default" for the fallback), unique on the listener because each
+// Ingress has one chain per Secret.
+func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]namedChainJSON, []string) {
+	https := ls.name + "/https"
+	table := ls.tables().https
+	chains := make([]*chain, 0, len(ls.chains))
+	for _, c := range ls.chains {
+		if keep(c) {
+			chains = append(chains, c)
+		}
+	}
+	slices.SortFunc(chains, func(a, b *chain) int {
+		return cmp.Or(cmp.Compare(a.secret, b.secret), cmp.Compare(a.owner.String(), b.owner.String()))
+	})
+	var out []namedChainJSON
+	var secrets []string
+	name := func(c *chain, suffix string) string {
+		if !ls.fragments {
+			return ""
+		}
+		_, secret, _ := strings.Cut(c.secret, "/")
+		return c.owner.Namespace + "/" + c.owner.Name + "/" + secret + suffix
+	}
+	for _, c := range chains {
+		hosts := slices.Clone(c.hosts)
+		slices.Sort(hosts)
+		fc := filterChainJSON{TransportSocket: downstreamTLS(c.secret), Filters: []namedTyped{hcm(https, table)}}
+		fc.FilterChainMatch = &struct {
+			ServerNames []string `json:"server_names"`
+		}{ServerNames: hosts}
+		out = append(out, namedChainJSON{name(c, ""), fc})
+		secrets = append(secrets, c.secret)
+	}
+	if f := ls.fallback; f != nil && keep(f) {
+		out = append(out, namedChainJSON{name(f, "/default"), filterChainJSON{TransportSocket: downstreamTLS(f.secret), Filters: []namedTyped{hcm(https, table)}}})
+		secrets = append(secrets, f.secret)
+	}
 	slices.Sort(secrets)
-	spec.Envoy.Secrets = append(spec.Envoy.Secrets, slices.Compact(secrets)...)
+	return out, slices.Compact(secrets)
 }
 
 // listener is a generated listener: no SO_REUSEPORT (bpf_sk_assign refuses

@@ -5,11 +5,13 @@
 //
 // What it produces:
 //   - "ingress-shared": the listeners of the shared Service portico-ingress (HTTP
-//     on 80, HTTPS on 443 with one SNI filter chain per certificate), the
-//     redirects of its addresses into them, and the Secrets they serve.
+//     on 80, HTTPS on 443 without filter chains) and the redirects of its
+//     addresses into them.
 //   - "ingress.<namespace>.<name>" per Ingress: its routes as route fragments with
 //     precedence keys, its EDS clusters "<namespace>/<service>:<port>" and their
-//     backendServices; for a dedicated Ingress also its own listeners and redirects.
+//     backendServices; for a shared Ingress the SNI filter chains of its
+//     certificates as filter-chain fragments of the shared HTTPS listener, with the
+//     Secrets they serve; for a dedicated Ingress its own listeners and redirects.
 //
 // A rule that cannot be served is reported as a Problem and left out (or, when
 // only its backend is missing, answered with 503 so that its traffic does not
@@ -110,6 +112,7 @@ func Translate(in Input, opts Options) Output {
 
 	out := Output{Modes: map[types.NamespacedName]Mode{}, Problems: map[types.NamespacedName][]Problem{}}
 	shared := newListenerSet(SharedConfigName, in.SharedAddresses)
+	shared.fragments = true
 	type pending struct {
 		ing *networkingv1.Ingress
 		key types.NamespacedName
@@ -144,6 +147,7 @@ func Translate(in Input, opts Options) Output {
 		if w.ls != shared {
 			w.ls.addTo(&spec)
 		}
+		shared.addFragmentsTo(&spec, w.key)
 		key := w.key
 		out.Configs = append(out.Configs, Config{Name: ConfigName(key), Source: &key, Spec: spec})
 	}
