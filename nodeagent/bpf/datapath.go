@@ -15,7 +15,7 @@ import (
 
 // Regenerating needs clang and the Debian multiarch kernel headers (linux-libc-dev,
 // libbpf-dev); the outputs are committed so that building the agent does not.
-//go:generate go tool bpf2go -tags linux -target bpfel -type redirect_key -type redirect_value redirect redirect.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
+//go:generate go tool bpf2go -tags linux -target bpfel -type redirect_key -type redirect_key4 -type redirect_value redirect redirect.c -- -I/usr/include/x86_64-linux-gnu -O2 -g -Wall -Werror
 
 const (
 	// DefaultPinPath is where the agent pins maps and links on a node.
@@ -28,10 +28,11 @@ const (
 
 // Options tune Open. The zero value is valid.
 type Options struct {
-	// MaxEntries is the redirect map capacity. Zero means the capacity of the map
-	// already pinned, or DefaultMaxEntries for a fresh pin path. A non-zero value that
-	// differs from the pinned map's makes Open fail: resizing would need a new map and
-	// a migration, which this package does not do behind the caller's back.
+	// MaxEntries is the redirect map capacity, for each address family. Zero means the
+	// capacity of the map already pinned, or DefaultMaxEntries for a fresh pin path. A
+	// non-zero value that differs from the pinned map's makes Open fail: resizing would
+	// need a new map and a migration, which this package does not do behind the
+	// caller's back.
 	MaxEntries uint32
 	// DisableTCX forces the legacy clsact qdisc + cls_bpf filter even where TCX exists.
 	DisableTCX bool
@@ -66,6 +67,7 @@ func Open(pinPath string, opts Options) (*Datapath, error) {
 		return nil, err
 	}
 	spec.Maps[redirectMapRedirects].MaxEntries = size
+	spec.Maps[redirectMapRedirects4].MaxEntries = size
 
 	d := &Datapath{pinPath: pinPath, opts: opts}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{
@@ -81,13 +83,43 @@ func Open(pinPath string, opts Options) (*Datapath, error) {
 		}
 		return nil, fmt.Errorf("load redirect objects: %w", err)
 	}
+	if err := d.migrateIPv4(); err != nil {
+		d.Close()
+		return nil, err
+	}
 	return d, nil
+}
+
+// migrateIPv4 copies the IPv4 entries that a release before redirects4 kept in the
+// shared map, so that the program this Datapath attaches (which looks IPv4 up in
+// redirects4 only) serves them from the moment it replaces the old one. The old
+// program keeps reading the originals until then; the next Sync deletes them. Entries
+// already in redirects4 win: they were written by a Sync of this release.
+func (d *Datapath) migrateIPv4() error {
+	var (
+		k redirectRedirectKey
+		v redirectRedirectValue
+	)
+	it := d.objs.Redirects.Iterate()
+	for it.Next(&k, &v) {
+		if k.Family != familyInet {
+			continue
+		}
+		err := d.objs.Redirects4.Update(encodeKey4(decodeKey(k)), v, ebpf.UpdateNoExist)
+		if err != nil && !errors.Is(err, ebpf.ErrKeyExist) {
+			return fmt.Errorf("migrate %s to the IPv4 map: %w", decodeKey(k), err)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read redirect map: %w", err)
+	}
+	return nil
 }
 
 // PinPath reports where the datapath's state is pinned.
 func (d *Datapath) PinPath() string { return d.pinPath }
 
-// MaxEntries reports the redirect map capacity.
+// MaxEntries reports the redirect map capacity, per address family.
 func (d *Datapath) MaxEntries() uint32 { return d.objs.Redirects.MaxEntries() }
 
 // Close releases this process's file descriptors. Pinned maps and links stay, so
@@ -113,7 +145,7 @@ func (d *Datapath) Remove() error {
 	if err := removeLegacyFilters(""); err != nil {
 		errs = append(errs, err)
 	}
-	for _, m := range []*ebpf.Map{d.objs.Redirects, d.objs.RedirectStats} {
+	for _, m := range []*ebpf.Map{d.objs.Redirects, d.objs.Redirects4, d.objs.RedirectStats} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}

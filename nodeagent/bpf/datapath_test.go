@@ -401,3 +401,53 @@ func TestAttachUpgradesPinnedLink(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOpenMigratesIPv4Entries is the upgrade from a release that kept IPv4 frontends
+// v4-mapped in the shared map, which the IPv6 map still is: the new program reads IPv4
+// from redirects4 only, so Open must fill it before the program is attached, and the
+// first Sync must clear the leftovers.
+func TestOpenMigratesIPv4Entries(t *testing.T) {
+	top := newTopology(t)
+	pin := mountBPFFS(t)
+	serveEcho(t, listenTransparent(t, top.node, netip.MustParseAddrPort("127.0.0.1:15001")))
+	key4 := Key{Addr: vipV4, Port: vipPort, Proto: ProtoTCP}
+	key6 := Key{Addr: vipV6, Port: vipPort, Proto: ProtoTCP}
+	want := map[Key]uint16{key4: proxyPort, key6: proxyPort}
+
+	// What the older release leaves pinned: both families in redirects, no redirects4.
+	old := openTest(t, pin, Options{})
+	legacy := redirectRedirectKey{Addr: vipV4.As16(), Port: networkOrder(vipPort), Proto: ProtoTCP, Family: familyInet}
+	for _, k := range []redirectRedirectKey{legacy, encodeKey(key6)} {
+		if err := old.objs.Redirects.Put(k, redirectRedirectValue{ProxyPort: proxyPort}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.objs.Redirects4.Unpin(); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	d := openTest(t, pin, Options{})
+	if got, err := d.Entries(); err != nil || !maps.Equal(got, want) {
+		t.Fatalf("Entries after Open = %v, %v; want %v", got, err, want)
+	}
+	top.attach(t, d)
+	c, err := dialFrom(top.client, netip.AddrPortFrom(vipV4, vipPort), 2*time.Second)
+	if err != nil {
+		t.Fatalf("migrated IPv4 frontend not served before the first Sync: %v", err)
+	}
+	defer c.Close()
+	if err := roundTrip(c, "migrated"); err != nil {
+		t.Fatal(err)
+	}
+	checkSync(t, d, want, 0, 0, 1)
+	raw, err := rawEntries[redirectRedirectKey](d.objs.Redirects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range raw {
+		if k.Family != familyInet6 {
+			t.Fatalf("IPv4 leftover %s still in the IPv6 map after Sync", decodeKey(k))
+		}
+	}
+}

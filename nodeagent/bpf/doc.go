@@ -1,6 +1,7 @@
 // Package bpf loads Portico's redirect datapath: a TC ingress eBPF program that hands
 // TCP connections addressed to a VIP:port to the local proxy (Envoy) listener with
-// bpf_sk_assign, keyed by a pinned hash map that the node agent keeps in sync.
+// bpf_sk_assign, keyed by pinned hash maps (one per address family) that the node agent
+// keeps in sync.
 //
 // Everything lives under a bpffs pin path (DefaultPinPath), so the datapath keeps
 // serving while the agent restarts or is upgraded: Close only drops this process's file

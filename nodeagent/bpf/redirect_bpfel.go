@@ -21,6 +21,14 @@ type redirectRedirectKey struct {
 	Family uint8
 }
 
+type redirectRedirectKey4 struct {
+	_     structs.HostLayout
+	Addr  uint32
+	Port  uint16
+	Proto uint8
+	Pad   uint8
+}
+
 type redirectRedirectValue struct {
 	_         structs.HostLayout
 	ProxyPort uint16
@@ -33,6 +41,7 @@ type redirectRedirectValue struct {
 const (
 	redirectMapRedirectStats    = "redirect_stats"
 	redirectMapRedirects        = "redirects"
+	redirectMapRedirects4       = "redirects4"
 	redirectProgPorticoRedirect = "portico_redirect"
 )
 
@@ -87,6 +96,7 @@ type redirectProgramSpecs struct {
 type redirectMapSpecs struct {
 	RedirectStats *ebpf.MapSpec `ebpf:"redirect_stats"`
 	Redirects     *ebpf.MapSpec `ebpf:"redirects"`
+	Redirects4    *ebpf.MapSpec `ebpf:"redirects4"`
 }
 
 // redirectVariableSpecs contains global variables before they are loaded into the kernel.
@@ -117,12 +127,14 @@ func (o *redirectObjects) Close() error {
 type redirectMaps struct {
 	RedirectStats *ebpf.Map `ebpf:"redirect_stats"`
 	Redirects     *ebpf.Map `ebpf:"redirects"`
+	Redirects4    *ebpf.Map `ebpf:"redirects4"`
 }
 
 func (m *redirectMaps) Close() error {
 	return _RedirectClose(
 		m.RedirectStats,
 		m.Redirects,
+		m.Redirects4,
 	)
 }
 
