@@ -8,6 +8,9 @@ import (
 // whatever the number of configs; RejectedCount carries the full number.
 const MaxReportedRejections = 64
 
+// MaxReportedInterfaces bounds NodeProxy.status.interfaces (a busy node has one veth per pod).
+const MaxReportedInterfaces = 256
+
 // RejectedConfig is a NodeProxyConfig (or one part of it) that a node did not apply.
 type RejectedConfig struct {
 	// Name of the NodeProxyConfig.
@@ -87,6 +90,16 @@ type NodeProxyStatus struct {
 	// +listType=map
 	// +listMapKey=id
 	Proxies []ProxyStatus `json:"proxies,omitempty"`
+
+	// Interfaces are the node's interfaces the agent can answer ARP/NDP on (up, not
+	// loopback, with an Ethernet address), sorted, at most MaxReportedInterfaces. The L2
+	// controller assigns an address to this node only under a policy whose interface
+	// regexes match one of them; empty when the agent's L2 responder is disabled.
+	// +optional
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=15
+	// +listType=set
+	Interfaces []string `json:"interfaces,omitempty"`
 
 	// LastUpdateTime is when the agent last wrote this status.
 	// +optional

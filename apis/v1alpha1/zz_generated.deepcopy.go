@@ -824,6 +824,11 @@ func (in *NodeProxyStatus) DeepCopyInto(out *NodeProxyStatus) {
 		*out = make([]ProxyStatus, len(*in))
 		copy(*out, *in)
 	}
+	if in.Interfaces != nil {
+		in, out := &in.Interfaces, &out.Interfaces
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.LastUpdateTime != nil {
 		in, out := &in.LastUpdateTime, &out.LastUpdateTime
 		*out = (*in).DeepCopy()

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/l2"
 	"github.com/portico-dev/portico/internal/managerflags"
 	"github.com/portico-dev/portico/webhooks"
@@ -38,6 +39,8 @@ func main() {
 		// renews a node Lease in kube-node-lease, which this controller has no use for.
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			&coordinationv1.Lease{}: {Namespaces: map[string]cache.Config{opts.Namespace: {}}},
+			// Of the agents' NodeProxies only the reported interfaces matter here.
+			&v1alpha1.NodeProxy{}: {Transform: l2.TrimNodeProxy},
 		}},
 	})
 	if err != nil {

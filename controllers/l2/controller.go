@@ -18,6 +18,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/workqueue"
 	"k8s.io/utils/ptr"
@@ -55,6 +56,7 @@ const DefaultNamespace = "portico-system"
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -107,6 +109,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(c.sliceToKey), builder.WithPredicates(slicePredicate())).
 		Watches(&corev1.Node{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&coordinationv1.Lease{}, c.leaseHandler()).
+		Watches(&v1alpha1.NodeProxy{}, all, builder.WithPredicates(interfacesChanged())).
 		Watches(&v1alpha1.L2AnnouncementPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Our own objects: someone else's edit or deletion is repaired.
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownNPC(), predicate.GenerationChangedPredicate{})).
@@ -209,6 +212,39 @@ func servicePredicate() predicate.Funcs {
 				!sameCondition(conditions.Get(o.Status.Conditions, v1alpha1.ConditionL2Announced), conditions.Get(n.Status.Conditions, v1alpha1.ConditionL2Announced))
 		},
 	}
+}
+
+// interfacesChanged passes only changes of the interfaces an agent reports: the agents
+// write their NodeProxy status for many other reasons (proxy ACKs, counters), none of
+// which matters to assignment.
+func interfacesChanged() predicate.Funcs {
+	ifaces := func(o client.Object) []string {
+		if np, ok := o.(*v1alpha1.NodeProxy); ok {
+			return np.Status.Interfaces
+		}
+		return nil
+	}
+	return predicate.Funcs{
+		CreateFunc: func(e event.CreateEvent) bool { return len(ifaces(e.Object)) > 0 },
+		DeleteFunc: func(e event.DeleteEvent) bool { return len(ifaces(e.Object)) > 0 },
+		UpdateFunc: func(e event.UpdateEvent) bool { return !equalStrings(ifaces(e.ObjectOld), ifaces(e.ObjectNew)) },
+	}
+}
+
+// TrimNodeProxy is a cache transform (cache.ByObject.Transform) keeping of a NodeProxy
+// only what assignment reads, its name and reported interfaces: the rest (up to 64
+// rejection messages, proxies) can reach tens of KiB per node, which the controller would
+// otherwise hold for every node of a large cluster.
+func TrimNodeProxy(obj any) (any, error) {
+	np, ok := obj.(*v1alpha1.NodeProxy)
+	if !ok {
+		return obj, nil
+	}
+	return &v1alpha1.NodeProxy{
+		TypeMeta:   np.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{Name: np.Name, UID: np.UID, ResourceVersion: np.ResourceVersion},
+		Status:     v1alpha1.NodeProxyStatus{Interfaces: np.Status.Interfaces},
+	}, nil
 }
 
 // slicePredicate passes only changes of the set of nodes with a ready endpoint, the one

@@ -129,6 +129,7 @@ func TestReleasedHeartbeatHandsOverImmediately(t *testing.T) {
 	cs := kubernetes.NewForConfigOrDie(env.Config)
 	stops := map[string]func(){}
 	for _, n := range nodes {
+		reportInterfaces(t, n, "eth1")
 		hb, err := nodeagent.NewHeartbeat(cs.CoordinationV1().Leases(leaseNS), n, 200*time.Millisecond, 10*time.Second, ctrl.Log)
 		g.Expect(err).NotTo(HaveOccurred())
 		ctx, cancel := context.WithCancel(context.Background())

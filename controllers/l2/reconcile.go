@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -87,10 +88,20 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	if err := c.client.List(ctx, &nodes, noCopy); err != nil {
 		return in, nil, nil, err
 	}
+	// The interfaces each agent reported: a node is eligible under a policy only if one
+	// of them matches the policy's regexes. No NodeProxy yet means none reported.
+	var proxies v1alpha1.NodeProxyList
+	if err := c.client.List(ctx, &proxies, noCopy); err != nil {
+		return in, nil, nil, err
+	}
+	ifaces := make(map[string][]string, len(proxies.Items))
+	for i := range proxies.Items {
+		ifaces[proxies.Items[i].Name] = proxies.Items[i].Status.Interfaces
+	}
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		live, why := c.tracker.Live(n.Name, now)
-		in.Nodes = append(in.Nodes, l2assign.Node{Name: n.Name, Labels: n.Labels, Live: live, Down: why})
+		in.Nodes = append(in.Nodes, l2assign.Node{Name: n.Name, Labels: n.Labels, Live: live, Down: why, Interfaces: ifaces[n.Name]})
 	}
 
 	var sl corev1.ServiceList
@@ -267,19 +278,32 @@ func (c *Controller) writePolicies(ctx context.Context, res *l2assign.Result, po
 		}
 		upd := p.DeepCopy()
 		upd.Status = *next
-		if err := c.client.Status().Update(ctx, upd); err != nil && !apierrors.IsNotFound(err) {
+		// A patch, not an update: the cache often still holds the version before our
+		// previous write, and the status is recomputed whole every time, so an
+		// optimistic-lock conflict would only cost a retry and an error log.
+		if err := c.client.Status().Patch(ctx, upd, client.MergeFrom(p)); err != nil && !apierrors.IsNotFound(err) {
 			errs = append(errs, fmt.Errorf("updating the status of L2AnnouncementPolicy %s: %w", p.Name, err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// readyMessage points at the likely problem when a valid policy announces nothing.
+// readyMessage points at the likely problem when a valid policy announces nothing, and
+// names the nodes left out only because none of their interfaces matches (a typo in a
+// regex, or a node missing a link, would otherwise go unnoticed until a failover).
 func readyMessage(pr *l2assign.PolicyResult) string {
+	msg := "valid"
 	if pr.EligibleNodes == 0 {
-		return "valid, but no node is eligible: none matches the nodeSelector with a live agent heartbeat and without the label " + l2assign.LabelExcludeFromLB
+		msg = "valid, but no node is eligible: none matches the nodeSelector with a live agent heartbeat, an interface matching spec.interfaces and without the label " + l2assign.LabelExcludeFromLB
 	}
-	return "valid"
+	if pr.NoInterfaceCount > 0 {
+		msg += fmt.Sprintf("; %d selected node(s) skipped because no interface matches spec.interfaces: %s",
+			pr.NoInterfaceCount, strings.Join(pr.NoInterface, ", "))
+		if more := int(pr.NoInterfaceCount) - len(pr.NoInterface); more > 0 {
+			msg += fmt.Sprintf(" and %d more", more)
+		}
+	}
+	return msg
 }
 
 func equalPolicyStatus(a, b *v1alpha1.L2AnnouncementPolicyStatus) bool {

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -156,7 +157,9 @@ func start() (func(), error) {
 
 func run(cfg *rest.Config, hooks webhook.Server, setup func(ctrl.Manager) error) (func(), error) {
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		WebhookServer: hooks, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+		WebhookServer: hooks, Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		// As cmd/l2-controller configures it, so the tests see what the binary sees.
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{&v1alpha1.NodeProxy{}: {Transform: l2.TrimNodeProxy}}}})
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +244,7 @@ type agent struct {
 func startAgent(t *testing.T, node string, durationSeconds int32) *agent {
 	t.Helper()
 	a := &agent{node: node, duration: durationSeconds, stop: make(chan struct{}), done: make(chan struct{})}
+	reportInterfaces(t, node, "eth1")
 	if err := a.renew(); err != nil {
 		t.Fatal(err)
 	}
@@ -296,6 +300,27 @@ func (a *agent) crash() time.Time {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.lastSent
+}
+
+// reportInterfaces writes the node's NodeProxy status.interfaces as its agent does.
+func reportInterfaces(t *testing.T, node string, names ...string) {
+	t.Helper()
+	ctx := context.Background()
+	np := &v1alpha1.NodeProxy{}
+	err := k8s.Get(ctx, types.NamespacedName{Name: node}, np)
+	if apierrors.IsNotFound(err) {
+		np = &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: node}}
+		if err = k8s.Create(ctx, np); err == nil {
+			t.Cleanup(func() { _ = k8s.Delete(context.Background(), np) })
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	np.Status.Interfaces = names
+	if err := k8s.Status().Update(ctx, np); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // --- fixtures ----------------------------------------------------------------------------

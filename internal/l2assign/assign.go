@@ -21,6 +21,10 @@ type Node struct {
 	// Live is true while the node's agent heartbeat is live; Down says why it is not.
 	Live bool
 	Down string
+	// Interfaces are the names of the interfaces the node's agent can answer ARP/NDP on,
+	// as it reported them; nil when it reported none (or has not reported yet). A policy
+	// whose interface regexes match none of them cannot be answered there.
+	Interfaces []string
 }
 
 // Service is what assignment needs of a Service.
@@ -75,6 +79,11 @@ type PolicyResult struct {
 	SelectedServices int32
 	AnnouncedIPs     int32
 	EligibleNodes    int32
+	// NoInterface names (at most maxListed, sorted) the nodes the policy would otherwise
+	// use (selected, live, not excluded) that have no interface matching its regexes;
+	// NoInterfaceCount counts them all.
+	NoInterface      []string
+	NoInterfaceCount int32
 }
 
 // Result is a complete assignment.
@@ -131,9 +140,17 @@ func Assign(in Input) *Result {
 		valid = append(valid, p)
 		set := map[string]bool{}
 		for _, n := range nodes {
-			if n.Live && !excluded(n) && p.SelectsNode(n.Labels) {
-				set[n.Name] = true
+			if !n.Live || excluded(n) || !p.SelectsNode(n.Labels) {
+				continue
 			}
+			if !p.MatchesInterfaces(n.Interfaces) {
+				pr.NoInterfaceCount++
+				if len(pr.NoInterface) < maxListed {
+					pr.NoInterface = append(pr.NoInterface, n.Name)
+				}
+				continue
+			}
+			set[n.Name] = true
 		}
 		eligible[p.Name] = set
 		pr.EligibleNodes = int32(len(set))
@@ -324,7 +341,16 @@ func nodeProblem(h holder, holders []holder, n Node, eligible map[string]map[str
 	case h.svc.Local && !h.svc.ReadyNodes[n.Name]:
 		return "no ready endpoint (externalTrafficPolicy: Local)"
 	case !slices.ContainsFunc(h.policies, func(p *Policy) bool { return eligible[p.Name][n.Name] }):
-		return "not selected by the nodeSelector of policy " + policyNames(h.policies)
+		var selecting []*Policy
+		for _, p := range h.policies {
+			if p.SelectsNode(n.Labels) {
+				selecting = append(selecting, p)
+			}
+		}
+		if len(selecting) == 0 {
+			return "not selected by the nodeSelector of policy " + policyNames(h.policies)
+		}
+		return NoInterfaceProblem(selecting, n.Interfaces)
 	}
 	for _, o := range holders {
 		if o.svc != h.svc && !suits(o, n.Name, eligible) {
@@ -332,6 +358,32 @@ func nodeProblem(h holder, holders []holder, n Node, eligible map[string]map[str
 		}
 	}
 	return "not eligible"
+}
+
+// NoInterfaceProblem says that none of a node's reported interfaces matches the
+// interfaces of the policies, and which interfaces the node does have, so that the user
+// can tell a wrong regex from a node that is missing a link.
+func NoInterfaceProblem(ps []*Policy, have []string) string {
+	var res []string
+	for _, p := range ps {
+		res = append(res, p.Interfaces...)
+	}
+	msg := "no interface matches spec.interfaces of policy " + policyNames(ps)
+	if len(res) > 0 {
+		msg += " (" + strings.Join(res, ", ") + ")"
+	}
+	if len(have) == 0 {
+		return msg + "; its agent reports no interface ARP/NDP can run on"
+	}
+	listed := have
+	if len(listed) > maxListed {
+		listed = listed[:maxListed]
+	}
+	msg += "; its agent reports " + strings.Join(listed, ", ")
+	if len(have) > maxListed {
+		msg += fmt.Sprintf(" and %d more", len(have)-maxListed)
+	}
+	return msg
 }
 
 func policyNames(ps []*Policy) string {

@@ -25,7 +25,7 @@ func policy(name string, mod ...func(*v1alpha1.L2AnnouncementPolicySpec)) *Polic
 func liveNodes(names ...string) []Node {
 	out := make([]Node, len(names))
 	for i, n := range names {
-		out[i] = Node{Name: n, Labels: map[string]string{"kubernetes.io/hostname": n}, Live: true}
+		out[i] = Node{Name: n, Labels: map[string]string{"kubernetes.io/hostname": n}, Live: true, Interfaces: []string{"eth1"}}
 	}
 	return out
 }
@@ -208,6 +208,7 @@ func TestPolicySelection(t *testing.T) {
 	none := Service{Key: types.NamespacedName{Namespace: "shop", Name: "no-address"}}
 	nodes := liveNodes("node-a", "node-b")
 	nodes[1].Labels["gpu"] = "true"
+	nodes[1].Interfaces = []string{"bond0", "eth1"}
 
 	r := Assign(Input{Policies: []*Policy{onlyShop, gpu}, Services: []Service{web, other, ext, none}, Nodes: nodes})
 	got := owners(r)

@@ -39,6 +39,7 @@ type Policy struct {
 
 	nodes    labels.Selector
 	services labels.Selector
+	ifaces   []*regexp.Regexp
 }
 
 // ParsePolicy validates a policy in one pass and reports every problem with its field path.
@@ -54,10 +55,13 @@ func ParsePolicy(p *v1alpha1.L2AnnouncementPolicy) *Policy {
 	out.services, errs = selector(p.Spec.ServiceSelector, spec.Child("serviceSelector"))
 	out.Errors = append(out.Errors, errs...)
 	for i, re := range p.Spec.Interfaces {
-		if _, err := regexp.Compile(re); err != nil {
+		c, err := regexp.Compile(re)
+		if err != nil {
 			out.Errors = append(out.Errors, field.Invalid(spec.Child("interfaces").Index(i), re,
 				fmt.Sprintf("not a valid RE2 regular expression: %v", err)))
+			continue
 		}
+		out.ifaces = append(out.ifaces, c)
 	}
 	if !p.Spec.LoadBalancerIPs && !p.Spec.ExternalIPs {
 		// The schema refuses this too; repeated so a policy that slipped past it says why it does nothing.
@@ -96,6 +100,24 @@ func (p *Policy) SelectsService(svcLabels map[string]string) bool {
 // SelectsNode reports whether the policy's nodeSelector matches a node's labels.
 func (p *Policy) SelectsNode(nodeLabels map[string]string) bool {
 	return p.Valid() && p.nodes.Matches(labels.Set(nodeLabels))
+}
+
+// MatchesInterfaces reports whether the policy can be answered on a node with these
+// interfaces (as its agent reported them): some name must match some regex, unanchored,
+// exactly as the agent's responder matches them. A policy without regexes answers on
+// every interface, so any one will do; a node that reported none can answer nothing.
+func (p *Policy) MatchesInterfaces(names []string) bool {
+	for _, n := range names {
+		if len(p.ifaces) == 0 {
+			return true
+		}
+		for _, re := range p.ifaces {
+			if re.MatchString(n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ServiceLabels returns a Service's labels plus the namespace and name pseudo-labels.

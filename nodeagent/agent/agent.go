@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/scheme"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
@@ -73,7 +74,9 @@ type Config struct {
 	DisableL2 bool
 	// DeviceRescan is how often new interfaces are looked for (and a failed datapath retried).
 	DeviceRescan time.Duration
-	// Debounce coalesces bursts of watch events into one render.
+	// Debounce is the minimum time between two syncs: the watch events arriving
+	// within it are coalesced into one render, while a change after a quiet spell is
+	// rendered at once.
 	Debounce time.Duration
 	// ReportInterval is the minimum time between two NodeProxy status writes.
 	ReportInterval time.Duration
@@ -196,12 +199,30 @@ func Run(ctx context.Context, cfg Config) error {
 	runnables := []manager.Runnable{}
 	if !cfg.DisableL2 {
 		a.l2 = newAnnouncer(hb.Fenced, log.WithName("l2"))
-		runnables = append(runnables, manager.RunnableFunc(a.l2.run))
+		runnables = append(runnables, manager.RunnableFunc(a.l2.run), manager.RunnableFunc(func(ctx context.Context) error {
+			return a.l2.watchInterfaces(ctx, cfg.DeviceRescan, log.WithName("interfaces"), rep.SetInterfaces)
+		}))
 	}
 
 	for _, r := range append(runnables,
 		xsrv,
-		manager.RunnableFunc(hb.Run),
+		// The heartbeat starts once the caches have synced: a live heartbeat makes the L2
+		// controller move addresses here at once, and until its first sync this agent
+		// could not answer for them (a restart would leave its share unanswered for the
+		// time of a full list of NodeProxyConfigs, Services and EndpointSlices).
+		manager.RunnableFunc(func(ctx context.Context) error {
+			// The informers the sync loop waits for (GetInformer blocks until synced;
+			// WaitForCacheSync would not wait for those the loop has not requested yet).
+			for _, obj := range []client.Object{&v1alpha1.NodeProxyConfig{}, &corev1.Node{}, &discoveryv1.EndpointSlice{}, &corev1.Service{}} {
+				if _, err := mgr.GetCache().GetInformer(ctx, obj); err != nil {
+					if ctx.Err() != nil {
+						return nil
+					}
+					return fmt.Errorf("agent: waiting for %T before the heartbeat: %w", obj, err)
+				}
+			}
+			return hb.Run(ctx)
+		}),
 		manager.RunnableFunc(func(ctx context.Context) error { return rep.Run(ctx, xsrv.Proxies) }),
 		manager.RunnableFunc(a.run),
 	) {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"net/netip"
 	"regexp"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -25,6 +26,15 @@ func newAnnouncer(fenced func() bool, log logr.Logger) *announcer {
 }
 
 func (a *announcer) run(ctx context.Context) error { return a.r.Run(ctx) }
+
+// watchInterfaces reports the interfaces the responder can answer on whenever they
+// change, and makes the responder pick up a new link at once instead of at its next scan.
+func (a *announcer) watchInterfaces(ctx context.Context, rescan time.Duration, log logr.Logger, report func([]string)) error {
+	return arp.WatchInterfaces(ctx, rescan, log, func(names []string) {
+		a.r.Rescan()
+		report(names)
+	})
+}
 
 // set replaces the announced addresses and returns how many there are. render has
 // validated the addresses and regexes; anything that still fails to parse is skipped.

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"context"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -16,3 +17,10 @@ type announcer struct{}
 func newAnnouncer(func() bool, logr.Logger) *announcer { return &announcer{} }
 func (*announcer) run(ctx context.Context) error       { <-ctx.Done(); return nil }
 func (*announcer) set([]v1alpha1.Announcement) int     { return 0 }
+
+// watchInterfaces reports no interface: nothing can be answered here.
+func (*announcer) watchInterfaces(ctx context.Context, _ time.Duration, _ logr.Logger, report func([]string)) error {
+	report(nil)
+	<-ctx.Done()
+	return nil
+}

@@ -48,6 +48,8 @@ type Report struct {
 	XDSErr     error
 	XDSVersion string
 	Proxies    []xds.ProxyState
+	// Interfaces are those the L2 responder can answer on, sorted (nil with L2 disabled).
+	Interfaces []string
 }
 
 // BuildStatus computes the NodeProxy status from r. It is pure: prev only provides the
@@ -69,6 +71,11 @@ func BuildStatus(prev v1alpha1.NodeProxyStatus, generation int64, r Report) v1al
 	}
 	st.Rejected = slices.Clone(listed)
 	st.AppliedResourceVersion = watermark(r, rejected[len(listed):])
+
+	st.Interfaces = slices.Clone(r.Interfaces)
+	if len(st.Interfaces) > v1alpha1.MaxReportedInterfaces {
+		st.Interfaces = st.Interfaces[:v1alpha1.MaxReportedInterfaces]
+	}
 
 	st.Counters = v1alpha1.NodeProxyCounters{
 		SelectedConfigs: int32(len(r.Selected)),
@@ -236,6 +243,7 @@ type reporter struct {
 
 	mu      sync.Mutex
 	latest  *Report
+	ifaces  []string
 	kick    chan struct{}
 	obj     *v1alpha1.NodeProxy
 	written *v1alpha1.NodeProxyStatus
@@ -249,6 +257,15 @@ func newReporter(c client.Client, node string, minInterval time.Duration, log lo
 func (w *reporter) Update(r Report) {
 	w.mu.Lock()
 	w.latest = &r
+	w.mu.Unlock()
+	w.Poke()
+}
+
+// SetInterfaces records the interfaces the L2 responder can answer on; they are
+// reported apart from the sync's Report because links change independently of configs.
+func (w *reporter) SetInterfaces(names []string) {
+	w.mu.Lock()
+	w.ifaces = slices.Clone(names)
 	w.mu.Unlock()
 	w.Poke()
 }
@@ -282,12 +299,13 @@ func (w *reporter) Run(ctx context.Context, proxies func() []xds.ProxyState) err
 			}
 		}
 		w.mu.Lock()
-		r := w.latest
+		r, ifaces := w.latest, w.ifaces
 		w.mu.Unlock()
 		if r == nil {
 			continue
 		}
 		rep := *r
+		rep.Interfaces = ifaces
 		if proxies != nil {
 			rep.Proxies = proxies()
 		}

@@ -88,3 +88,18 @@ func TestBuildStatusWatermarkAndConditions(t *testing.T) {
 		t.Fatalf("NACK not reported: %+v %+v", c, st.Proxies)
 	}
 }
+
+// Interfaces are reported as given, bounded by the schema's limit (a node has one veth per pod).
+func TestBuildStatusBoundsInterfaces(t *testing.T) {
+	var names []string
+	for i := range v1alpha1.MaxReportedInterfaces + 10 {
+		names = append(names, fmt.Sprintf("veth%04d", i))
+	}
+	st := BuildStatus(v1alpha1.NodeProxyStatus{}, 1, Report{Interfaces: names})
+	if len(st.Interfaces) != v1alpha1.MaxReportedInterfaces || st.Interfaces[0] != "veth0000" {
+		t.Fatalf("reported %d interfaces, first %q", len(st.Interfaces), st.Interfaces[0])
+	}
+	if st := BuildStatus(v1alpha1.NodeProxyStatus{}, 1, Report{}); st.Interfaces != nil {
+		t.Fatalf("L2 disabled: want no interfaces, got %q", st.Interfaces)
+	}
+}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/l2assign"
 )
 
 var (
@@ -45,28 +47,14 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 	g := NewWithT(t)
 	setupS1S2(t, r)
 
+	r.waitEligible(g, "policy1", 3)
 	for _, c := range []struct {
 		svc string
 		ip  netip.Addr
 	}{{"web4", lbIPv4}, {"web6", lbIPv6}} {
-		var owner string
-		g.Eventually(func() string { owner = r.announcer("default", c.svc); return owner }).
-			WithTimeout(30*time.Second).ShouldNot(BeEmpty(), "the Service's L2Announced condition names no node")
-		// Agents join one by one, and each join may move the address (rendezvous hashing):
-		// wait until the condition and the answering node agree, then they must stay so.
-		g.Eventually(func(g Gomega) {
-			owner = r.announcer("default", c.svc)
-			var who []string
-			for _, m := range r.arping(c.ip, time.Second) {
-				who = append(who, r.nodeOfMAC(m))
-			}
-			g.Expect(who).NotTo(BeEmpty(), "nobody answers for %s", c.ip)
-			g.Expect(who).To(HaveEach(Equal(owner)), "answers for %s; the condition names %q", c.ip, owner)
-		}).WithTimeout(15 * time.Second).Should(Succeed())
+		owner := r.waitAnswered(g, "default", c.svc, c.ip)
 		for range 3 {
-			for _, m := range r.arping(c.ip, 500*time.Millisecond) {
-				g.Expect(r.nodeOfMAC(m)).To(Equal(owner))
-			}
+			g.Expect(r.answerers(c.ip, 500*time.Millisecond)).To(HaveEach(Equal(owner)))
 		}
 		t.Logf("%s (%s) is announced by %s", c.ip, c.svc, owner)
 	}
@@ -90,19 +78,22 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 		g.Expect(r.nodeOfMAC(m)).To(Equal(moved), "the killed node must not answer")
 	}
 
-	// SIGTERM of the new owner: the heartbeat is released and another node answers
-	// without waiting for the lease to expire.
+	// SIGTERM of the new owner: the agent stops answering, then releases its heartbeat,
+	// and the controller hands over on the release (the Event says so) rather than on
+	// expiry. A client probing throughout never hears both nodes at once.
 	r.startAgent(owner)
-	g.Eventually(func() string { return r.announcer("default", "web4") }).WithTimeout(15 * time.Second).ShouldNot(BeEmpty())
-	current := r.announcer("default", "web4")
+	r.waitEligible(g, "policy1", 3)
+	current := r.waitAnswered(g, "default", "web4", lbIPv4)
+	probe := r.probeARP(t, lbIPv4, 2*time.Millisecond)
 	stopped := time.Now()
 	r.stopAgent(current, unix.SIGTERM)
+	mac, at, ok := probe.firstOther(r.nodes[current].MAC.String(), 10*time.Second)
+	probe.stop()
+	g.Expect(ok).To(BeTrue(), "no other node answered after SIGTERM of %s's agent", current)
+	g.Expect(probe.lastFrom(r.nodes[current].MAC.String())).To(BeTemporally("<", at), "%s still answered after %s took over", current, r.nodeOfMAC(mac))
+	t.Logf("SIGTERM of %s's agent: %s answered after %v", current, r.nodeOfMAC(mac), at.Sub(stopped).Round(time.Millisecond))
 	g.Eventually(func() string {
-		macs := r.arping(lbIPv4, 200*time.Millisecond)
-		if len(macs) == 0 {
-			return ""
-		}
-		return r.nodeOfMAC(macs[0])
-	}).WithTimeout(10 * time.Second).WithPolling(10 * time.Millisecond).ShouldNot(SatisfyAny(Equal(current), BeEmpty()))
-	t.Logf("SIGTERM of %s's agent: another node answered after %v", current, time.Since(stopped).Round(time.Millisecond))
+		out, _ := r.env.Kubectl(context.Background(), "get", "events", "-n", "default", "-o", "custom-columns=NOTE:.note,MSG:.message")
+		return out
+	}).WithTimeout(10 * time.Second).Should(ContainSubstring(fmt.Sprintf("announced by %s (was %s: %s)", r.nodeOfMAC(mac), current, l2assign.DownReleased)))
 }

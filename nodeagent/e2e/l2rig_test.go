@@ -11,11 +11,14 @@ import (
 	"testing"
 	"time"
 
+	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
@@ -37,10 +40,12 @@ type l2rig struct {
 	client *netlab.Host
 	nodes  map[string]*netlab.Host
 	agents map[string]*agentProc
-	env    *testenv.Env
-	bin    string
-	dir    string
-	logs   *lockedBuffer
+	// started is when each node's current agent was started.
+	started map[string]time.Time
+	env     *testenv.Env
+	bin     string
+	dir     string
+	logs    *lockedBuffer
 }
 
 // dump prints what an operator would look at when the test fails.
@@ -53,9 +58,11 @@ func (r *l2rig) dump() {
 	r.t.Logf("agent logs:\n%s", r.logs.String())
 }
 
-func newL2Rig(t testing.TB) *l2rig {
+// newL2Rig builds the rig; prepare runs after the namespaces and the control plane are
+// up but before any agent starts (e.g. to give a node different interfaces).
+func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
 	privileged.Require(t)
-	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, dir: t.TempDir(), logs: &lockedBuffer{}}
+	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{}}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
 	for _, n := range []string{"n1", "n2", "n3"} {
 		r.nodes[n] = r.lab.AddHost(n)
@@ -76,7 +83,10 @@ func newL2Rig(t testing.TB) *l2rig {
 			Labels: map[string]string{"kubernetes.io/hostname": name}}}))
 	}
 
-	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	// Several rigs run in one test binary, each with its own manager: controller names
+	// repeat, which only matters to the (disabled) metrics.
+	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	must(t, err)
 	must(t, lbipam.Setup(mgr, lbipam.Options{}))
 	must(t, l2.Setup(mgr, l2.Options{Namespace: "portico-system"}))
@@ -85,6 +95,9 @@ func newL2Rig(t testing.TB) *l2rig {
 	go func() { defer close(done); _ = mgr.Start(mctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
+	for _, p := range prepare {
+		p(r)
+	}
 	r.bin = buildAgent(t)
 	for name := range r.nodes {
 		r.startAgent(name)
@@ -107,8 +120,10 @@ func (r *l2rig) startAgent(node string) {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	r.started[node] = time.Now()
 	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
 		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
+		"--zap-time-encoding", "rfc3339nano", // handovers take milliseconds: the logs must show them
 		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
 }
 
@@ -134,6 +149,46 @@ func (r *l2rig) announcer(ns, name string) string {
 }
 
 var announcedBy = regexp.MustCompile(`announced by (\S+)`)
+
+// l2Condition is the Service's L2Announced condition (nil if none).
+func (r *l2rig) l2Condition(g Gomega, ns, name string) *metav1.Condition {
+	svc := &corev1.Service{}
+	g.Expect(r.env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, svc)).To(Succeed())
+	return conditions.Get(svc.Status.Conditions, v1alpha1.ConditionL2Announced)
+}
+
+// waitEligible waits until the policy's status counts n eligible nodes: agents join one
+// by one, and each join may move an address, so tests start from the settled state.
+func (r *l2rig) waitEligible(g Gomega, policy string, n int32) {
+	g.Eventually(func(g Gomega) {
+		p := &v1alpha1.L2AnnouncementPolicy{}
+		g.Expect(r.env.Client.Get(context.Background(), client.ObjectKey{Name: policy}, p)).To(Succeed())
+		g.Expect(p.Status.EligibleNodes).To(Equal(n))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
+
+// waitAnswered waits until the node the Service's condition names is the only one
+// answering for ip, and returns it.
+func (r *l2rig) waitAnswered(g Gomega, ns, name string, ip netip.Addr) string {
+	var owner string
+	g.Eventually(func(g Gomega) {
+		owner = r.announcer(ns, name)
+		g.Expect(owner).NotTo(BeEmpty(), "the L2Announced condition of %s/%s names no node", ns, name)
+		who := r.answerers(ip, time.Second)
+		g.Expect(who).NotTo(BeEmpty(), "nobody answers for %s", ip)
+		g.Expect(who).To(HaveEach(Equal(owner)), "answers for %s; the condition names %q", ip, owner)
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	return owner
+}
+
+// answerers asks once for ip from the client and returns the nodes that answered.
+func (r *l2rig) answerers(ip netip.Addr, timeout time.Duration) []string {
+	var who []string
+	for _, m := range r.arping(ip, timeout) {
+		who = append(who, r.nodeOfMAC(m))
+	}
+	return who
+}
 
 var macRe = regexp.MustCompile(`(?i)([0-9a-f]{2}(:[0-9a-f]{2}){5})`)
 
