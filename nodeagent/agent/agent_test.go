@@ -9,10 +9,12 @@ import (
 	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -183,6 +185,102 @@ func TestAgentAppliesAndReports(t *testing.T) {
 	must(t, ads.WaitFor(ctx, func(cl *xdstest.Client) bool {
 		return len(cl.State(resourcev3.ListenerType).Resources) == 0
 	}))
+}
+
+// TestAgentServesEveryVersion changes one config the way producers do (rewriting the
+// whole object) and checks that each version is what the agent serves and reports:
+// the agent keeps parsed configs between syncs, and must never answer from a stale one.
+// A config rejected for a bad route is applied once fixed, and a later change to a
+// route reaches Envoy.
+func TestAgentServesEveryVersion(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := env.Client
+	const nodeName = "versions-node"
+	create(t, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{"versions": "yes"}}})
+	route := func(prefix string) v1alpha1.FragmentRoute {
+		return v1alpha1.FragmentRoute{Precedence: "1", Route: apiextensionsv1.JSON{
+			Raw: []byte(`{"match":{"prefix":"` + prefix + `"},"route":{"cluster":"bench-backend"}}`)}}
+	}
+	npc := &v1alpha1.NodeProxyConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: "versions"},
+		Spec: v1alpha1.NodeProxyConfigSpec{
+			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"versions": "yes"}},
+			Envoy: &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{
+				envoyResource(t, benchListenerJSON), envoyResource(t, benchClusterJSON)}},
+			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*", Routes: []v1alpha1.FragmentRoute{
+				route("/a"),
+				// An unknown field: Envoy would drop it silently, the agent rejects the config.
+				{Precedence: "2", Route: apiextensionsv1.JSON{Raw: []byte(`{"match":{"prefx":"/"},"route":{"cluster":"bench-backend"}}`)}},
+			}}},
+		},
+	}
+	create(t, npc)
+	t.Cleanup(func() {
+		_ = c.Delete(context.Background(), &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: nodeName}})
+	})
+
+	sock := filepath.Join(shortDir(t), "xds.sock")
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(runCtx, Config{NodeName: nodeName, Namespace: testNamespace, RestConfig: env.Config,
+			StateDir: t.TempDir(), XDSSocket: sock, DisableDatapath: true, DisableL2: true,
+			ReportInterval: 100 * time.Millisecond, Log: zap.New(zap.UseDevMode(true))})
+	}()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	ads, err := xdstest.Dial(ctx, "unix://"+sock, "envoy-"+nodeName)
+	must(t, err)
+	defer func() { _ = ads.Close() }()
+	must(t, ads.Start())
+
+	np := &v1alpha1.NodeProxy{}
+	reported := func(rejected bool) func() bool {
+		return func() bool {
+			if err := c.Get(ctx, client.ObjectKey{Name: nodeName}, np); err != nil {
+				return false
+			}
+			st := np.Status
+			if st.AppliedResourceVersion == "" || cmpRV(st.AppliedResourceVersion, npc.ResourceVersion) < 0 {
+				return false
+			}
+			if rejected {
+				return len(st.Rejected) == 1 && st.Rejected[0].Name == "versions" && st.Rejected[0].Reason == render.ReasonInvalidRoute
+			}
+			return st.RejectedCount == 0
+		}
+	}
+	eventually(t, 20*time.Second, "the config with a bad route is reported rejected", reported(true))
+	if n := len(ads.State(resourcev3.ListenerType).Resources); n != 0 {
+		t.Fatalf("a rejected config's listener is served (%d listeners)", n)
+	}
+
+	served := func(prefixes ...string) func(*xdstest.Client) bool {
+		return func(cl *xdstest.Client) bool {
+			rc, _ := cl.State(resourcev3.RouteType).Resources["bench-routes"].(*routev3.RouteConfiguration)
+			if len(rc.GetVirtualHosts()) != 1 || len(rc.GetVirtualHosts()[0].GetRoutes()) != len(prefixes) {
+				return false
+			}
+			for i, r := range rc.GetVirtualHosts()[0].GetRoutes() {
+				if r.GetMatch().GetPrefix() != prefixes[i] {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	for _, prefixes := range [][]string{{"/a", "/fixed"}, {"/a", "/changed"}, {"/b", "/changed"}} {
+		npc.Spec.RouteFragments[0].Routes = []v1alpha1.FragmentRoute{route(prefixes[0]), route(prefixes[1])}
+		npc.Spec.RouteFragments[0].Routes[1].Precedence = "2"
+		must(t, c.Update(ctx, npc))
+		must(t, ads.WaitFor(ctx, served(prefixes...)))
+		eventually(t, 20*time.Second, "version "+npc.ResourceVersion+" is reported applied", reported(false))
+	}
 }
 
 // shortDir is a temporary directory with a path short enough for a Unix socket (108 bytes).

@@ -3,9 +3,11 @@ package agent
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -45,10 +48,29 @@ func benchRoutes(n int, gen int) []v1alpha1.FragmentRoute {
 	return routes
 }
 
+// acceptedAt records when the apiserver answered the last write: RoundTrip returns as
+// soon as the response headers arrive, which the apiserver sends once the object is
+// stored, before the client has read and decoded the 1,000-route object it sends back.
+// Timing from Update's return instead would leave those milliseconds out, and the
+// watch event often reaches the agent before Update returns.
+type acceptedAt struct {
+	rt http.RoundTripper
+	at *atomic.Int64 // UnixNano
+}
+
+func (a acceptedAt) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := a.rt.RoundTrip(req)
+	if req.Method == http.MethodPut {
+		a.at.Store(time.Now().UnixNano())
+	}
+	return resp, err
+}
+
 // BenchmarkConfigChangeToSnapshot measures, for a NodeProxyConfig with 1,000 routes, the
-// time from the apiserver accepting a change to a connected ADS client receiving the
-// route table that carries it: watch, debounce, render, validation and xDS push together.
-// Reports p50 and p99 (goal: p99 ≤ 100 ms).
+// time from the apiserver accepting a change (its response to the write) to a connected
+// ADS client holding the route table that carries it: watch, debounce, render,
+// validation and xDS push together. Reports p50, p99 and max (goal: p99 ≤ 100 ms); with
+// -benchtime 100x, p99 is the second slowest change.
 func BenchmarkConfigChangeToSnapshot(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -61,7 +83,14 @@ func BenchmarkConfigChangeToSnapshot(b *testing.B) {
 			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*", Routes: benchRoutes(routes, 0)}},
 		},
 	}
-	if err := env.Client.Create(ctx, npc); err != nil {
+	var accepted atomic.Int64
+	wcfg := rest.CopyConfig(env.Config)
+	wcfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return acceptedAt{rt: rt, at: &accepted} })
+	writer, err := client.New(wcfg, client.Options{Scheme: env.Client.Scheme()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := writer.Create(ctx, npc); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { _ = env.Client.Delete(context.Background(), npc) }()
@@ -96,14 +125,12 @@ func BenchmarkConfigChangeToSnapshot(b *testing.B) {
 	gen := 0
 	for b.Loop() {
 		gen++
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(npc), npc); err != nil {
-			b.Fatal(err)
-		}
+		// Update refreshes npc from the response, so its resourceVersion is current.
 		npc.Spec.RouteFragments[0].Routes = benchRoutes(routes, gen)
-		if err := env.Client.Update(ctx, npc); err != nil {
+		if err := writer.Update(ctx, npc); err != nil {
 			b.Fatal(err)
 		}
-		start := time.Now()
+		start := time.Unix(0, accepted.Load())
 		want := fmt.Sprintf("/changed-%d", gen)
 		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 		err := ads.WaitFor(wctx, func(cl *xdstest.Client) bool { return firstPrefix(cl) == want })
@@ -114,8 +141,13 @@ func BenchmarkConfigChangeToSnapshot(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[(len(lat)*99)/100].Microseconds())/1000, "p99-ms")
+	// Nearest rank: the smallest latency that at least p% of the changes did not exceed.
+	pct := func(p int) float64 {
+		return float64(lat[(len(lat)*p+99)/100-1].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(50), "p50-ms")
+	b.ReportMetric(pct(99), "p99-ms")
+	b.ReportMetric(pct(100), "max-ms")
 }
 
 func mustResource(raw string) v1alpha1.EnvoyResource {

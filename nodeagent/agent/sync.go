@@ -48,6 +48,8 @@ type agent struct {
 	backendsMu sync.RWMutex
 	backends   map[string]bool
 
+	// renderer keeps each config's parse between syncs (created on first use).
+	renderer   *render.Renderer
 	out        render.Output
 	selected   map[string]string
 	rejectedRV map[string]string
@@ -107,9 +109,13 @@ func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any))
 	return err
 }
 
-// run is the sync loop: it waits for a change, lets a burst of changes settle for
-// Debounce, and applies the result. The first sync happens as soon as the caches are
-// synced, so a restarted agent serves Envoy without waiting for an event.
+// run is the sync loop: it waits for a change and applies the result. A change after a
+// quiet spell is applied at once; one arriving less than Debounce after the previous
+// sync ended waits out the rest of that time, so the events of a burst are coalesced
+// and syncs are at least Debounce apart, as when every change waited for Debounce, but
+// an isolated change (the common case: one producer updating one config) reaches Envoy
+// without that wait. The first sync happens as soon as the caches are synced, so a
+// restarted agent serves Envoy without waiting for an event.
 func (a *agent) run(ctx context.Context) error {
 	onConfig := func(any) { a.kick(true) }
 	onBackend := func(obj any) {
@@ -146,6 +152,7 @@ func (a *agent) run(ctx context.Context) error {
 
 	rescan := time.NewTicker(a.cfg.DeviceRescan)
 	defer rescan.Stop()
+	var lastSync time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -168,13 +175,16 @@ func (a *agent) run(ctx context.Context) error {
 				continue
 			}
 		case <-a.trigger:
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(a.cfg.Debounce):
+			if wait := a.cfg.Debounce - time.Since(lastSync); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(wait):
+				}
 			}
 		}
 		a.sync(ctx)
+		lastSync = time.Now()
 	}
 }
 
@@ -208,7 +218,11 @@ func (a *agent) selectConfigs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig,
 		nodeLabels = node.Labels
 	}
 	var list v1alpha1.NodeProxyConfigList
-	if err := a.cache.List(ctx, &list); err != nil {
+	// The informer's own objects, not copies: every sync lists every config, and copying
+	// them all (routes included) each time is allocation for nothing, since neither
+	// selection nor render modifies its input (render tests check that) and the cache
+	// replaces an object on update rather than changing it.
+	if err := a.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, nil, nil, err
 	}
 	var sel []*v1alpha1.NodeProxyConfig
@@ -252,14 +266,17 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if a.renderer == nil {
+		a.renderer = render.NewRenderer()
+	}
 	in := render.Input{Configs: configs, ProxyPorts: a.ports.Assigned()}
-	out := render.Render(in)
+	out := a.renderer.Render(in)
 	if len(out.ListenersNeedingPorts) > 0 {
 		if err := a.ports.Allocate(out.ListenersNeedingPorts); err != nil {
 			a.log.Error(err, "allocating proxy ports")
 		}
 		in.ProxyPorts = a.ports.Assigned()
-		out = render.Render(in)
+		out = a.renderer.Render(in)
 	}
 	// Ports stay reserved for every listener a selected config redirects to, applied or
 	// not, so a config that is rejected for a while gets its old port back.

@@ -215,7 +215,9 @@ func mergeChains(listeners []*listenerv3.Listener, contributions map[string][]co
 			continue
 		}
 		l = proto.Clone(l).(*listenerv3.Listener)
-		slices.SortFunc(cs, func(a, b contribution) int { return cmp.Or(cmp.Compare(a.config, b.config), cmp.Compare(a.index, b.index)) })
+		slices.SortFunc(cs, func(a, b contribution) int {
+			return cmp.Or(cmp.Compare(a.config, b.config), cmp.Compare(a.index, b.index))
+		})
 		for _, c := range cs {
 			l.FilterChains = append(l.FilterChains, c.chains...)
 		}

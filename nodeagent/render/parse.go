@@ -31,13 +31,13 @@ type parsed struct {
 	clusters  []*clusterv3.Cluster
 	secrets   []*tlsv3.Secret
 
-	redirects     []redirect
-	fragments     []fragment
+	redirects []redirect
+	fragments []fragment
 	// chainFragments are filter chains for listeners of (usually) other configs.
 	chainFragments []chainFragment
-	backends      []v1alpha1.BackendService
-	secretRefs    []string
-	announcements []v1alpha1.Announcement
+	backends       []v1alpha1.BackendService
+	secretRefs     []string
+	announcements  []v1alpha1.Announcement
 
 	// missingPorts are redirect listeners with no proxy port yet; a config with any
 	// is held back whole (it still claims its names, so verdicts do not flip
@@ -258,8 +258,8 @@ func (p *parsed) parseFragments() *rejection {
 		frag := fragment{table: f.RouteTable, host: strings.ToLower(f.Host)}
 		vh := &routev3.VirtualHost{Name: fmt.Sprintf("routeFragments[%d]", fi), Domains: []string{frag.host}}
 		for ri, fr := range f.Routes {
-			route := &routev3.Route{}
-			if err := strict.Unmarshal(fr.Route.Raw, route); err != nil {
+			route, err := decodeRoute(p.cfg, fr.Route.Raw)
+			if err != nil {
 				return reject(ReasonInvalidRoute, "routeFragments[%d].routes[%d] (precedence %q): %v", fi, ri, fr.Precedence, errText(err))
 			}
 			frag.routes = append(frag.routes, fragmentRoute{

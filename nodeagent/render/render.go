@@ -115,12 +115,21 @@ func reject(reason v1alpha1.ConditionReason, format string, args ...any) *reject
 }
 
 // Render translates the configs selecting this node into what the node applies.
+// A Renderer gives the same output faster when few configs change between calls.
 func Render(in Input) Output {
+	return render(in, func(cfg *v1alpha1.NodeProxyConfig) (*parsed, *rejection) {
+		return parse(cfg, redirectPorts(cfg, in.ProxyPorts))
+	})
+}
+
+// render is Render with the per-config step supplied, so that a Renderer can answer
+// it from its cache.
+func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rejection)) Output {
 	configs := byAge(in.Configs)
 	rejected := map[string]*rejection{}
 	var candidates []*parsed
 	for _, cfg := range configs {
-		p, rej := parse(cfg, in.ProxyPorts)
+		p, rej := parseConfig(cfg)
 		if rej != nil {
 			rejected[cfg.Name] = rej
 			continue
@@ -291,7 +300,9 @@ func mergeBackend(into map[string]*v1alpha1.BackendService, b v1alpha1.BackendSe
 	have, ok := into[key]
 	switch {
 	case !ok:
-		b.Ports = sortedUnique(b.Ports)
+		// b.Ports is the parsed config's own slice, which a Renderer keeps for the
+		// next render: sorting it in place would corrupt that.
+		b.Ports = sortedUnique(slices.Clone(b.Ports))
 		into[key] = &b
 	case len(have.Ports) == 0:
 	case len(b.Ports) == 0:

@@ -287,7 +287,7 @@ func validateDeep(m proto.Message) error {
 			return err
 		}
 	}
-	if err := walkAnys(m.ProtoReflect()); err != nil {
+	if err := walkAnysOf(m); err != nil {
 		return err
 	}
 	return nil

