@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -263,4 +264,59 @@ func TestSamples(t *testing.T) {
 			t.Errorf("%s: %v\n%s", f, err, out)
 		}
 	}
+}
+
+// TestTLSSecretLifecycle: an Ingress naming a TLS Secret that does not exist is
+// served over HTTP only and told why; once the Secret is created its config
+// contributes an SNI filter chain for its host to the shared HTTPS listener,
+// serves the Secret and attaches its routes to the HTTPS table; deleting the
+// Secret takes all of that away again.
+func TestTLSSecretLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "tls-lifecycle")
+	backend(t, ns, "web", 80)
+	newIngress(t, ns, "secure", []string{"/=web:80"}, func(i *networkingv1.Ingress) {
+		i.Spec.Rules[0].Host = "secure.example.com"
+		i.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{"secure.example.com"}, SecretName: "secure-tls"}}
+	})
+	const https = translate.SharedConfigName + "/https"
+	servedOverTLS := func(g Gomega) bool {
+		c := npc(g, "ingress.tls-lifecycle.secure")
+		tables := 0
+		for _, f := range c.Spec.RouteFragments {
+			if f.RouteTable == https {
+				tables++
+			}
+		}
+		chains := 0
+		for _, f := range c.Spec.FilterChainFragments {
+			g.Expect(f.Listener).To(Equal(https))
+			for _, fc := range f.FilterChains {
+				g.Expect(string(fc.Raw)).To(ContainSubstring(`"server_names":["secure.example.com"]`))
+				chains++
+			}
+		}
+		secrets := 0
+		if c.Spec.Envoy != nil && slices.Contains(c.Spec.Envoy.Secrets, ns+"/secure-tls") {
+			secrets++
+		}
+		// All or nothing: a chain without routes, or routes without a chain, is a bug.
+		g.Expect([]int{tables, chains, secrets}).To(Or(Equal([]int{0, 0, 0}), Equal([]int{1, 1, 1})))
+		return tables == 1
+	}
+	g.Eventually(func(g Gomega) {
+		var events eventsv1.EventList
+		g.Expect(k8s.List(ctx, &events, client.InNamespace(ns))).To(Succeed())
+		g.Expect(events.Items).To(ContainElement(And(HaveField("Regarding.Name", "secure"), HaveField("Reason", string(translate.ReasonTLSSecretNotFound)))))
+		g.Expect(servedOverTLS(g)).To(BeFalse())
+	}).WithTimeout(timeout).Should(Succeed())
+
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "secure-tls"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key")}}
+	g.Expect(k8s.Create(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(servedOverTLS(g)).To(BeTrue()) }).WithTimeout(timeout).Should(Succeed())
+
+	g.Expect(k8s.Delete(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(servedOverTLS(g)).To(BeFalse()) }).WithTimeout(timeout).Should(Succeed())
 }

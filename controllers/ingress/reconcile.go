@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,19 +30,23 @@ func ctrlOptions() controller.Options { return controller.Options{MaxConcurrentR
 func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pass++
 	log := ctrl.LoggerFrom(ctx)
 	var errs []error
 
 	if err := c.ensureClass(ctx); err != nil {
 		errs = append(errs, err)
 	}
+	// The lists and Gets of a pass read the cache without copying: the pass only
+	// reads its inputs (updateStatus copies the one Ingress it changes), and
+	// copying 5,000 Ingresses on every event cost more than translating them.
 	var icl networkingv1.IngressClassList
-	if err := c.client.List(ctx, &icl); err != nil {
+	if err := c.client.List(ctx, &icl, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	cls := classify(icl.Items, c.opts.ClassName)
 	var il networkingv1.IngressList
-	if err := c.client.List(ctx, &il); err != nil {
+	if err := c.client.List(ctx, &il, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	var ours []*networkingv1.Ingress
@@ -86,21 +90,22 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	for k, svc := range dedicated {
 		in.DedicatedAddresses[k] = addresses(svc)
 	}
-	out := translate.Translate(in, translate.Options{DefaultMode: c.opts.DefaultMode})
+	out := c.memo.Translate(in, translate.Options{DefaultMode: c.opts.DefaultMode})
 	errs = append(errs, c.writeConfigs(ctx, out)...)
 
+	sharedStatus := ingressStatus(shared) // once, not once per shared Ingress
 	for _, ing := range ours {
 		key := client.ObjectKeyFromObject(ing)
-		svc := shared
+		status := sharedStatus
 		if out.Modes[key] == translate.ModeDedicated {
-			svc = dedicated[key]
+			status = ingressStatus(dedicated[key])
 		}
-		if err := c.updateStatus(ctx, ing, ingressStatus(svc)); err != nil {
+		if err := c.updateStatus(ctx, ing, status); err != nil {
 			errs = append(errs, err)
 		}
 		c.report(ing, out.Problems[key], extra[key])
 	}
-	c.forget(ours)
+	c.forget()
 	if len(errs) > 0 {
 		log.Error(errors.Join(errs...), "ingress pass incomplete, retrying")
 	}
@@ -202,16 +207,20 @@ func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress) (
 		Secrets:            map[types.NamespacedName]bool{},
 		DedicatedAddresses: map[types.NamespacedName][]string{},
 	}
+	// seen are the Services the current Ingress already named: most paths of
+	// an Ingress share a few backends, and a slice beats hashing 20,000 keys.
+	var seen []string
 	lookupService := func(ns string, b *networkingv1.IngressBackend) error {
-		if b == nil || b.Service == nil {
+		if b == nil || b.Service == nil || slices.Contains(seen, b.Service.Name) {
 			return nil
 		}
+		seen = append(seen, b.Service.Name)
 		key := types.NamespacedName{Namespace: ns, Name: b.Service.Name}
 		if _, done := in.Services[key]; done {
 			return nil
 		}
 		svc := &corev1.Service{}
-		switch err := c.client.Get(ctx, key, svc); {
+		switch err := c.client.Get(ctx, key, svc, client.UnsafeDisableDeepCopy); {
 		case apierrors.IsNotFound(err):
 			return nil
 		case err != nil:
@@ -221,6 +230,7 @@ func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress) (
 		return nil
 	}
 	for _, ing := range ings {
+		seen = seen[:0]
 		if err := lookupService(ing.Namespace, ing.Spec.DefaultBackend); err != nil {
 			return in, err
 		}
@@ -241,7 +251,7 @@ func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress) (
 			key := types.NamespacedName{Namespace: ing.Namespace, Name: t.SecretName}
 			meta := &metav1.PartialObjectMetadata{}
 			meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-			switch err := c.client.Get(ctx, key, meta); {
+			switch err := c.client.Get(ctx, key, meta, client.UnsafeDisableDeepCopy); {
 			case apierrors.IsNotFound(err):
 			case err != nil:
 				return in, err
@@ -288,16 +298,35 @@ func (c *Controller) writeConfigs(ctx context.Context, out translate.Output) []e
 	if !sharedFirst {
 		writeShared()
 	}
-	owned, err := c.npcs.Owned(ctx)
-	if err != nil {
-		return append(errs, err)
+	// What to delete: every config of ours on the first pass (a previous run
+	// may have left some), afterwards what the last pass wanted and this one
+	// does not, rather than listing 5,000 configs on every pass.
+	var candidates []string
+	if c.wanted == nil {
+		owned, err := c.npcs.Owned(ctx)
+		if err != nil {
+			return append(errs, err)
+		}
+		candidates = owned
+	} else {
+		for name := range c.wanted {
+			if !want[name] {
+				candidates = append(candidates, name)
+			}
+		}
 	}
-	for _, name := range owned {
+	swept := true
+	for _, name := range candidates {
 		if !want[name] {
 			if err := c.npcs.Delete(ctx, name); err != nil {
 				errs = append(errs, err)
+				swept = false
 			}
 		}
+	}
+	c.wanted = want
+	if !swept {
+		c.wanted = nil // list everything again on the retry
 	}
 	return errs
 }
@@ -306,7 +335,7 @@ func (c *Controller) writeConfigs(ctx context.Context, out translate.Output) []e
 // of the current one.
 func (c *Controller) sharedGrows(ctx context.Context, cfg translate.Config) bool {
 	cur := &v1alpha1.NodeProxyConfig{}
-	if err := c.client.Get(ctx, client.ObjectKey{Name: cfg.Name}, cur); err != nil || cur.Spec.Envoy == nil {
+	if err := c.client.Get(ctx, client.ObjectKey{Name: cfg.Name}, cur, client.UnsafeDisableDeepCopy); err != nil || cur.Spec.Envoy == nil {
 		return true
 	}
 	return cfg.Spec.Envoy != nil && len(cfg.Spec.Envoy.Resources) >= len(cur.Spec.Envoy.Resources)
@@ -319,9 +348,10 @@ func (c *Controller) updateStatus(ctx context.Context, ing *networkingv1.Ingress
 	}) {
 		return nil
 	}
-	orig := ing.DeepCopy()
-	ing.Status.LoadBalancer.Ingress = lb
-	if err := c.client.Status().Patch(ctx, ing, client.MergeFrom(orig)); client.IgnoreNotFound(err) != nil {
+	// ing is the cache's own object: change a copy.
+	upd := ing.DeepCopy()
+	upd.Status.LoadBalancer.Ingress = lb
+	if err := c.client.Status().Patch(ctx, upd, client.MergeFrom(ing)); client.IgnoreNotFound(err) != nil {
 		return fmt.Errorf("status of Ingress %s/%s: %w", ing.Namespace, ing.Name, err)
 	}
 	return nil
@@ -332,19 +362,16 @@ func (c *Controller) updateStatus(ctx context.Context, ing *networkingv1.Ingress
 // and why without an Event on every pass.
 func (c *Controller) report(ing *networkingv1.Ingress, problems []translate.Problem, extra []string) {
 	key := client.ObjectKeyFromObject(ing)
-	var b strings.Builder
-	fmt.Fprintf(&b, "%d|", ing.Generation)
-	for _, p := range problems {
-		fmt.Fprintf(&b, "%s|%s|%s\n", p.Reason, p.Field, p.Message)
+	r := c.reported[key]
+	if r == nil {
+		r = &reported{generation: -1}
+		c.reported[key] = r
 	}
-	for _, e := range extra {
-		fmt.Fprintf(&b, "Service|%s\n", e)
-	}
-	digest := b.String()
-	if c.reported[key] == digest {
+	r.pass = c.pass
+	if r.generation == ing.Generation && slices.Equal(r.problems, problems) && slices.Equal(r.extra, extra) {
 		return
 	}
-	c.reported[key] = digest
+	r.generation, r.problems, r.extra = ing.Generation, problems, extra
 	for _, p := range problems {
 		c.recorder.Eventf(ing, nil, corev1.EventTypeWarning, string(p.Reason), "Translate", "%s: %s", p.Field, p.Message)
 	}
@@ -353,15 +380,8 @@ func (c *Controller) report(ing *networkingv1.Ingress, problems []translate.Prob
 	}
 }
 
-// forget drops the reporting memory of Ingresses that are gone or no longer ours.
-func (c *Controller) forget(ours []*networkingv1.Ingress) {
-	live := make(map[types.NamespacedName]bool, len(ours))
-	for _, ing := range ours {
-		live[client.ObjectKeyFromObject(ing)] = true
-	}
-	for k := range c.reported {
-		if !live[k] {
-			delete(c.reported, k)
-		}
-	}
+// forget drops the reporting memory of Ingresses that this pass did not see
+// (gone or no longer ours).
+func (c *Controller) forget() {
+	maps.DeleteFunc(c.reported, func(_ types.NamespacedName, r *reported) bool { return r.pass != c.pass })
 }

@@ -23,6 +23,8 @@ import (
 var (
 	env *testenv.Env
 	k8s client.Client
+	// watcher waits for changes where a test measures how long they take.
+	watcher client.WithWatch
 )
 
 const installNS = "portico-system"
@@ -42,6 +44,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	k8s = env.Client
+	if watcher, err = client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme}); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = env.Stop()
+		os.Exit(1)
+	}
 	stop, err := setup()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
@@ -19,11 +21,119 @@ type Source struct {
 	Kind, Namespace, Name string
 }
 
-// Writer writes the NodeProxyConfigs of one producer.
+// Writer writes the NodeProxyConfigs of one producer. It remembers what it
+// last wrote (or found already in place) per config, so that a producer
+// re-applying thousands of unchanged specs on every pass costs a cache lookup
+// and a comparison that stops at shared slices, not a JSON round trip each.
+// The zero value with Client and Producer set is ready to use.
 type Writer struct {
 	Client client.Client
 	// Producer is the value of the portico.dev/producer label, e.g. "ingress".
 	Producer string
+	// Watched promises that the producer passes every update and deletion
+	// event of NodeProxyConfigs to Observe. Apply then skips even the cache
+	// lookup for a spec it wrote and nobody else has touched since.
+	Watched bool
+
+	mu   sync.Mutex
+	last map[string]written
+	// updating holds the object (UID, generation) each Update in flight will
+	// make: its watch event can arrive before Update returns.
+	updating map[string]version
+}
+
+type version struct {
+	uid        types.UID
+	generation int64
+}
+
+// written is a config as this writer last wrote or confirmed it.
+type written struct {
+	uid             types.UID
+	generation      int64
+	resourceVersion string
+	src             Source
+	// spec is the caller's value, kept by reference: callers hand each spec to
+	// Apply and do not change it afterwards.
+	spec v1alpha1.NodeProxyConfigSpec
+	// touched: Observe saw a version this writer did not make.
+	touched bool
+}
+
+func (w *Writer) remember(name string, obj *v1alpha1.NodeProxyConfig, src Source, spec v1alpha1.NodeProxyConfigSpec) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.last == nil {
+		w.last = map[string]written{}
+	}
+	w.last[name] = written{uid: obj.UID, generation: obj.Generation, resourceVersion: obj.ResourceVersion, src: src, spec: spec}
+}
+
+func (w *Writer) keep(name string, rec written) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.last[name] = rec
+}
+
+func (w *Writer) recall(name string) (written, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	rec, ok := w.last[name]
+	return rec, ok
+}
+
+func (w *Writer) forget(name string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.last, name)
+}
+
+// OwnWrite reports whether obj is the version of a config this writer itself
+// last wrote, so that a producer watching its configs can ignore the echo of
+// its own writes and react only to other people's edits and deletions.
+//
+// Generations, not resourceVersions, tell versions apart here: an edit of the
+// spec by someone else makes a generation the writer did not make, and the
+// generation an Update will produce is known before it is sent.
+func (w *Writer) OwnWrite(obj client.Object) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	v := version{obj.GetUID(), obj.GetGeneration()}
+	if rec, ok := w.last[obj.GetName()]; ok && (version{rec.uid, rec.generation}) == v {
+		return true
+	}
+	return w.updating[obj.GetName()] == v
+}
+
+// Observe takes note of an update or deletion event of a NodeProxyConfig and
+// reports whether it is the echo of this writer's own write. Any other change
+// makes the next Apply of that config compare with what the cache holds.
+func (w *Writer) Observe(obj client.Object, deleted bool) (own bool) {
+	own = !deleted && w.OwnWrite(obj)
+	if !own {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if rec, ok := w.last[obj.GetName()]; ok {
+			rec.touched = true
+			w.last[obj.GetName()] = rec
+		}
+	}
+	return own
+}
+
+// expect records the version an Update of name is about to make (a spec
+// change adds one to the generation), or clears it when v is nil.
+func (w *Writer) expect(name string, v *version) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if v == nil {
+		delete(w.updating, name)
+		return
+	}
+	if w.updating == nil {
+		w.updating = map[string]version{}
+	}
+	w.updating[name] = *v
 }
 
 // Labels are the labels a config of this producer made from src carries. Label
@@ -48,23 +158,32 @@ const MaxSpecBytes = 1400 * 1024
 
 // Apply makes the config name hold spec, creating it if needed. It writes only
 // when the labels or spec differ from what the apiserver has, so a resync of an
-// unchanged world costs reads only; changed reports whether it wrote.
+// unchanged world costs reads only; changed reports whether it wrote. Apply
+// keeps a reference to spec (see written) and never modifies it.
 func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alpha1.NodeProxyConfigSpec) (changed bool, err error) {
-	if raw, err := json.Marshal(spec); err != nil {
-		return false, err
-	} else if len(raw) > MaxSpecBytes {
-		return false, fmt.Errorf("NodeProxyConfig %s not written: its spec is %d bytes, over the %d-byte limit (etcd refuses objects over 1.5 MiB)", name, len(raw), MaxSpecBytes)
+	rec, known := w.recall(name)
+	if w.Watched && known && !rec.touched && rec.src == src && shares(reflect.ValueOf(rec.spec), reflect.ValueOf(spec)) {
+		return false, nil
 	}
-	labels := w.Labels(src)
+	// Read-only view of the cached object: copied below only when it is written.
 	cur := &v1alpha1.NodeProxyConfig{}
-	err = w.Client.Get(ctx, client.ObjectKey{Name: name}, cur)
+	err = w.Client.Get(ctx, client.ObjectKey{Name: name}, cur, client.UnsafeDisableDeepCopy)
 	switch {
 	case apierrors.IsNotFound(err):
-		obj := &v1alpha1.NodeProxyConfig{Spec: spec}
-		obj.Name, obj.Labels = name, labels
-		if err := w.Client.Create(ctx, obj); err != nil {
+		if err := checkSize(name, spec); err != nil {
+			return false, err
+		}
+		obj := &v1alpha1.NodeProxyConfig{Spec: *spec.DeepCopy()}
+		obj.Name, obj.Labels = name, w.Labels(src)
+		err := w.Client.Create(ctx, obj)
+		if apierrors.IsAlreadyExists(err) && known && rec.src == src && reflect.DeepEqual(rec.spec, spec) {
+			// Our own create of an earlier pass that the cache has not seen yet.
+			return false, nil
+		}
+		if err != nil {
 			return false, fmt.Errorf("creating NodeProxyConfig %s: %w", name, err)
 		}
+		w.remember(name, obj, src, spec)
 		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("reading NodeProxyConfig %s: %w", name, err)
@@ -72,26 +191,109 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 	if p := cur.Labels[v1alpha1.LabelProducer]; p != w.Producer {
 		return false, fmt.Errorf("NodeProxyConfig %s belongs to producer %q, not %q: left alone", name, p, w.Producer)
 	}
+	// The common case, an unchanged spec: DeepEqual returns at the first slice
+	// the two specs share, which a memoising producer's are.
+	if known && rec.uid == cur.UID && rec.src == src && reflect.DeepEqual(rec.spec, spec) {
+		// Keep the caller's copy, so that the next comparison stops at shared
+		// slices again after the producer rebuilt an equal spec.
+		rec.spec = spec
+		switch {
+		case rec.resourceVersion == cur.ResourceVersion:
+			w.keep(name, rec)
+			return false, nil
+		case cur.Generation < rec.generation:
+			// The cache has not caught up with our own last write yet; writing
+			// again from its stale copy would only fail with a conflict.
+			w.keep(name, rec)
+			return false, nil
+		}
+	}
+	labels := w.Labels(src)
 	same, err := sameSpec(cur.Spec, spec)
 	if err != nil {
 		return false, err
 	}
 	if same && labelsCover(cur.Labels, labels) {
+		w.remember(name, cur, src, spec)
 		return false, nil
 	}
-	if cur.Labels == nil {
-		cur.Labels = map[string]string{}
+	if err := checkSize(name, spec); err != nil {
+		return false, err
 	}
-	maps.Copy(cur.Labels, labels)
-	cur.Spec = spec
-	if err := w.Client.Update(ctx, cur); err != nil {
+	upd := cur.DeepCopy()
+	if upd.Labels == nil {
+		upd.Labels = map[string]string{}
+	}
+	maps.Copy(upd.Labels, labels)
+	// A copy: the client decodes the server's answer into upd, re-using the
+	// spec's slices, which the caller (and w.last) still hold.
+	upd.Spec = *spec.DeepCopy()
+	if !same {
+		w.expect(name, &version{cur.UID, cur.Generation + 1})
+	}
+	err = w.Client.Update(ctx, upd)
+	w.expect(name, nil)
+	if err != nil {
+		// A conflict means someone else wrote in between; their version's
+		// event may have been taken for ours, but the error makes the
+		// producer retry, which reads it.
+		w.forget(name)
 		return false, fmt.Errorf("updating NodeProxyConfig %s: %w", name, err)
 	}
+	w.remember(name, upd, src, spec)
 	return true, nil
+}
+
+// shares reports whether a and b are the same value down to the slices, maps
+// and pointers they share, without looking into those: the specs a memoising
+// producer hands over again. Unlike reflect.DeepEqual it allocates nothing.
+// A false answer only means "compare for real".
+func shares(a, b reflect.Value) bool {
+	switch a.Kind() {
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !shares(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Slice:
+		// nil and empty differ once marshalled ("routes: []" is meaningful).
+		return a.IsNil() == b.IsNil() && a.Len() == b.Len() && (a.Len() == 0 || a.UnsafePointer() == b.UnsafePointer())
+	case reflect.Map:
+		return a.IsNil() == b.IsNil() && a.Len() == b.Len() && (a.Len() == 0 || a.UnsafePointer() == b.UnsafePointer())
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return a.UnsafePointer() == b.UnsafePointer() || shares(a.Elem(), b.Elem())
+	case reflect.String:
+		return a.String() == b.String()
+	case reflect.Bool:
+		return a.Bool() == b.Bool()
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return a.Int() == b.Int()
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return a.Uint() == b.Uint()
+	}
+	return false
+}
+
+// checkSize refuses a spec etcd would refuse, naming the config and the size.
+func checkSize(name string, spec v1alpha1.NodeProxyConfigSpec) error {
+	raw, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	if len(raw) > MaxSpecBytes {
+		return fmt.Errorf("NodeProxyConfig %s not written: its spec is %d bytes, over the %d-byte limit (etcd refuses objects over 1.5 MiB)", name, len(raw), MaxSpecBytes)
+	}
+	return nil
 }
 
 // Delete removes the config name if it exists and is this producer's.
 func (w *Writer) Delete(ctx context.Context, name string) error {
+	w.forget(name)
 	cur := &v1alpha1.NodeProxyConfig{}
 	if err := w.Client.Get(ctx, client.ObjectKey{Name: name}, cur); err != nil {
 		return client.IgnoreNotFound(err)
@@ -112,7 +314,8 @@ func (w *Writer) Delete(ctx context.Context, name string) error {
 // what it no longer wants with Owned and Delete instead of relying on the garbage collector.
 func (w *Writer) Owned(ctx context.Context) ([]string, error) {
 	var list v1alpha1.NodeProxyConfigList
-	if err := w.Client.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelProducer: w.Producer}); err != nil {
+	// Names only are read: no need to copy thousands of specs out of the cache.
+	if err := w.Client.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelProducer: w.Producer}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing NodeProxyConfigs: %w", err)
 	}
 	out := make([]string, 0, len(list.Items))

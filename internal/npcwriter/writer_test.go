@@ -2,6 +2,8 @@ package npcwriter
 
 import (
 	"context"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -11,6 +13,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/scheme"
+	"github.com/portico-dev/portico/internal/testenv"
 )
 
 func spec(route string) v1alpha1.NodeProxyConfigSpec {
@@ -89,5 +92,104 @@ func TestWriterRefusesOversizedSpec(t *testing.T) {
 	_, err := w.Apply(context.Background(), "ingress-shared", Source{}, big)
 	if err == nil || !strings.Contains(err.Error(), "over the") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestWriterRemembersButSeesOthersEdits: re-applying what the writer wrote is
+// not a write, the echo of its own write is recognised as such, and an edit or
+// deletion by someone else is undone on the next Apply even though the spec
+// asked for is the one the writer remembers writing.
+//
+// It runs against a real apiserver: which versions are told apart depends on
+// the generations and resourceVersions only the apiserver assigns.
+func TestWriterRemembersButSeesOthersEdits(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	// Unwatched, the writer finds foreign changes in what it reads; watched, it
+	// relies on being shown them through Observe, as a controller does.
+	for _, watched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("watched=%v", watched), func(t *testing.T) {
+			c := env.Client
+			w := &Writer{Client: c, Producer: "ingress", Watched: watched}
+			src := Source{Kind: "Ingress", Namespace: "default", Name: "web"}
+			name := fmt.Sprintf("ingress.default.web-%v", watched)
+			want := spec(`{"match":{"prefix":"/"},"route":{"cluster":"a"}}`)
+			if changed, err := w.Apply(ctx, name, src, want); err != nil || !changed {
+				t.Fatalf("create: changed=%v err=%v", changed, err)
+			}
+			if changed, err := w.Apply(ctx, name, src, want); err != nil || changed {
+				t.Fatalf("unchanged: changed=%v err=%v", changed, err)
+			}
+			got := &v1alpha1.NodeProxyConfig{}
+			if err := c.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
+				t.Fatal(err)
+			}
+			if !w.Observe(got, false) {
+				t.Error("the writer's own write is not recognised")
+			}
+
+			got.Spec.RouteFragments[0].Host = "edited.example.com"
+			if err := c.Update(ctx, got); err != nil {
+				t.Fatal(err)
+			}
+			if w.OwnWrite(got) {
+				t.Error("someone else's edit is taken for the writer's own")
+			}
+			if watched && w.Observe(got, false) {
+				t.Error("someone else's edit is observed as the writer's own")
+			}
+			if changed, err := w.Apply(ctx, name, src, want); err != nil || !changed {
+				t.Fatalf("after a foreign edit: changed=%v err=%v", changed, err)
+			}
+			if err := c.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
+				t.Fatal(err)
+			}
+			if h := got.Spec.RouteFragments[0].Host; h != "*" {
+				t.Errorf("host after re-apply = %q, want *", h)
+			}
+
+			if err := c.Delete(ctx, got); err != nil {
+				t.Fatal(err)
+			}
+			if watched {
+				w.Observe(got, true)
+			}
+			if changed, err := w.Apply(ctx, name, src, want); err != nil || !changed {
+				t.Fatalf("after a foreign delete: changed=%v err=%v", changed, err)
+			}
+			if err := c.Get(ctx, client.ObjectKey{Name: name}, got); err != nil {
+				t.Fatalf("not re-created: %v", err)
+			}
+			// The writer's remembered spec is not touched by the client decoding the
+			// server's answer into the object it wrote.
+			if r := string(want.RouteFragments[0].Routes[0].Route.Raw); r != `{"match":{"prefix":"/"},"route":{"cluster":"a"}}` {
+				t.Errorf("the caller's spec was changed by Apply: %s", r)
+			}
+		})
+	}
+}
+
+// TestShares: the allocation-free comparison never calls different specs the
+// same, tells nil from empty, and sees through a copied top-level struct.
+func TestShares(t *testing.T) {
+	a := spec(`{"a":1}`)
+	a.Envoy = &v1alpha1.EnvoyResources{Secrets: []string{"ns/s"}}
+	same := a
+	same.Envoy = &v1alpha1.EnvoyResources{Secrets: a.Envoy.Secrets}
+	if !shares(reflect.ValueOf(a), reflect.ValueOf(same)) {
+		t.Error("a copy sharing every slice is not recognised")
+	}
+	for name, b := range map[string]v1alpha1.NodeProxyConfigSpec{
+		"equal content, other slice": spec(`{"a":1}`),
+		"no envoy":                   {RouteFragments: a.RouteFragments},
+		"empty instead of nil":       {RouteFragments: a.RouteFragments, Envoy: a.Envoy, Redirects: []v1alpha1.Redirect{}},
+	} {
+		if shares(reflect.ValueOf(a), reflect.ValueOf(b)) {
+			t.Errorf("%s: taken for the same spec", name)
+		}
 	}
 }
