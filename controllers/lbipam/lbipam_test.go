@@ -2,6 +2,7 @@ package lbipam_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -199,11 +200,33 @@ func TestOverlapMarkedAndResolved(t *testing.T) {
 			restored = true
 			saved.ResourceVersion, saved.UID = "", ""
 			g.Expect(k8s.Create(ctx, saved)).To(Succeed())
+			// Wait until admission uses it again, or a later test could be admitted
+			// without it: a pool with host bits is refused only by the webhook.
+			g.Eventually(func() error {
+				probe := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
+					Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.54.9.1/24"}}}}
+				err := k8s.Create(ctx, probe)
+				if err == nil {
+					_ = k8s.Delete(ctx, probe)
+					return errors.New("the webhook is not back yet")
+				}
+				if !strings.Contains(err.Error(), "has host bits set") {
+					return err
+				}
+				return nil
+			}).Should(Succeed())
 		}
 	}
 	defer restore()
 
-	newer := newPool(t, "newer", ns, block("10.54.0.3", "10.54.0.8"))
+	// The apiserver sees the webhook configuration go away through its own informer,
+	// so admission may refuse the overlap for a moment after the Delete returns.
+	newer := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "newer"}, Spec: v1alpha1.LoadBalancerIPPoolSpec{
+		Blocks:          []v1alpha1.IPBlock{block("10.54.0.3", "10.54.0.8")},
+		ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"io.kubernetes.service.namespace": ns}},
+	}}
+	g.Eventually(func() error { return k8s.Create(ctx, newer.DeepCopy()) }).Should(Succeed())
+	t.Cleanup(func() { deletePool(t, newer.Name) })
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(newer), newer)).To(Succeed())
 		c := conditions.Get(newer.Status.Conditions, v1alpha1.ConditionConflicting)
