@@ -20,11 +20,13 @@ import (
 
 func main() {
 	var (
-		cfg       agent.Config
-		devices   string
-		portRange string
-		qps       float64
-		burst     int
+		cfg     agent.Config
+		devices string
+		// reportExclude: see agent.DefaultInterfaceReportExclude.
+		reportExclude string
+		portRange     string
+		qps           float64
+		burst         int
 	)
 	// The node name and namespace come from the downward API in the DaemonSet, hence the
 	// environment defaults.
@@ -37,6 +39,7 @@ func main() {
 	flag.StringVar(&cfg.XDSSocket, "xds-socket", envOr("PORTICO_XDS_SOCKET", agent.DefaultXDSSocket), "Unix socket Envoy connects to for ADS")
 	flag.StringVar(&cfg.XDSAddress, "xds-address", os.Getenv("PORTICO_XDS_ADDRESS"), "optional loopback host:port to serve ADS on as well (debugging)")
 	flag.StringVar(&devices, "devices", os.Getenv("PORTICO_DEVICES"), "regular expression of the interfaces to attach the redirect to (default: every up non-loopback interface with an address)")
+	flag.StringVar(&reportExclude, "interface-report-exclude", envOr("PORTICO_INTERFACE_REPORT_EXCLUDE", agent.DefaultInterfaceReportExclude), "regular expression of interfaces (pod veths, tunnels) left out of NodeProxy status.interfaces, which L2 eligibility is decided on; empty reports every interface")
 	flag.StringVar(&portRange, "proxy-port-range", envOr("PORTICO_PROXY_PORT_RANGE", fmt.Sprintf("%d-%d", agent.DefaultProxyPortMin, agent.DefaultProxyPortMax)), "range of the proxy ports given to redirected Envoy listeners")
 	// See agent.DefaultHeartbeatInterval for why 200 ms / 1 s: L2 failover ≤ 1 s at the
 	// median, at 5 Lease writes per second per node.
@@ -70,6 +73,13 @@ func main() {
 			fail(err, "invalid --devices")
 		}
 		cfg.Devices = re
+	}
+	if reportExclude != "" {
+		re, err := regexp.Compile(reportExclude)
+		if err != nil {
+			fail(err, "invalid --interface-report-exclude")
+		}
+		cfg.InterfaceReportExclude = re
 	}
 	lo, hi, err := parsePortRange(portRange)
 	if err != nil {

@@ -64,6 +64,9 @@ type Config struct {
 	// Devices selects the interfaces the redirect program is attached to; nil means every
 	// up, non-loopback interface with an address.
 	Devices *regexp.Regexp
+	// InterfaceReportExclude hides interfaces from NodeProxy status.interfaces (see
+	// DefaultInterfaceReportExclude); nil reports every interface the responder can use.
+	InterfaceReportExclude *regexp.Regexp
 	// ProxyPortMin and ProxyPortMax bound the proxy ports of redirected listeners.
 	ProxyPortMin, ProxyPortMax uint16
 	// HeartbeatInterval and HeartbeatDuration time the Lease (see Heartbeat).
@@ -200,7 +203,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.DisableL2 {
 		a.l2 = newAnnouncer(hb.Fenced, log.WithName("l2"))
 		runnables = append(runnables, manager.RunnableFunc(a.l2.run), manager.RunnableFunc(func(ctx context.Context) error {
-			return a.l2.watchInterfaces(ctx, cfg.DeviceRescan, log.WithName("interfaces"), rep.SetInterfaces)
+			return a.l2.watchInterfaces(ctx, cfg.DeviceRescan, log.WithName("interfaces"), func(names []string) {
+				rep.SetInterfaces(reportedInterfaces(names, cfg.InterfaceReportExclude))
+			})
 		}))
 	}
 
