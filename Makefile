@@ -42,4 +42,4 @@ test: ## Run every test against a real apiserver (root also runs the network-nam
 
 .PHONY: demo
 demo: ## Start a local control plane, install the CRDs and sample objects, show them.
-	@bash hack/demo.sh
+	@bash hack/demo.sh $(ARGS)
