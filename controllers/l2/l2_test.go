@@ -238,7 +238,8 @@ func TestInvalidPolicy(t *testing.T) {
 	// With the webhook bypassed the controller still says what is wrong.
 	p := bad("bypassed")
 	p.Labels = map[string]string{bypassLabel: "true"}
-	g.Expect(k8s.Create(ctx, p)).To(Succeed())
+	// Admission learns of TestMain's webhook swap through the apiserver's informer.
+	g.Eventually(func() error { return k8s.Create(ctx, p) }).Should(Succeed())
 	t.Cleanup(func() { _ = k8s.Delete(ctx, p) })
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
