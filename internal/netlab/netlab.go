@@ -58,37 +58,73 @@ func New(t testing.TB, v4, v6 netip.Prefix) *Lab {
 	l.Mgmt = netip.PrefixFrom(v4.Addr().Next(), v4.Bits())
 	l.Mgmt6 = netip.PrefixFrom(v6.Addr().Next(), v6.Bits())
 	t.Cleanup(l.teardown)
-	l.must("ip", "link", "add", l.Bridge, "type", "bridge")
+	// Without an MLD querier a snooping bridge forwards solicited-node multicast (and so
+	// NDP) depending on timing; hosts on a lab should see each other deterministically.
+	l.must("ip", "link", "add", l.Bridge, "type", "bridge", "mcast_snooping", "0")
 	l.must("ip", "addr", "add", l.Mgmt.String(), "dev", l.Bridge)
 	l.must("ip", "-6", "addr", "add", l.Mgmt6.String(), "dev", l.Bridge, "nodad")
 	l.must("ip", "link", "set", l.Bridge, "up")
 	return l
 }
 
+// Interface is one of a host's interfaces on the lab's bridge.
+type Interface struct {
+	Name string
+	IPv4 netip.Prefix
+	IPv6 netip.Prefix
+	MAC  net.HardwareAddr
+}
+
 // AddHost creates a namespace with lo up and eth1 on the bridge, addressed with the next
 // free host number in both prefixes.
 func (l *Lab) AddHost(role string) *Host {
 	l.t.Helper()
-	n := l.next
-	l.next++
 	h := &Host{Name: fmt.Sprintf("pt%s-%s", l.id, role), lab: l}
-	h.IPv4 = netip.PrefixFrom(nth(l.prefix.Addr(), n), l.prefix.Bits())
-	h.IPv6 = netip.PrefixFrom(nth(l.v6.Addr(), n), l.v6.Bits())
-	peer := fmt.Sprintf("ptv%s-%d", l.id, n)
 	l.must("ip", "netns", "add", h.Name)
 	l.hosts = append(l.hosts, h)
-	l.must("ip", "link", "add", peer, "type", "veth", "peer", "name", HostInterface, "netns", h.Name)
-	l.must("ip", "link", "set", peer, "master", l.Bridge, "up")
+	// Set before any interface exists so link-local addresses skip DAD too: a tentative
+	// address makes a host's first second of IPv6 fail for reasons no test is about.
+	err := h.Do(func() error {
+		for _, k := range []string{"all", "default"} {
+			if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+k+"/accept_dad", []byte("0"), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.t.Fatalf("disable DAD in %s: %v", h.Name, err)
+	}
 	h.MustRun("ip", "link", "set", "lo", "up")
-	h.MustRun("ip", "addr", "add", h.IPv4.String(), "dev", HostInterface)
-	h.MustRun("ip", "-6", "addr", "add", h.IPv6.String(), "dev", HostInterface, "nodad")
-	h.MustRun("ip", "link", "set", HostInterface, "up")
-	mac, err := net.ParseMAC(strings.TrimSpace(h.MustRun("cat", "/sys/class/net/"+HostInterface+"/address")))
+	ifi := l.AddInterface(h, HostInterface)
+	h.IPv4, h.IPv6, h.MAC = ifi.IPv4, ifi.IPv6, ifi.MAC
+	return h
+}
+
+// AddInterface plugs another interface of h, named ifname, into the bridge, addressed
+// with the next free host number in both prefixes. Deleting it inside the host (ip link
+// del) removes the bridge port as well.
+func (l *Lab) AddInterface(h *Host, ifname string) Interface {
+	l.t.Helper()
+	n := l.next
+	l.next++
+	ifi := Interface{
+		Name: ifname,
+		IPv4: netip.PrefixFrom(nth(l.prefix.Addr(), n), l.prefix.Bits()),
+		IPv6: netip.PrefixFrom(nth(l.v6.Addr(), n), l.v6.Bits()),
+	}
+	peer := fmt.Sprintf("ptv%s-%d", l.id, n)
+	l.must("ip", "link", "add", peer, "type", "veth", "peer", "name", ifname, "netns", h.Name)
+	l.must("ip", "link", "set", peer, "master", l.Bridge, "up")
+	h.MustRun("ip", "addr", "add", ifi.IPv4.String(), "dev", ifname)
+	h.MustRun("ip", "-6", "addr", "add", ifi.IPv6.String(), "dev", ifname, "nodad")
+	h.MustRun("ip", "link", "set", ifname, "up")
+	mac, err := net.ParseMAC(strings.TrimSpace(h.MustRun("cat", "/sys/class/net/"+ifname+"/address")))
 	if err != nil {
 		l.t.Fatal(err)
 	}
-	h.MAC = mac
-	return h
+	ifi.MAC = mac
+	return ifi
 }
 
 // Command returns a command that runs in the host's namespace.

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +34,24 @@ func (h *Host) Do(fn func() error) error {
 		errc <- fn()
 	}()
 	return <-errc
+}
+
+// Netlink returns a handle that acts in the host's namespace from any goroutine, without
+// the thread switch Do costs on every call (which matters to tests that poll). It is
+// closed when the test ends.
+func (h *Host) Netlink() *netlink.Handle {
+	h.lab.t.Helper()
+	ns, err := netns.GetFromName(h.Name)
+	if err != nil {
+		h.lab.t.Fatalf("open netns %s: %v", h.Name, err)
+	}
+	defer ns.Close()
+	nh, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		h.lab.t.Fatalf("netlink in %s: %v", h.Name, err)
+	}
+	h.lab.t.Cleanup(nh.Close)
+	return nh
 }
 
 // Dial opens a TCP connection from the host.

@@ -34,7 +34,7 @@ func (l *lan) arping(t testing.TB, ip netip.Addr, count int, interval time.Durat
 	if _, err := exec.LookPath("arping"); err != nil {
 		t.Fatalf("arping not installed (apt-get install -y arping): %v", err)
 	}
-	out, _ := l.client.exec("arping", "-c", strconv.Itoa(count), "-W", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64),
+	out := combined(l.client, "arping", "-c", strconv.Itoa(count), "-W", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64),
 		"-i", lanIf, ip.String())
 	res := arpingResult{macs: map[string]int{}, out: out}
 	for _, m := range arpingReply.FindAllStringSubmatch(out, -1) {
@@ -55,7 +55,7 @@ func (l *lan) ndisc6(t testing.TB, ip netip.Addr) ([]string, string) {
 	if _, err := exec.LookPath("ndisc6"); err != nil {
 		t.Fatalf("ndisc6 not installed (apt-get install -y ndisc6): %v", err)
 	}
-	out, _ := l.client.exec("ndisc6", "-m", "-n", "-r", "1", "-w", "500", ip.String(), lanIf)
+	out := combined(l.client, "ndisc6", "-m", "-n", "-r", "1", "-w", "500", ip.String(), lanIf)
 	var macs []string
 	for _, m := range ndisc6Reply.FindAllStringSubmatch(out, -1) {
 		macs = append(macs, strings.ToLower(m[1]))
@@ -92,9 +92,9 @@ func TestAnswersOnlyOnAssignedNode(t *testing.T) {
 	waitListening(t, r1, lanIf, true)
 
 	res := l.arping(t, vip4, 3, 100*time.Millisecond)
-	t.Logf("arping %s: replies by MAC %v (node1 %s, node2 %s)", vip4, res.macs, l.mac1, l.mac2)
-	if len(res.macs) != 1 || res.macs[l.mac1.String()] != 3 {
-		t.Fatalf("want 3 replies, all from node1 %s; arping said:\n%s", l.mac1, res.out)
+	t.Logf("arping %s: replies by MAC %v (node1 %s, node2 %s)", vip4, res.macs, l.node1.MAC, l.node2.MAC)
+	if len(res.macs) != 1 || res.macs[l.node1.MAC.String()] != 3 {
+		t.Fatalf("want 3 replies, all from node1 %s; arping said:\n%s", l.node1.MAC, res.out)
 	}
 	if res := l.arping(t, otherIP4, 2, 100*time.Millisecond); len(res.macs) != 0 {
 		t.Fatalf("unannounced %s answered: %v", otherIP4, res.macs)
@@ -102,17 +102,17 @@ func TestAnswersOnlyOnAssignedNode(t *testing.T) {
 
 	macs, out := l.ndisc6(t, vip6)
 	t.Logf("ndisc6 %s: advertisements from %v; output:\n%s", vip6, macs, out)
-	if len(macs) != 1 || macs[0] != l.mac1.String() {
-		t.Fatalf("ndisc6 %s: got %v, want exactly [%s]", vip6, macs, l.mac1)
+	if len(macs) != 1 || macs[0] != l.node1.MAC.String() {
+		t.Fatalf("ndisc6 %s: got %v, want exactly [%s]", vip6, macs, l.node1.MAC)
 	}
 
 	// A client with a neighbour entry probes it with unicast NS to the VIP (NUD); the
 	// node's IPv6 stack drops those, so this checks the packet-socket receive path.
 	l.resolveFromClient(t, vip6)
-	l.waitNeigh(t, vip6, l.mac1, 2*time.Second)
+	l.waitNeigh(t, vip6, l.node1.MAC, 2*time.Second)
 	before := r1.Stats().PerIP[vip6].Replies
-	if mac := l.unicastNS(t, vip6); mac != l.mac1.String() {
-		t.Fatalf("unicast NS for %s answered with %q, want %s", vip6, mac, l.mac1)
+	if mac := l.unicastNS(t, vip6); mac != l.node1.MAC.String() {
+		t.Fatalf("unicast NS for %s answered with %q, want %s", vip6, mac, l.node1.MAC)
 	}
 	if after := r1.Stats().PerIP[vip6].Replies; after <= before {
 		t.Fatalf("node1 replies for %s did not grow (%d -> %d)", vip6, before, after)
@@ -132,7 +132,7 @@ func TestAnswersOnlyOnAssignedNode(t *testing.T) {
 func (l *lan) unicastNS(t testing.TB, target netip.Addr) string {
 	t.Helper()
 	var mac string
-	err := inNS(l.client.handle, func() error {
+	err := l.client.Do(func() error {
 		ifi, err := net.InterfaceByName(lanIf)
 		if err != nil {
 			return err
@@ -190,19 +190,19 @@ func TestGratuitousMovesClient(t *testing.T) {
 	// such a packet may create a missing entry. The IPv6 twins are accept_untracked_na
 	// (create) and drop_unsolicited_na (ignore altogether).
 	t.Logf("client sysctls: arp_accept=%s accept_untracked_na=%s drop_unsolicited_na=%s",
-		l.client.sysctl(t, "net.ipv4.conf."+lanIf+".arp_accept"),
-		l.client.sysctl(t, "net.ipv6.conf."+lanIf+".accept_untracked_na"),
-		l.client.sysctl(t, "net.ipv6.conf."+lanIf+".drop_unsolicited_na"))
+		sysctl(l.client, "net.ipv4.conf."+lanIf+".arp_accept"),
+		sysctl(l.client, "net.ipv6.conf."+lanIf+".accept_untracked_na"),
+		sysctl(l.client, "net.ipv6.conf."+lanIf+".drop_unsolicited_na"))
 
 	for _, ip := range []netip.Addr{vip4, vip6} {
 		r1.Set([]Announcement{ann(ip)})
 		r2.Set(nil)
 		waitListening(t, r1, lanIf, true)
 		l.resolveFromClient(t, ip)
-		l.waitNeigh(t, ip, l.mac1, 2*time.Second)
+		l.waitNeigh(t, ip, l.node1.MAC, 2*time.Second)
 
 		owners := [2]*Responder{r1, r2}
-		macs := [2]net.HardwareAddr{l.mac1, l.mac2}
+		macs := [2]net.HardwareAddr{l.node1.MAC, l.node2.MAC}
 		var times []time.Duration
 		cur := 0
 		for run := 0; run < 6; run++ {
@@ -253,7 +253,7 @@ func TestFencedAnswersNothing(t *testing.T) {
 	}
 
 	fenced.Store(false)
-	if res := l.arping(t, vip4, 1, 100*time.Millisecond); res.macs[l.mac1.String()] != 1 {
+	if res := l.arping(t, vip4, 1, 100*time.Millisecond); res.macs[l.node1.MAC.String()] != 1 {
 		t.Fatalf("unfenced responder did not answer: %s", res.out)
 	}
 }
@@ -276,20 +276,18 @@ func TestInterfaceSelection(t *testing.T) {
 	}
 
 	// An interface that appears later is picked up by the link scan...
-	r1.Set([]Announcement{ann(vip4, "^eth1$")})
-	mac := l.attach(t, l.node1, "eth1", 21)
-	waitListening(t, r1, "eth1", true)
+	r1.Set([]Announcement{ann(vip4, "^eth2$")})
+	mac := l.lab.AddInterface(l.node1, "eth2").MAC
+	waitListening(t, r1, "eth2", true)
 	if res := l.arping(t, vip4, 1, 100*time.Millisecond); res.macs[mac.String()] != 1 || len(res.macs) != 1 {
-		t.Fatalf("want the reply from eth1 %s only: %s", mac, res.out)
+		t.Fatalf("want the reply from eth2 %s only: %s", mac, res.out)
 	}
 	// ...and one that disappears is dropped without taking the responder down.
-	if out, err := l.node1.exec("ip", "link", "del", "eth1"); err != nil {
-		t.Fatalf("delete eth1: %v: %s", err, out)
-	}
-	waitListening(t, r1, "eth1", false)
+	l.node1.MustRun("ip", "link", "del", "eth2")
+	waitListening(t, r1, "eth2", false)
 	r1.Set([]Announcement{ann(vip4, "^eth")})
 	waitListening(t, r1, lanIf, true)
-	if res := l.arping(t, vip4, 1, 100*time.Millisecond); res.macs[l.mac1.String()] != 1 {
+	if res := l.arping(t, vip4, 1, 100*time.Millisecond); res.macs[l.node1.MAC.String()] != 1 {
 		t.Fatalf("responder did not recover after the interface went away: %s", res.out)
 	}
 }
@@ -328,28 +326,24 @@ func TestKernelAnswersForVIPOnAnInterface(t *testing.T) {
 		{"ip", "addr", "add", vip4.String() + "/32", "dev", "lo"},
 		{"ip", "addr", "add", vip6.String() + "/128", "dev", "lo"},
 	} {
-		if out, err := l.node2.exec(cmd...); err != nil {
-			t.Fatalf("%v: %v: %s", cmd, err, out)
-		}
+		l.node2.MustRun(cmd[0], cmd[1:]...)
 	}
 	res := l.arping(t, vip4, 2, 100*time.Millisecond)
 	t.Logf("VIP on node2's lo, arp_ignore=%s: ARP replies by MAC %v (node1 %s, node2 %s)",
-		l.node2.sysctl(t, "net.ipv4.conf.all.arp_ignore"), res.macs, l.mac1, l.mac2)
-	if res.macs[l.mac2.String()] == 0 {
+		sysctl(l.node2, "net.ipv4.conf.all.arp_ignore"), res.macs, l.node1.MAC, l.node2.MAC)
+	if res.macs[l.node2.MAC.String()] == 0 {
 		t.Fatalf("expected node2's kernel to answer for %s with arp_ignore=0: %v", vip4, res.macs)
 	}
 	macs, _ := l.ndisc6(t, vip6)
 	t.Logf("VIP on node2's lo: NDP advertisements from %v", macs)
-	if slices.Contains(macs, l.mac2.String()) {
+	if slices.Contains(macs, l.node2.MAC.String()) {
 		t.Fatalf("node2's kernel answered NDP for an address on another interface: %v", macs)
 	}
 
-	if out, err := l.node2.exec("sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1"); err != nil {
-		t.Fatalf("set arp_ignore: %v: %s", err, out)
-	}
+	l.node2.MustRun("sysctl", "-q", "-w", "net.ipv4.conf.all.arp_ignore=1")
 	res = l.arping(t, vip4, 2, 100*time.Millisecond)
 	t.Logf("arp_ignore=1 on node2: ARP replies by MAC %v", res.macs)
-	if len(res.macs) != 1 || res.macs[l.mac1.String()] != 2 {
+	if len(res.macs) != 1 || res.macs[l.node1.MAC.String()] != 2 {
 		t.Fatalf("with arp_ignore=1 only node1 should answer: %v", res.macs)
 	}
 }

@@ -85,7 +85,7 @@ func BenchmarkRedirectLookup(b *testing.B) {
 	if _, _, _, err := d.Sync(map[Key]uint16{vipKey: proxyPort}); err != nil {
 		b.Fatal(err)
 	}
-	conn, err := dialFrom(top.client, vip, 2*time.Second)
+	conn, err := top.client.Dial(vip, 2*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -94,7 +94,7 @@ func BenchmarkRedirectLookup(b *testing.B) {
 		b.Fatal(err)
 	}
 	from := conn.LocalAddr().(*net.TCPAddr).AddrPort()
-	newClient := netip.AddrPortFrom(clientV4.Addr(), 40000)
+	newClient := netip.AddrPortFrom(top.client.IPv4.Addr(), 40000)
 	cases := []struct {
 		name string
 		pkt  []byte
@@ -102,7 +102,7 @@ func BenchmarkRedirectLookup(b *testing.B) {
 	}{
 		{"hit-syn", tcpPacket(newClient, vip, tcpSYN), func(s Stats) uint64 { return s.AssignFailures }},
 		{"hit-established", tcpPacket(from, vip, tcpACK), func(s Stats) uint64 { return s.AssignFailures }},
-		{"miss", tcpPacket(newClient, netip.AddrPortFrom(nodeV4.Addr(), 9000), tcpSYN), func(s Stats) uint64 { return s.Misses }},
+		{"miss", tcpPacket(newClient, netip.AddrPortFrom(top.node.IPv4.Addr(), 9000), tcpSYN), func(s Stats) uint64 { return s.Misses }},
 	}
 
 	for _, n := range []int{1, 10_000, 100_000} {
@@ -123,7 +123,7 @@ func BenchmarkRedirectLookup(b *testing.B) {
 					b.Fatal(err)
 				}
 				var perPkt []float64
-				err = inNS(top.node, func() error {
+				err = top.node.Do(func() error {
 					for b.Loop() {
 						_, per, err := d.objs.PorticoRedirect.Benchmark(c.pkt, lookupBatch, nil)
 						if err != nil {
@@ -224,7 +224,7 @@ func newThroughputRig(t testing.TB) *throughputRig {
 	ln := listenTransparent(t, top.node, netip.MustParseAddrPort("0.0.0.0:15001"))
 	return &throughputRig{
 		top:      top,
-		direct:   netip.AddrPortFrom(nodeV4.Addr(), proxyPort),
+		direct:   netip.AddrPortFrom(top.node.IPv4.Addr(), proxyPort),
 		redirect: netip.AddrPortFrom(vipV4, vipPort),
 		ln:       ln,
 	}
@@ -233,7 +233,7 @@ func newThroughputRig(t testing.TB) *throughputRig {
 // send streams n chunks of 128 KiB on a new connection and returns the rate the
 // receiver saw.
 func (r *throughputRig) send(results <-chan sinkResult, to netip.AddrPort, n int) (float64, error) {
-	c, err := dialFrom(r.top.client, to, 2*time.Second)
+	c, err := r.top.client.Dial(to, 2*time.Second)
 	if err != nil {
 		return 0, err
 	}
@@ -353,7 +353,7 @@ func BenchmarkRedirectThroughputRatio(b *testing.B) {
 // retransmits reads the client namespace's TCP RetransSegs counter.
 func retransmits(b *testing.B, top *topology) int64 {
 	var n int64
-	err := inNS(top.client, func() error {
+	err := top.client.Do(func() error {
 		raw, err := os.ReadFile("/proc/thread-self/net/snmp")
 		if err != nil {
 			return err
@@ -425,7 +425,7 @@ type stream struct {
 // thread of both streams on one CPU, the scheduler's fair share is what splits it
 // between the two paths, so the bytes each delivers compare their costs directly.
 func (r *throughputRig) stream(b *testing.B, to netip.AddrPort, cpu int) *stream {
-	c, err := dialFrom(r.top.client, to, 2*time.Second)
+	c, err := r.top.client.Dial(to, 2*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}

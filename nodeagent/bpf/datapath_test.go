@@ -141,7 +141,7 @@ func TestRedirect(t *testing.T) {
 			key := Key{Addr: tc.vip, Port: vipPort, Proto: ProtoTCP}
 			checkSync(t, d, map[Key]uint16{key: proxyPort}, 1, 0, 0)
 
-			c, err := dialFrom(top.client, vip, 2*time.Second)
+			c, err := top.client.Dial(vip, 2*time.Second)
 			if err != nil {
 				t.Fatalf("dial %s through redirect: %v", vip, err)
 			}
@@ -163,7 +163,7 @@ func TestRedirect(t *testing.T) {
 
 			checkSync(t, d, map[Key]uint16{}, 0, 0, 1)
 			start := time.Now()
-			if c2, err := dialFrom(top.client, vip, time.Second); err == nil {
+			if c2, err := top.client.Dial(vip, time.Second); err == nil {
 				c2.Close()
 				t.Fatal("new connection succeeded after the redirect was removed")
 			} else {
@@ -193,7 +193,7 @@ func TestAdoption(t *testing.T) {
 	checkSync(t, d1, first, 2, 0, 0)
 	linkID := pinnedProgramID(t, pin)
 
-	est, err := dialFrom(top.client, vip4, 2*time.Second)
+	est, err := top.client.Dial(vip4, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestAdoption(t *testing.T) {
 	if err := roundTrip(est, "while the agent is down"); err != nil {
 		t.Fatalf("established connection broke after Close: %v", err)
 	}
-	fresh, err := dialFrom(top.client, vip4, 2*time.Second)
+	fresh, err := top.client.Dial(vip4, 2*time.Second)
 	if err != nil {
 		t.Fatalf("new connection failed while the agent is down: %v", err)
 	}
@@ -236,7 +236,7 @@ func TestAdoption(t *testing.T) {
 	if err := roundTrip(est, "after restart"); err != nil {
 		t.Fatalf("established connection broke after adoption: %v", err)
 	}
-	c443, err := dialFrom(top.client, netip.AddrPortFrom(vipV4, 443), 2*time.Second)
+	c443, err := top.client.Dial(netip.AddrPortFrom(vipV4, 443), 2*time.Second)
 	if err != nil {
 		t.Fatalf("entry added after adoption is not served: %v", err)
 	}
@@ -245,10 +245,10 @@ func TestAdoption(t *testing.T) {
 	t.Logf("stats across the restart: %+v", st)
 
 	// Uninstall detaches the program: new connections no longer reach the proxy.
-	if err := inNS(top.node, d2.Remove); err != nil {
+	if err := top.node.Do(d2.Remove); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	if c, err := dialFrom(top.client, vip4, time.Second); err == nil {
+	if c, err := top.client.Dial(vip4, time.Second); err == nil {
 		c.Close()
 		t.Fatal("new connection succeeded after Remove")
 	}
@@ -286,7 +286,7 @@ func TestAttachDetach(t *testing.T) {
 				t.Fatalf("%d attachments after attaching twice, want 1", n)
 			}
 			vip := netip.AddrPortFrom(vipV4, vipPort)
-			c, err := dialFrom(top.client, vip, 2*time.Second)
+			c, err := top.client.Dial(vip, 2*time.Second)
 			if err != nil {
 				t.Fatalf("dial through redirect: %v", err)
 			}
@@ -294,13 +294,13 @@ func TestAttachDetach(t *testing.T) {
 			if err := roundTrip(c, tc.name); err != nil {
 				t.Fatal(err)
 			}
-			if err := inNS(top.node, func() error { return d.Detach(nodeIf) }); err != nil {
+			if err := top.node.Do(func() error { return d.Detach(nodeIf) }); err != nil {
 				t.Fatal(err)
 			}
 			if n := attachments(t, top, tc.opts.DisableTCX); n != 0 {
 				t.Fatalf("%d attachments after Detach", n)
 			}
-			if c, err := dialFrom(top.client, vip, time.Second); err == nil {
+			if c, err := top.client.Dial(vip, time.Second); err == nil {
 				c.Close()
 				t.Fatal("new connection succeeded after Detach")
 			}
@@ -311,7 +311,7 @@ func TestAttachDetach(t *testing.T) {
 func attachments(t *testing.T, top *topology, legacy bool) int {
 	t.Helper()
 	var n int
-	err := inNS(top.node, func() error {
+	err := top.node.Do(func() error {
 		l, err := netlink.LinkByName(nodeIf)
 		if err != nil {
 			return err
@@ -351,7 +351,7 @@ func TestAttachUpgradesPinnedLink(t *testing.T) {
 	}
 	defer old.Close()
 	var oldLink link.ID
-	err = inNS(top.node, func() error {
+	err = top.node.Do(func() error {
 		l, err := netlink.LinkByName(nodeIf)
 		if err != nil {
 			return err
@@ -392,7 +392,7 @@ func TestAttachUpgradesPinnedLink(t *testing.T) {
 	}
 	serveEcho(t, listenTransparent(t, top.node, netip.MustParseAddrPort("127.0.0.1:15001")))
 	checkSync(t, d, map[Key]uint16{{Addr: vipV4, Port: vipPort, Proto: ProtoTCP}: proxyPort}, 1, 0, 0)
-	c, err := dialFrom(top.client, netip.AddrPortFrom(vipV4, vipPort), 2*time.Second)
+	c, err := top.client.Dial(netip.AddrPortFrom(vipV4, vipPort), 2*time.Second)
 	if err != nil {
 		t.Fatalf("dial after upgrade: %v", err)
 	}
@@ -432,7 +432,7 @@ func TestOpenMigratesIPv4Entries(t *testing.T) {
 		t.Fatalf("Entries after Open = %v, %v; want %v", got, err, want)
 	}
 	top.attach(t, d)
-	c, err := dialFrom(top.client, netip.AddrPortFrom(vipV4, vipPort), 2*time.Second)
+	c, err := top.client.Dial(netip.AddrPortFrom(vipV4, vipPort), 2*time.Second)
 	if err != nil {
 		t.Fatalf("migrated IPv4 frontend not served before the first Sync: %v", err)
 	}

@@ -43,7 +43,7 @@ func TestRedirectReusesTimeWaitTuple(t *testing.T) {
 	}()
 	checkSync(t, d, map[Key]uint16{{Addr: vipV4, Port: vipPort, Proto: ProtoTCP}: proxyPort}, 1, 0, 0)
 	vip := netip.AddrPortFrom(vipV4, vipPort)
-	from := netip.AddrPortFrom(clientV4.Addr(), 41000)
+	from := netip.AddrPortFrom(top.client.IPv4.Addr(), 41000)
 
 	for i := range 3 {
 		if i > 0 {
@@ -92,7 +92,7 @@ func TestRedirectTimeWaitSkipsHostListener(t *testing.T) {
 	}
 	checkSync(t, d, map[Key]uint16{{Addr: vipV4, Port: vipPort, Proto: ProtoTCP}: proxyPort}, 1, 0, 0)
 	vip := netip.AddrPortFrom(vipV4, vipPort)
-	from := netip.AddrPortFrom(clientV4.Addr(), 41002)
+	from := netip.AddrPortFrom(top.client.IPv4.Addr(), 41002)
 
 	read := func(timeout time.Duration) (string, error) {
 		c, err := dialFromPort(top, from, vip, timeout)
@@ -127,7 +127,7 @@ func TestRedirectReusesHalfOpenTuple(t *testing.T) {
 	srv := serveEcho(t, listenTransparent(t, top.node, netip.MustParseAddrPort("127.0.0.1:15001")))
 	checkSync(t, d, map[Key]uint16{{Addr: vipV4, Port: vipPort, Proto: ProtoTCP}: proxyPort}, 1, 0, 0)
 	vip := netip.AddrPortFrom(vipV4, vipPort)
-	from := netip.AddrPortFrom(clientV4.Addr(), 41001)
+	from := netip.AddrPortFrom(top.client.IPv4.Addr(), 41001)
 
 	old, err := dialFromPort(top, from, vip, 2*time.Second)
 	if err != nil {
@@ -169,7 +169,7 @@ func dialFromPort(top *topology, from, to netip.AddrPort, timeout time.Duration)
 		},
 	}
 	var c net.Conn
-	err := inNS(top.client, func() error {
+	err := top.client.Do(func() error {
 		var err error
 		c, err = d.DialContext(context.Background(), "tcp", to.String())
 		return err
@@ -218,7 +218,7 @@ func tcpState(t *testing.T, top *topology, local, remote netip.AddrPort) int {
 	t.Helper()
 	want := procAddr(local) + " " + procAddr(remote)
 	state := -1
-	err := inNS(top.node, func() error {
+	err := top.node.Do(func() error {
 		// thread-self: /proc/self/net would show the namespace of the process's main
 		// thread, not of this one.
 		f, err := os.Open("/proc/thread-self/net/tcp")
