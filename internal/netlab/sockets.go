@@ -84,6 +84,10 @@ func (h *Host) ListenTransparent(addr netip.AddrPort) (net.Listener, error) {
 		}
 		return serr
 	}}
+	// Envoy listens on plain TCP. Go's default, MPTCP where the kernel has it, hashes a
+	// TCP subflow socket that the lookups find as well but that a sockmap refuses
+	// (EOPNOTSUPP), so the listeners map of the bpf package would never hold it.
+	lc.SetMultipathTCP(false)
 	var ln net.Listener
 	err := h.Do(func() error {
 		var err error

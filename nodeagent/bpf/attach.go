@@ -22,6 +22,10 @@ const legacyFilterName = "portico_redirect"
 // network namespace. It uses a TCX link pinned under the pin path (so it outlives the
 // process) when the kernel supports TCX, otherwise a clsact qdisc and a cls_bpf filter.
 //
+// Attach also attaches, once, the sock_ops program that records the loopback
+// listeners of the calling thread's network namespace (see redirect.c) to the cgroup
+// v2 root or Options.Cgroup, through a link pinned beside the interface links.
+//
 // Attach is idempotent: an interface already running this program is left alone, and
 // one running an older program (agent upgrade) is switched atomically with no window
 // in which packets bypass the redirect.
@@ -31,6 +35,11 @@ func (d *Datapath) Attach(ifname string) error {
 		return fmt.Errorf("attach: find %s: %w", ifname, err)
 	}
 	ifindex := ifc.Attrs().Index
+	// Before the interface, so that the proxy listeners started from now on are
+	// found by map from the first SYN the program redirects.
+	if err := d.attachSockops(); err != nil {
+		return err
+	}
 	if d.opts.DisableTCX {
 		return d.attachLegacy(ifc)
 	}
@@ -254,4 +263,91 @@ func removeLegacyFilters(ifname string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// attachSockops makes sure the sock_ops program that fills the listeners map is
+// attached to the configured cgroup through a link pinned under the pin path, updating
+// the program of a link an older agent left there, and that it takes the listeners of
+// the calling thread's network namespace. It does nothing where the cgroup is not on
+// cgroup v2: new connections then take the socket-lookup path.
+func (d *Datapath) attachSockops() error {
+	cookie, err := netnsCookie()
+	if err != nil {
+		return err
+	}
+	if err := d.objs.ListenerNetns.Update(uint32(0), cookie, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("set listener network namespace: %w", err)
+	}
+	pin := filepath.Join(d.pinPath, sockopsLink)
+	l, err := link.LoadPinnedLink(pin, nil)
+	if err == nil {
+		defer l.Close()
+		info, err := l.Info()
+		if err != nil {
+			return fmt.Errorf("inspect pinned link %s: %w", pin, err)
+		}
+		ours, err := d.objs.PorticoListeners.Info()
+		if err != nil {
+			return fmt.Errorf("program info: %w", err)
+		}
+		if id, ok := ours.ID(); ok && id == info.Program {
+			return nil
+		}
+		if err := l.Update(d.objs.PorticoListeners); err != nil {
+			return fmt.Errorf("replace program on pinned link %s: %w", pin, err)
+		}
+		return nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("load pinned link %s: %w", pin, err)
+	}
+	cg := d.cgroupV2()
+	if cg == "" {
+		return nil
+	}
+	l, err = link.AttachCgroup(link.CgroupOptions{
+		Path:    cg,
+		Attach:  ebpf.AttachCGroupSockOps,
+		Program: d.objs.PorticoListeners,
+	})
+	if err != nil {
+		return fmt.Errorf("attach sock_ops to cgroup %s: %w", cg, err)
+	}
+	defer l.Close()
+	if err := l.Pin(pin); err != nil {
+		return fmt.Errorf("pin sock_ops link: %w", err)
+	}
+	return nil
+}
+
+// cgroupV2 returns the configured cgroup, or by default the cgroup v2 root (mounted at
+// /sys/fs/cgroup, or at /sys/fs/cgroup/unified in the hybrid layout of systemd); ""
+// when that is not a cgroup v2 directory.
+func (d *Datapath) cgroupV2() string {
+	candidates := []string{d.opts.Cgroup}
+	if d.opts.Cgroup == "" {
+		candidates = []string{DefaultCgroup, filepath.Join(DefaultCgroup, "unified")}
+	}
+	for _, cg := range candidates {
+		var st unix.Statfs_t
+		if err := unix.Statfs(cg, &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return cg
+		}
+	}
+	return ""
+}
+
+// netnsCookie identifies the calling thread's network namespace as
+// bpf_get_netns_cookie does.
+func netnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("netns cookie: %w", err)
+	}
+	defer unix.Close(fd)
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("netns cookie: %w", err)
+	}
+	return cookie, nil
 }

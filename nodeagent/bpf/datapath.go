@@ -24,6 +24,13 @@ const (
 	DefaultMaxEntries = 65536
 
 	linksDir = "links"
+	// DefaultCgroup is where the sock_ops program that fills the listeners map is
+	// attached: the cgroup v2 root, so that it sees every process's listeners (or
+	// DefaultCgroup/unified where systemd mounts cgroup v2 there, the hybrid layout).
+	DefaultCgroup = "/sys/fs/cgroup"
+	// sockopsLink is the pin of the cgroup link, beside (not in) linksDir, which holds
+	// one pin per interface.
+	sockopsLink = "sockops_link"
 )
 
 // Options tune Open. The zero value is valid.
@@ -36,6 +43,11 @@ type Options struct {
 	MaxEntries uint32
 	// DisableTCX forces the legacy clsact qdisc + cls_bpf filter even where TCX exists.
 	DisableTCX bool
+	// Cgroup is the cgroup v2 directory whose sockets' loopback listeners the program
+	// finds by map rather than by socket lookup (a faster path for new connections;
+	// see redirect.c). Empty means the cgroup v2 root (DefaultCgroup). A path that is not on cgroup v2 just
+	// leaves the map empty.
+	Cgroup string
 }
 
 // Datapath is a handle on the loaded program and its pinned state.
@@ -145,7 +157,10 @@ func (d *Datapath) Remove() error {
 	if err := removeLegacyFilters(""); err != nil {
 		errs = append(errs, err)
 	}
-	for _, m := range []*ebpf.Map{d.objs.Redirects, d.objs.Redirects4, d.objs.RedirectStats} {
+	if err := unpinLink(filepath.Join(d.pinPath, sockopsLink)); err != nil {
+		errs = append(errs, err)
+	}
+	for _, m := range []*ebpf.Map{d.objs.Redirects, d.objs.Redirects4, d.objs.RedirectStats, d.objs.Listeners, d.objs.ListenerStats, d.objs.ListenerNetns} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)
 		}
@@ -214,6 +229,9 @@ type Stats struct {
 	LookupFailures uint64 // map hit but no listener on loopback:proxy_port
 	Established    uint64 // packets assigned to an already accepted connection
 	AssignFailures uint64 // bpf_sk_assign refused the socket (e.g. SO_REUSEPORT)
+	// ListenerMapHits counts the new connections whose proxy listener came from the
+	// listeners map rather than a socket lookup; included in Hits or AssignFailures.
+	ListenerMapHits uint64
 }
 
 // Stats reads the counters.
@@ -228,11 +246,20 @@ func (d *Datapath) Stats() (Stats, error) {
 			sums[i] += v
 		}
 	}
+	var perCPU []uint64
+	if err := d.objs.ListenerStats.Lookup(uint32(0), &perCPU); err != nil {
+		return Stats{}, fmt.Errorf("read listener counter: %w", err)
+	}
+	var listenerHits uint64
+	for _, v := range perCPU {
+		listenerHits += v
+	}
 	return Stats{
-		Hits:           sums[CounterHit],
-		Misses:         sums[CounterMiss],
-		LookupFailures: sums[CounterLookupFail],
-		Established:    sums[CounterEstablished],
-		AssignFailures: sums[CounterAssignFail],
+		ListenerMapHits: listenerHits,
+		Hits:            sums[CounterHit],
+		Misses:          sums[CounterMiss],
+		LookupFailures:  sums[CounterLookupFail],
+		Established:     sums[CounterEstablished],
+		AssignFailures:  sums[CounterAssignFail],
 	}, nil
 }

@@ -160,6 +160,10 @@ func TestRedirect(t *testing.T) {
 			if st.Hits == 0 || st.Established == 0 {
 				t.Fatalf("expected hits and established assignments, got %+v", st)
 			}
+			// The listener started after Attach, so the SYN took it from the map.
+			if st.ListenerMapHits == 0 {
+				t.Fatalf("expected the listener to come from the listeners map, got %+v", st)
+			}
 
 			checkSync(t, d, map[Key]uint16{}, 0, 0, 1)
 			start := time.Now()

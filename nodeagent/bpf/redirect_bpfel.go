@@ -39,10 +39,14 @@ type redirectRedirectValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	redirectMapRedirectStats    = "redirect_stats"
-	redirectMapRedirects        = "redirects"
-	redirectMapRedirects4       = "redirects4"
-	redirectProgPorticoRedirect = "portico_redirect"
+	redirectMapListenerNetns     = "listener_netns"
+	redirectMapListenerStats     = "listener_stats"
+	redirectMapListeners         = "listeners"
+	redirectMapRedirectStats     = "redirect_stats"
+	redirectMapRedirects         = "redirects"
+	redirectMapRedirects4        = "redirects4"
+	redirectProgPorticoListeners = "portico_listeners"
+	redirectProgPorticoRedirect  = "portico_redirect"
 )
 
 // loadRedirect returns the embedded CollectionSpec for redirect.
@@ -87,13 +91,17 @@ type redirectSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectProgramSpecs struct {
-	PorticoRedirect *ebpf.ProgramSpec `ebpf:"portico_redirect"`
+	PorticoListeners *ebpf.ProgramSpec `ebpf:"portico_listeners"`
+	PorticoRedirect  *ebpf.ProgramSpec `ebpf:"portico_redirect"`
 }
 
 // redirectMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type redirectMapSpecs struct {
+	ListenerNetns *ebpf.MapSpec `ebpf:"listener_netns"`
+	ListenerStats *ebpf.MapSpec `ebpf:"listener_stats"`
+	Listeners     *ebpf.MapSpec `ebpf:"listeners"`
 	RedirectStats *ebpf.MapSpec `ebpf:"redirect_stats"`
 	Redirects     *ebpf.MapSpec `ebpf:"redirects"`
 	Redirects4    *ebpf.MapSpec `ebpf:"redirects4"`
@@ -125,6 +133,9 @@ func (o *redirectObjects) Close() error {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectMaps struct {
+	ListenerNetns *ebpf.Map `ebpf:"listener_netns"`
+	ListenerStats *ebpf.Map `ebpf:"listener_stats"`
+	Listeners     *ebpf.Map `ebpf:"listeners"`
 	RedirectStats *ebpf.Map `ebpf:"redirect_stats"`
 	Redirects     *ebpf.Map `ebpf:"redirects"`
 	Redirects4    *ebpf.Map `ebpf:"redirects4"`
@@ -132,6 +143,9 @@ type redirectMaps struct {
 
 func (m *redirectMaps) Close() error {
 	return _RedirectClose(
+		m.ListenerNetns,
+		m.ListenerStats,
+		m.Listeners,
 		m.RedirectStats,
 		m.Redirects,
 		m.Redirects4,
@@ -148,11 +162,13 @@ type redirectVariables struct {
 //
 // It can be passed to loadRedirectObjects or ebpf.CollectionSpec.LoadAndAssign.
 type redirectPrograms struct {
-	PorticoRedirect *ebpf.Program `ebpf:"portico_redirect"`
+	PorticoListeners *ebpf.Program `ebpf:"portico_listeners"`
+	PorticoRedirect  *ebpf.Program `ebpf:"portico_redirect"`
 }
 
 func (p *redirectPrograms) Close() error {
 	return _RedirectClose(
+		p.PorticoListeners,
 		p.PorticoRedirect,
 	)
 }
