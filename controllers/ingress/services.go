@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -177,19 +178,7 @@ func equalService(a, b *corev1.Service) bool {
 	return maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Annotations, b.Annotations) &&
 		a.Spec.Type == b.Spec.Type && ptr.Equal(a.Spec.LoadBalancerClass, b.Spec.LoadBalancerClass) &&
 		ptr.Equal(a.Spec.AllocateLoadBalancerNodePorts, b.Spec.AllocateLoadBalancerNodePorts) &&
-		len(a.Spec.Selector) == len(b.Spec.Selector) && portsEqual(a.Spec.Ports, b.Spec.Ports)
-}
-
-func portsEqual(a, b []corev1.ServicePort) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
+		len(a.Spec.Selector) == len(b.Spec.Selector) && slices.Equal(a.Spec.Ports, b.Spec.Ports)
 }
 
 // addresses are the IPs in a Service's status.

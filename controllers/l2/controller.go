@@ -11,7 +11,9 @@ package l2
 
 import (
 	"context"
+	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -207,8 +209,8 @@ func servicePredicate() predicate.Funcs {
 			if !ok1 || !ok2 || (!relevant(o) && !relevant(n)) {
 				return false
 			}
-			return !equalStrings(ingressIPs(o), ingressIPs(n)) || !equalStrings(o.Spec.ExternalIPs, n.Spec.ExternalIPs) ||
-				o.Spec.ExternalTrafficPolicy != n.Spec.ExternalTrafficPolicy || !mapsEqual(o.Labels, n.Labels) ||
+			return !slices.Equal(ingressIPs(o), ingressIPs(n)) || !slices.Equal(o.Spec.ExternalIPs, n.Spec.ExternalIPs) ||
+				o.Spec.ExternalTrafficPolicy != n.Spec.ExternalTrafficPolicy || !maps.Equal(o.Labels, n.Labels) ||
 				!sameCondition(conditions.Get(o.Status.Conditions, v1alpha1.ConditionL2Announced), conditions.Get(n.Status.Conditions, v1alpha1.ConditionL2Announced))
 		},
 	}
@@ -227,7 +229,7 @@ func interfacesChanged() predicate.Funcs {
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return len(ifaces(e.Object)) > 0 },
 		DeleteFunc: func(e event.DeleteEvent) bool { return len(ifaces(e.Object)) > 0 },
-		UpdateFunc: func(e event.UpdateEvent) bool { return !equalStrings(ifaces(e.ObjectOld), ifaces(e.ObjectNew)) },
+		UpdateFunc: func(e event.UpdateEvent) bool { return !slices.Equal(ifaces(e.ObjectOld), ifaces(e.ObjectNew)) },
 	}
 }
 
@@ -254,7 +256,7 @@ func slicePredicate() predicate.Funcs {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, ok1 := e.ObjectOld.(*discoveryv1.EndpointSlice)
 			n, ok2 := e.ObjectNew.(*discoveryv1.EndpointSlice)
-			return !ok1 || !ok2 || !mapsEqual(readyNodes(o), readyNodes(n))
+			return !ok1 || !ok2 || !maps.Equal(readyNodes(o), readyNodes(n))
 		},
 	}
 }
@@ -316,28 +318,4 @@ func readyNodes(s *discoveryv1.EndpointSlice) map[string]string {
 		}
 	}
 	return out
-}
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

@@ -7,6 +7,7 @@ package lbipam
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -84,8 +85,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			// writes (ours included) do not need a reconcile.
 			UpdateFunc: func(e event.UpdateEvent) bool {
 				return e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() ||
-					!mapsEqual(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) ||
-					!mapsEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+					!maps.Equal(e.ObjectOld.GetAnnotations(), e.ObjectNew.GetAnnotations()) ||
+					!maps.Equal(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
 			},
 		})).
 		WatchesRawSource(source.Channel(c.serviceKick, &handler.EnqueueRequestForObject{})).
@@ -173,18 +174,6 @@ func (c *Controller) kickServices(keys []types.NamespacedName) {
 		s.Namespace, s.Name = k.Namespace, k.Name
 		c.serviceKick <- event.GenericEvent{Object: s}
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }
 
 func compareKeys(a, b string) int {

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
@@ -262,20 +263,23 @@ func BenchmarkRenderer1000ConfigsOneChanged(b *testing.B) {
 	}
 }
 
-// TestDecodeRoute: a config being parsed by a Renderer decodes through that parse's
-// route cache; any other config decodes afresh.
-func TestDecodeRoute(t *testing.T) {
+// TestParseUsesRouteCache: a parse given a route cache decodes through it, reusing
+// the message a previous parse decoded from the same JSON; a parse without one (Render)
+// decodes afresh.
+func TestParseUsesRouteCache(t *testing.T) {
 	raw := []byte(`{"match":{"prefix":"/x"},"route":{"cluster":"c"}}`)
-	parsing, other := &v1alpha1.NodeProxyConfig{}, &v1alpha1.NodeProxyConfig{}
+	cfg := &v1alpha1.NodeProxyConfig{Spec: v1alpha1.NodeProxyConfigSpec{RouteFragments: []v1alpha1.RouteFragment{{
+		RouteTable: "t", Host: "*", Routes: []v1alpha1.FragmentRoute{{Precedence: "1", Route: apiextensionsv1.JSON{Raw: raw}}},
+	}}}}
+	cfg.Name = "c"
 	warm := newRouteCache(nil)
 	known, _ := warm.decode(raw)
-	rc := newRouteCache(warm.cur)
-	routeCaches.Store(parsing, rc)
-	defer routeCaches.Delete(parsing)
-	if got, err := decodeRoute(parsing, raw); err != nil || got != known {
-		t.Fatalf("the parse's cache was not used: %v, %v", got, err)
+	p, rej := parse(cfg, nil, newRouteCache(warm.cur))
+	if rej != nil || p.fragments[0].routes[0].route != known {
+		t.Fatalf("the parse's cache was not used: %v, %v", p, rej)
 	}
-	if got, err := decodeRoute(other, raw); err != nil || got == known || got.GetMatch().GetPrefix() != "/x" {
-		t.Fatalf("a config outside a Renderer's parse: %v, %v", got, err)
+	p, rej = parse(cfg, nil, nil)
+	if got := p.fragments[0].routes[0].route; rej != nil || got == known || got.GetMatch().GetPrefix() != "/x" {
+		t.Fatalf("a parse without a cache: %v, %v", got, rej)
 	}
 }

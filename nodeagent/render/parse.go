@@ -79,7 +79,9 @@ var accepted = map[string]string{
 	resourcev3.SecretType:   xds.KindSecret,
 }
 
-func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16) (*parsed, *rejection) {
+// parse checks cfg on its own. routes, when not nil, supplies the fragment routes a
+// previous parse of the same config decoded (see routeCache); nil decodes them all.
+func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16, routes *routeCache) (*parsed, *rejection) {
 	p := &parsed{cfg: cfg}
 	if rej := p.decodeResources(); rej != nil {
 		return nil, rej
@@ -87,7 +89,7 @@ func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16) (*parsed, *re
 	if rej := p.parseRedirects(ports); rej != nil {
 		return nil, rej
 	}
-	if rej := p.parseFragments(); rej != nil {
+	if rej := p.parseFragments(routes); rej != nil {
 		return nil, rej
 	}
 	if rej := p.parseFilterChainFragments(); rej != nil {
@@ -237,7 +239,7 @@ func socketAddress(ip string, port uint16, proto uint8) *corev3.Address {
 	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: sa}}
 }
 
-func (p *parsed) parseFragments() *rejection {
+func (p *parsed) parseFragments(routes *routeCache) *rejection {
 	if len(p.cfg.Spec.RouteFragments) == 0 {
 		return nil
 	}
@@ -258,7 +260,7 @@ func (p *parsed) parseFragments() *rejection {
 		frag := fragment{table: f.RouteTable, host: strings.ToLower(f.Host)}
 		vh := &routev3.VirtualHost{Name: fmt.Sprintf("routeFragments[%d]", fi), Domains: []string{frag.host}}
 		for ri, fr := range f.Routes {
-			route, err := decodeRoute(p.cfg, fr.Route.Raw)
+			route, err := routes.decode(fr.Route.Raw)
 			if err != nil {
 				return reject(ReasonInvalidRoute, "routeFragments[%d].routes[%d] (precedence %q): %v", fi, ri, fr.Precedence, errText(err))
 			}

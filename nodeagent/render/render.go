@@ -118,7 +118,7 @@ func reject(reason v1alpha1.ConditionReason, format string, args ...any) *reject
 // A Renderer gives the same output faster when few configs change between calls.
 func Render(in Input) Output {
 	return render(in, func(cfg *v1alpha1.NodeProxyConfig) (*parsed, *rejection) {
-		return parse(cfg, redirectPorts(cfg, in.ProxyPorts))
+		return parse(cfg, redirectPorts(cfg, in.ProxyPorts), nil)
 	})
 }
 
