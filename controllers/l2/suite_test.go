@@ -12,7 +12,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	"go.uber.org/zap/zapcore"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -25,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -52,36 +50,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
-	var err error
-	env, err = testenv.Start(testenv.Options{
+	testenv.Main(m, testenv.Options{
 		Webhooks: true,
 		// The steady-state measurement creates 1,111 Services.
 		APIServerArgs: map[string]string{"service-cluster-ip-range": "10.0.0.0/16"},
+	}, func(e *testenv.Env) (func(), error) {
+		env, k8s = e, e.Client
+		return start()
 	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
-		os.Exit(1)
-	}
-	k8s = env.Client
-	stop, err := start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	stop()
-	_ = env.Stop()
-	os.Exit(code)
-}
-
-// zapLevel keeps the controller quiet unless PORTICO_TEST_LOG is set, so failures stand out.
-func zapLevel() zapcore.Level {
-	if os.Getenv("PORTICO_TEST_LOG") != "" {
-		return zapcore.DebugLevel
-	}
-	return zapcore.ErrorLevel
 }
 
 // start runs the L2 controller in a manager of its own whose requests are counted, and

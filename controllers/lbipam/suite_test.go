@@ -9,7 +9,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -18,7 +17,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -36,40 +34,22 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapLevel())))
-	var err error
-	env, err = testenv.Start(testenv.Options{
+	testenv.Main(m, testenv.Options{
 		Webhooks: true,
 		// Dual-stack Services need a dual-stack service CIDR.
 		APIServerArgs: map[string]string{"service-cluster-ip-range": "10.0.0.0/16,fd00:10::/108"},
+	}, func(e *testenv.Env) (func(), error) {
+		env, k8s = e, e.Client
+		stopWebhook, err := startManager(false, true, lbipam.Options{})
+		if err != nil {
+			return nil, err
+		}
+		if stopManager, err = startController(lbipam.Options{}); err != nil {
+			stopWebhook()
+			return nil, err
+		}
+		return func() { stopManager(); stopWebhook() }, nil
 	})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
-		os.Exit(1)
-	}
-	k8s = env.Client
-	stopWebhook, err := startManager(false, true, lbipam.Options{})
-	if err == nil {
-		stopManager, err = startController(lbipam.Options{})
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = env.Stop()
-		os.Exit(1)
-	}
-	code := m.Run()
-	stopManager()
-	stopWebhook()
-	_ = env.Stop()
-	os.Exit(code)
-}
-
-// zapLevel keeps the controller quiet unless PORTICO_TEST_LOG is set, so failures stand out.
-func zapLevel() zapcore.Level {
-	if os.Getenv("PORTICO_TEST_LOG") != "" {
-		return zapcore.DebugLevel
-	}
-	return zapcore.ErrorLevel
 }
 
 // ctrlOpts lets the restart test run a second manager with the same controller names.

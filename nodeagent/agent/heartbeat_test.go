@@ -3,9 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -25,21 +23,11 @@ var env *testenv.Env
 const testNamespace = "portico-system"
 
 func TestMain(m *testing.M) {
-	os.Exit(func() int {
-		e, err := testenv.Start(testenv.Options{})
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "integration tests need a control plane:", err)
-			return 1
-		}
-		defer func() { _ = e.Stop() }()
+	testenv.Main(m, testenv.Options{}, func(e *testenv.Env) (func(), error) {
 		env = e
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: testNamespace}}
-		if err := e.Client.Create(context.Background(), ns); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		return m.Run()
-	}())
+		return func() {}, e.Client.Create(context.Background(), ns)
+	})
 }
 
 // failingTransport refuses every request while down is set, as an unreachable apiserver would.
