@@ -1,10 +1,16 @@
 # Portico. `make help` lists the targets.
 SHELL := /usr/bin/env bash -o pipefail
 CONTROLLER_GEN := go tool controller-gen
-# Binaries whose RBAC is generated from +kubebuilder:rbac markers in their own packages.
-RBAC_COMPONENTS := $(notdir $(wildcard controllers/*)) $(if $(wildcard nodeagent),nodeagent)
+# Packages whose +kubebuilder:rbac markers become one generated role each, in
+# config/rbac/<last path element>: every controller binary's package, the node agent, and
+# the webhook certificate rotation that webhook-serving controllers add. A new
+# controllers/<name> gets its role (and the chart its RBAC) without touching this file.
+RBAC_DIRS := $(wildcard controllers/*) $(wildcard nodeagent) internal/webhookcert
+# Binaries that ship as images (cmd/portico-demo is a local tool).
+IMAGE_BINARIES := $(filter-out portico-demo,$(notdir $(wildcard cmd/*)))
+CHART := charts/portico
 # Files and folders that are generated: `make verify` fails when they are stale.
-GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook
+GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook $(CHART)/crds $(CHART)/files bundle
 
 .PHONY: help
 help: ## List targets.
@@ -18,8 +24,8 @@ generate: ## Generate deepcopy functions from apis/.
 manifests: ## Generate CRDs, per-binary RBAC and webhook configurations from markers.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=false paths=./apis/... output:crd:artifacts:config=config/crd/bases
 	@rm -rf config/rbac/*/role.yaml
-	@for c in $(RBAC_COMPONENTS); do \
-	  dir=controllers/$$c; [ $$c = nodeagent ] && dir=nodeagent; \
+	@for dir in $(RBAC_DIRS); do \
+	  c=$$(basename $$dir); \
 	  if grep -rqs '+kubebuilder:rbac' $$dir; then \
 	    echo "rbac: $$c"; \
 	    $(CONTROLLER_GEN) rbac:roleName=portico-$$c paths=./$$dir/... output:rbac:artifacts:config=config/rbac/$$c || exit 1; \

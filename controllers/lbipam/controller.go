@@ -37,7 +37,9 @@ const FieldOwner = "portico-lbipam"
 // +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leader election only, in the install namespace (the chart renders it there): a
+// cluster-wide Lease right would let a controller take any other component's lock.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=portico-system
 
 // Options configure the controller.
 type Options struct {
