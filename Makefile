@@ -34,6 +34,14 @@ manifests: ## Generate CRDs, per-binary RBAC and webhook configurations from mar
 	@if grep -rqs '+kubebuilder:webhook' webhooks; then \
 	  $(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook; fi
 
+.PHONY: chart
+chart: manifests ## Copy the generated CRDs, roles and webhooks into the Helm chart (charts/portico).
+	@rm -rf $(CHART)/crds $(CHART)/files/rbac $(CHART)/files/webhooks.yaml
+	@mkdir -p $(CHART)/crds $(CHART)/files/rbac
+	@cp config/crd/bases/*.yaml $(CHART)/crds/
+	@for d in config/rbac/*/; do cp $$d/role.yaml $(CHART)/files/rbac/$$(basename $$d).yaml; done
+	@cp config/webhook/manifests.yaml $(CHART)/files/webhooks.yaml
+
 .PHONY: verify
 verify: ## Fail when generated files are stale, or code is not gofmt/vet clean.
 	@bash hack/verify.sh
