@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
@@ -23,39 +22,26 @@ import (
 	"github.com/portico-dev/portico/internal/testenv"
 )
 
-// controllerDef is a values.yaml controllers entry.
-type controllerDef struct {
-	Key, Component, Binary, Producer string
-	Webhooks                         []string
-}
+type controllerDef = chart.Controller
 
 func chartValues(t *testing.T) chartutil.Values {
 	t.Helper()
-	v, err := chartutil.ReadValuesFile(filepath.Join(chart.Dir(), "values.yaml"))
+	v, err := chart.Values()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return v
 }
 
-// controllerDefs lists the controllers of values.yaml, sorted by key.
 func controllerDefs(t *testing.T) []controllerDef {
 	t.Helper()
-	var out []controllerDef
-	for key, raw := range chartValues(t)["controllers"].(map[string]any) {
-		m := raw.(map[string]any)
-		d := controllerDef{Key: key, Component: m["component"].(string), Binary: m["binary"].(string), Producer: m["producer"].(string)}
-		for _, w := range m["webhooks"].([]any) {
-			d.Webhooks = append(d.Webhooks, w.(string))
-		}
-		out = append(out, d)
+	cs, err := chart.Controllers()
+	if err != nil {
+		t.Fatal(err)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out
+	return cs
 }
 
-// shipped reports whether the chart carries the generated role of a component, i.e.
-// whether its binary exists in this version.
 func shipped(component string) bool {
 	_, err := os.Stat(filepath.Join(chart.Dir(), "files", "rbac", component+".yaml"))
 	return err == nil

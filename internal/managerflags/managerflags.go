@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -33,6 +34,7 @@ type Flags struct {
 	webhookCertNS        string
 	webhookConfiguration string
 	webhookService       string
+	webhookExtraDNS      string
 	// EnableWebhook is false when the binary serves no webhook or the user turned it off.
 	EnableWebhook bool
 	qps           float64
@@ -67,12 +69,23 @@ func Register(fs *flag.FlagSet, o Options) *Flags {
 		fs.StringVar(&f.webhookCertSecret, "webhook-cert-secret", "", "Secret in --webhook-cert-namespace where the controller keeps a self-signed CA and serving certificate, rotated before expiry; empty: tls.crt and tls.key are provided in --webhook-cert-dir (e.g. by cert-manager)")
 		fs.StringVar(&f.webhookCertNS, "webhook-cert-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --webhook-cert-secret and the webhook Service (default: $POD_NAMESPACE)")
 		fs.StringVar(&f.webhookConfiguration, "webhook-configuration", "", "ValidatingWebhookConfiguration the self-signed CA is patched into (with --webhook-cert-secret)")
+		fs.StringVar(&f.webhookExtraDNS, "webhook-cert-extra-dns-names", "", "comma-separated DNS names the certificate also carries (with --webhook-cert-secret), for an apiserver that reaches the webhook by URL")
 		fs.StringVar(&f.webhookService, "webhook-service", "", "Service the apiserver reaches the webhook through; its DNS names go into the certificate (with --webhook-cert-secret)")
 	}
 	fs.Float64Var(&f.qps, "kube-api-qps", o.QPS, "queries per second to the apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", o.Burst, "burst of queries to the apiserver")
 	f.zap.BindFlags(fs)
 	return f
+}
+
+func (f *Flags) dnsNames(svc, ns string) []string {
+	names := []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
+	for _, n := range strings.Split(f.webhookExtraDNS, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // SetupLogger installs the logger configured by the flags; call it after parsing.
@@ -102,7 +115,7 @@ func (f *Flags) Manager(opts ctrl.Options) (ctrl.Manager, error) {
 			svc, ns := f.webhookService, f.webhookCertNS
 			if certs, err = webhookcert.New(webhookcert.Options{Namespace: ns, SecretName: f.webhookCertSecret,
 				WebhookConfiguration: f.webhookConfiguration, CertDir: f.webhookCertDir,
-				DNSNames: []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}}); err != nil {
+				DNSNames: f.dnsNames(svc, ns)}); err != nil {
 				return nil, err
 			}
 			wo.TLSOpts = append(wo.TLSOpts, certs.TLSConfig)
