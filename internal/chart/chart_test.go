@@ -303,7 +303,7 @@ func TestLint(t *testing.T) {
 	for name, values := range map[string]map[string]any{
 		"defaults": nil,
 		"everything": {"metrics": map[string]any{"serviceMonitor": map[string]any{"enabled": true}},
-			"webhooks": map[string]any{"certManager": map[string]any{"enabled": true}},
+			"webhooks":    map[string]any{"certManager": map[string]any{"enabled": true}},
 			"controllers": map[string]any{"lbipam": map[string]any{"replicas": 2}}},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -325,10 +325,10 @@ func TestSchemaRefusesBadValues(t *testing.T) {
 		values map[string]any
 		want   string
 	}{
-		"replicas not a number": {map[string]any{"controllers": map[string]any{"l2": map[string]any{"replicas": "two"}}}, "replicas"},
-		"unknown top-level key": {map[string]any{"nodeAgnet": map[string]any{"enabled": false}}, "nodeAgnet"},
+		"replicas not a number":  {map[string]any{"controllers": map[string]any{"l2": map[string]any{"replicas": "two"}}}, "replicas"},
+		"unknown top-level key":  {map[string]any{"nodeAgnet": map[string]any{"enabled": false}}, "nodeAgnet"},
 		"unknown controller key": {map[string]any{"controllers": map[string]any{"l2": map[string]any{"replica": 2}}}, "replica"},
-		"bad digest":            {map[string]any{"nodeAgent": map[string]any{"digest": "latest"}}, "digest"},
+		"bad digest":             {map[string]any{"nodeAgent": map[string]any{"digest": "latest"}}, "digest"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := chart.Render(context.Background(), chart.Options{Values: c.values})
