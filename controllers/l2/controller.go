@@ -45,7 +45,7 @@ import (
 const FieldOwner = "portico-l2"
 
 // Producer is the portico.dev/producer label value of the NodeProxyConfigs this controller owns.
-const Producer = "l2"
+const Producer = v1alpha1.ProducerL2
 
 // DefaultNamespace is the install namespace holding the agents' heartbeat Leases.
 const DefaultNamespace = "portico-system"
