@@ -150,12 +150,11 @@ func (c *cluster) tokenConfig(token string) *rest.Config {
 	return cfg
 }
 
-// writeKubeconfig writes a kubeconfig for server with token; server may be a plain
-// http proxy (then no CA is needed).
-func writeKubeconfig(t testing.TB, dir, name, server, token string) string {
+// writeKubeconfig writes a kubeconfig for p with token.
+func writeKubeconfig(t testing.TB, dir, name string, p *apiProxy, token string) string {
 	t.Helper()
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: server}
+	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: p.URL, CertificateAuthorityData: p.CA}
 	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
 	kc.Contexts[name] = &clientcmdapi.Context{Cluster: "test", AuthInfo: name}
 	kc.CurrentContext = name

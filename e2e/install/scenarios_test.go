@@ -1,0 +1,303 @@
+package install_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/netlab"
+	"github.com/portico-dev/portico/internal/privileged"
+)
+
+// TestServiceAccountScenarios installs the chart and runs scenarios S1–S4 through the
+// controller binaries and two node agents, each holding only a token of its own chart
+// ServiceAccount (the agents' tokens bound to a Pod on their node, as the kubelet
+// mounts them), with the chart's own arguments. A right the chart forgot shows up as a
+// refused request (each binary talks through a recording proxy) or a scenario that
+// does not complete, instead of passing silently under an admin kubeconfig.
+//
+// The agents run in network namespaces (internal/netlab) with their datapath off: S2's
+// ARP answers are real, redirects are covered by nodeagent/e2e.
+func TestServiceAccountScenarios(t *testing.T) {
+	privileged.Require(t)
+	lab := netlab.New(t, netip.MustParsePrefix("10.249.0.0/24"), netip.MustParsePrefix("fd00:249::/64"))
+	hosts := map[string]*netlab.Host{"n1": lab.AddHost("n1"), "n2": lab.AddHost("n2")}
+	clientHost := lab.AddHost("client")
+	mgmt := lab.Mgmt.Addr().String()
+	c := startCluster(t, mgmt)
+	bins := buildBinaries(t, "lbipam-controller", "l2-controller", "ingress-controller", "node-agent")
+	dir := t.TempDir()
+	ctx := context.Background()
+	g := NewWithT(t)
+
+	proxies := map[string]*apiProxy{}
+	procs := map[string]*proc{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for name, p := range procs {
+				t.Logf("--- %s logs:\n%s", name, tail(p.logs.String(), 60))
+			}
+			for name, p := range proxies {
+				t.Logf("--- %s requests refused: %v", name, p.exchanges(forbidden))
+			}
+		}
+	})
+
+	env := map[string]string{"POD_NAMESPACE": ns}
+	for _, d := range c.chart.OfKind("Deployment") {
+		comp := d.GetLabels()["app.kubernetes.io/component"]
+		p := newAPIProxy(t, mgmt, c.env.Config)
+		proxies[comp] = p
+		args := append(chartArgs(t, d, env), "--kubeconfig="+writeKubeconfig(t, dir, comp, p, c.token(t, comp, nil)),
+			"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:"+freePort(t))
+		if vwc := c.chart.Find("ValidatingWebhookConfiguration", saName(comp)); vwc != nil {
+			port := freePort(t)
+			c.webhookByURL(t, saName(comp), "https://localhost:"+port)
+			args = append(args, "--webhook-port="+port, "--webhook-cert-dir="+t.TempDir(), "--webhook-cert-extra-dns-names=localhost")
+		}
+		cmd := exec.Command(bins+"/"+binaryOf(t, d), args...)
+		cmd.Env = []string{"POD_NAMESPACE=" + ns}
+		procs[comp] = startProc(t, comp, cmd)
+	}
+	agentSet := c.chart.OfKind("DaemonSet")
+	var agentDS *unstructured.Unstructured
+	for _, ds := range agentSet {
+		if ds.GetLabels()["app.kubernetes.io/component"] == "nodeagent" {
+			agentDS = ds
+		}
+	}
+	if agentDS == nil {
+		t.Fatal("the chart installed no node agent")
+	}
+	for node, h := range hosts {
+		p := newAPIProxy(t, mgmt, c.env.Config)
+		proxies["agent-"+node] = p
+		sock := shortDir(t)
+		args := append(chartArgs(t, agentDS, env),
+			"--kubeconfig="+writeKubeconfig(t, dir, "agent-"+node, p, c.token(t, "nodeagent", c.agentPod(t, node))),
+			"--disable-datapath", "--metrics-bind-address=0", "--health-probe-bind-address=",
+			"--state-dir="+dir+"/state-"+node, "--xds-socket="+sock+"/xds.sock")
+		cmd := h.Command(context.Background(), "env", append([]string{"NODE_NAME=" + node, "POD_NAMESPACE=" + ns, bins + "/node-agent"}, args...)...)
+		procs["agent-"+node] = startProc(t, "agent-"+node, cmd)
+	}
+
+	// S1: a pool, through the LB-IPAM webhook (served with the certificate the
+	// controller issued itself), and a LoadBalancer Service gets an address.
+	pool := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "lb-pool"},
+		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "10.249.0.211", Stop: "10.249.0.215"}}}}
+	g.Eventually(func() error { return c.env.Client.Create(ctx, pool.DeepCopy()) }).WithTimeout(60*time.Second).
+		Should(Succeed(), "the pool webhook never answered")
+	web := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"}, Spec: corev1.ServiceSpec{
+		Type: corev1.ServiceTypeLoadBalancer, Selector: map[string]string{"app": "web"},
+		Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	g.Expect(c.env.Client.Create(ctx, web)).To(Succeed())
+	webIP := waitAddress(g, c, "default", "web")
+	// Once LB-IPAM has seen the pool, its webhook refuses one that overlaps it.
+	bad := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "overlap"},
+		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "10.249.0.214", Stop: "10.249.0.220"}}}}
+	g.Expect(c.env.Client.Create(ctx, bad)).To(MatchError(ContainSubstring("lb-pool")), "the webhook let an overlapping pool in")
+
+	// S2: one node answers ARP for the address, the one the Service's condition names.
+	// Through the L2 webhook, once its controller has issued its certificate.
+	policy := &v1alpha1.L2AnnouncementPolicy{ObjectMeta: metav1.ObjectMeta{Name: "policy1"},
+		Spec: v1alpha1.L2AnnouncementPolicySpec{Interfaces: []string{"^eth1$"}, ExternalIPs: true, LoadBalancerIPs: true}}
+	g.Eventually(func() error { return c.env.Client.Create(ctx, policy.DeepCopy()) }).WithTimeout(60*time.Second).
+		Should(Succeed(), "the L2 policy webhook never answered")
+	g.Eventually(func(g Gomega) {
+		svc := &corev1.Service{}
+		g.Expect(c.env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "web"}, svc)).To(Succeed())
+		cond := conditions.Get(svc.Status.Conditions, v1alpha1.ConditionL2Announced)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Status).To(Equal(metav1.ConditionTrue), cond.Message)
+		owner := regexp.MustCompile(`announced by (\S+)`).FindStringSubmatch(cond.Message)
+		g.Expect(owner).NotTo(BeNil(), cond.Message)
+		macs := arping(clientHost, webIP)
+		g.Expect(macs).To(ConsistOf(strings.ToLower(hosts[owner[1]].MAC.String())), "ARP answers for %s", webIP)
+	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+
+	// S3 and S4: shared Ingresses share the shared Service's address; a dedicated one gets
+	// its own Service beside it, and the next address.
+	for _, s := range []string{"details", "productpage", "webpod"} {
+		g.Expect(c.env.Client.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: s},
+			Spec: corev1.ServiceSpec{Selector: map[string]string{"app": s}, Ports: []corev1.ServicePort{{Name: "http", Port: 9080}}}})).To(Succeed())
+	}
+	ingress := func(name string, dedicated bool, backend string) *networkingv1.Ingress {
+		ing := &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name}, Spec: networkingv1.IngressSpec{
+			IngressClassName: ptr.To("portico"),
+			Rules: []networkingv1.IngressRule{{IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{
+				Paths: []networkingv1.HTTPIngressPath{{Path: "/", PathType: ptr.To(networkingv1.PathTypePrefix),
+					Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: backend,
+						Port: networkingv1.ServiceBackendPort{Number: 9080}}}}}}}}}}}
+		if dedicated {
+			ing.Annotations = map[string]string{"ingress.portico.dev/loadbalancer-mode": "dedicated"}
+		}
+		return ing
+	}
+	for _, ing := range []*networkingv1.Ingress{ingress("basic-ingress", false, "productpage"),
+		ingress("basic-ingress2", false, "webpod"), ingress("webpod-ingress", true, "webpod")} {
+		g.Expect(c.env.Client.Create(ctx, ing)).To(Succeed())
+	}
+	shared := waitIngressAddress(g, c, "basic-ingress")
+	g.Expect(waitIngressAddress(g, c, "basic-ingress2")).To(Equal(shared))
+	dedicated := waitIngressAddress(g, c, "webpod-ingress")
+	g.Expect(dedicated).NotTo(BeElementOf(shared, webIP))
+	g.Expect(c.env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "portico-ingress-webpod-ingress"}, &corev1.Service{})).To(Succeed())
+	// web, the shared portico-ingress and the dedicated Service hold three of five.
+	g.Eventually(func(g Gomega) {
+		p := &v1alpha1.LoadBalancerIPPool{}
+		g.Expect(c.env.Client.Get(ctx, client.ObjectKey{Name: "lb-pool"}, p)).To(Succeed())
+		g.Expect(p.Status.IPv4).NotTo(BeNil())
+		g.Expect(p.Status.IPv4.Available).To(BeEquivalentTo(2))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	// Both agents applied every config that selects them (the Ingresses' and their own
+	// node's L2 config), rejected none, and reported it on their own NodeProxy.
+	g.Eventually(func(g Gomega) {
+		var npcs v1alpha1.NodeProxyConfigList
+		g.Expect(c.env.Client.List(ctx, &npcs, client.MatchingLabels{v1alpha1.LabelProducer: "ingress"})).To(Succeed())
+		g.Expect(len(npcs.Items)).To(BeNumerically(">=", 3))
+		for node := range hosts {
+			np := &v1alpha1.NodeProxy{}
+			g.Expect(c.env.Client.Get(ctx, client.ObjectKey{Name: node}, np)).To(Succeed())
+			g.Expect(np.Status.Rejected).To(BeEmpty(), "node %s", node)
+			g.Expect(np.Status.Counters.Listeners).To(BeNumerically(">", 0), "node %s serves no listener", node)
+		}
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	// Nothing was refused, no binary died, and the ingress controller never received a
+	// Secret's data (its metadata-only watch is the one thing RBAC cannot express).
+	for name, p := range procs {
+		if p.exited() {
+			t.Errorf("%s exited:\n%s", name, tail(p.logs.String(), 40))
+		}
+	}
+	for name, p := range proxies {
+		if refused := p.exchanges(forbidden); len(refused) > 0 {
+			t.Errorf("%s was refused %d requests, e.g. %v", name, len(refused), refused[0])
+		}
+		if len(p.exchanges(func(exchange) bool { return true })) == 0 {
+			t.Errorf("%s sent no request through its proxy", name)
+		}
+	}
+	// The Secrets in the install namespace (the webhook certificates) are enough for the
+	// ingress controller's watch to have carried some.
+	ing := proxies["ingress"]
+	if len(ing.exchanges(secrets)) == 0 || ing.metaSecrets.Load() == 0 {
+		t.Errorf("the ingress controller received no Secret metadata (%d requests): the metadata-only check saw nothing", len(ing.exchanges(secrets)))
+	}
+	// The scanner does see whole Secrets where they are read: LB-IPAM reads its own
+	// webhook certificate.
+	if proxies["lbipam"].fullSecrets.Load() == 0 {
+		t.Error("no whole Secret seen even in LB-IPAM's certificate reads: the Secret scanner is blind")
+	}
+	if n := ing.fullSecrets.Load(); n > 0 {
+		t.Errorf("the ingress controller received %d whole Secrets: %v", n, ing.exchanges(secrets))
+	}
+	// An agent reads only the Secrets it serves, each by name (a per-name watch): RBAC
+	// cannot hold it to that, so its requests are checked here.
+	for node := range hosts {
+		for _, e := range proxies["agent-"+node].exchanges(secrets) {
+			if !byName(e) {
+				t.Errorf("agent %s read Secrets other than by name: %v", node, e)
+			}
+		}
+	}
+}
+
+// byName: a request for one Secret, by its path or a metadata.name field selector.
+func byName(e exchange) bool {
+	if strings.Contains(e.Query, "fieldSelector=metadata.name%3D") {
+		return true
+	}
+	i := strings.Index(e.Path, "/secrets/")
+	return i >= 0 && len(e.Path) > i+len("/secrets/")
+}
+
+// webhookByURL points a webhook configuration at a local port: the chart's Service
+// cannot be reached here (no kube-proxy and no endpoints), everything else stays as
+// installed (the controller patches in the CA it issues).
+func (c *cluster) webhookByURL(t testing.TB, name, base string) {
+	t.Helper()
+	vwc := &admissionv1.ValidatingWebhookConfiguration{}
+	if err := c.env.Client.Get(context.Background(), client.ObjectKey{Name: name}, vwc); err != nil {
+		t.Fatal(err)
+	}
+	for i := range vwc.Webhooks {
+		url := base + *vwc.Webhooks[i].ClientConfig.Service.Path
+		vwc.Webhooks[i].ClientConfig = admissionv1.WebhookClientConfig{URL: &url}
+	}
+	if err := c.env.Client.Update(context.Background(), vwc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func binaryOf(t testing.TB, d *unstructured.Unstructured) string {
+	containers, _, _ := unstructured.NestedSlice(d.Object, "spec", "template", "spec", "containers")
+	cmd, _, _ := unstructured.NestedStringSlice(containers[0].(map[string]any), "command")
+	if len(cmd) != 1 {
+		t.Fatalf("%s: command %v", d.GetName(), cmd)
+	}
+	return strings.TrimPrefix(cmd[0], "/")
+}
+
+func waitAddress(g Gomega, c *cluster, namespace, name string) netip.Addr {
+	var ip netip.Addr
+	g.Eventually(func(g Gomega) {
+		svc := &corev1.Service{}
+		g.Expect(c.env.Client.Get(context.Background(), client.ObjectKey{Namespace: namespace, Name: name}, svc)).To(Succeed())
+		g.Expect(svc.Status.LoadBalancer.Ingress).NotTo(BeEmpty(), "%s/%s has no address", namespace, name)
+		ip = netip.MustParseAddr(svc.Status.LoadBalancer.Ingress[0].IP)
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	return ip
+}
+
+func waitIngressAddress(g Gomega, c *cluster, name string) netip.Addr {
+	var ip netip.Addr
+	g.Eventually(func(g Gomega) {
+		ing := &networkingv1.Ingress{}
+		g.Expect(c.env.Client.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: name}, ing)).To(Succeed())
+		g.Expect(ing.Status.LoadBalancer.Ingress).NotTo(BeEmpty(), "Ingress %s has no address", name)
+		ip = netip.MustParseAddr(ing.Status.LoadBalancer.Ingress[0].IP)
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	return ip
+}
+
+var macRe = regexp.MustCompile(`(?i)([0-9a-f]{2}(:[0-9a-f]{2}){5})`)
+
+// arping asks once for ip from h and returns the MACs that answered.
+func arping(h *netlab.Host, ip netip.Addr) []string {
+	out, _ := h.Run("arping", "-i", netlab.HostInterface, "-c", "1", "-w", "1", ip.String())
+	var macs []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.Contains(line, "bytes from") {
+			if m := macRe.FindString(line); m != "" {
+				macs = append(macs, strings.ToLower(m))
+			}
+		}
+	}
+	return macs
+}
+
+func tail(s string, lines int) string {
+	l := strings.Split(s, "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return fmt.Sprint(strings.Join(l, "\n"))
+}
