@@ -9,6 +9,8 @@ RBAC_DIRS := $(wildcard controllers/*) $(wildcard nodeagent) internal/webhookcer
 # Binaries that ship as images (cmd/portico-demo is a local tool).
 IMAGE_BINARIES := $(filter-out portico-demo,$(notdir $(wildcard cmd/*)))
 CHART := charts/portico
+VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' $(CHART)/Chart.yaml)
+PLATFORMS ?= linux/amd64,linux/arm64
 # Files and folders that are generated: `make verify` fails when they are stale.
 GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook $(CHART)/crds $(CHART)/files bundle
 
@@ -41,6 +43,10 @@ chart: manifests ## Copy the generated CRDs, roles and webhooks into the Helm ch
 	@cp config/crd/bases/*.yaml $(CHART)/crds/
 	@for d in config/rbac/*/; do cp $$d/role.yaml $(CHART)/files/rbac/$$(basename $$d).yaml; done
 	@cp config/webhook/manifests.yaml $(CHART)/files/webhooks.yaml
+
+.PHONY: images
+images: ## Build one image per binary (OCI layouts and archives in _output/images, amd64 and arm64), no Docker needed.
+	go run ./hack/images -out _output/images -version $(VERSION) -platforms $(PLATFORMS) $(IMAGE_BINARIES)
 
 .PHONY: verify
 verify: ## Fail when generated files are stale, or code is not gofmt/vet clean.
