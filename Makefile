@@ -44,6 +44,10 @@ chart: manifests ## Copy the generated CRDs, roles and webhooks into the Helm ch
 	@for d in config/rbac/*/; do cp $$d/role.yaml $(CHART)/files/rbac/$$(basename $$d).yaml; done
 	@cp config/webhook/manifests.yaml $(CHART)/files/webhooks.yaml
 
+.PHONY: bundle
+bundle: chart ## Generate the OLM bundle (bundle/) from the Helm chart.
+	go run ./hack/bundlegen
+
 .PHONY: images
 images: ## Build one image per binary (OCI layouts and archives in _output/images, amd64 and arm64), no Docker needed.
 	go run ./hack/images -out _output/images -version $(VERSION) -platforms $(PLATFORMS) $(IMAGE_BINARIES)

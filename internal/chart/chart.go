@@ -127,7 +127,9 @@ func decode(doc string) ([]*unstructured.Unstructured, error) {
 }
 
 // installOrder is Helm's own kind order (releaseutil.InstallOrder), so that objects
-// are created before those that refer to them.
+// are created before those that refer to them; within a kind, objects are sorted by
+// namespace and name (Helm's order there depends on map iteration), so that what is
+// generated from a render is the same every time.
 var installOrder = func() map[string]int {
 	m := map[string]int{}
 	for i, k := range releaseutil.InstallOrder {
@@ -143,7 +145,19 @@ func sortObjects(objs []*unstructured.Unstructured) {
 		}
 		return len(installOrder)
 	}
-	sort.SliceStable(objs, func(i, j int) bool { return rank(objs[i]) < rank(objs[j]) })
+	sort.SliceStable(objs, func(i, j int) bool {
+		a, b := objs[i], objs[j]
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra < rb
+		}
+		if a.GetKind() != b.GetKind() {
+			return a.GetKind() < b.GetKind()
+		}
+		if a.GetNamespace() != b.GetNamespace() {
+			return a.GetNamespace() < b.GetNamespace()
+		}
+		return a.GetName() < b.GetName()
+	})
 }
 
 // Find returns the rendered object of that kind and name, or nil.
