@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/portico-dev/portico/internal/ocibuild"
 )
 
@@ -26,10 +28,17 @@ func main() {
 	out := flag.String("out", "_output/images", "output directory")
 	platforms := flag.String("platforms", "linux/amd64,linux/arm64", "comma-separated platforms")
 	version := flag.String("version", "dev", "image version label")
+	bundleDir := flag.String("bundle", "", "also build the OLM bundle image portico-bundle from this bundle directory")
 	flag.Parse()
-	if flag.NArg() == 0 {
+	if flag.NArg() == 0 && *bundleDir == "" {
 		fmt.Fprintln(os.Stderr, "usage: images [-out dir] [-platforms p,...] [-version v] binary...")
 		os.Exit(2)
+	}
+	if *bundleDir != "" {
+		if err := bundleImage(*out, *bundleDir); err != nil {
+			fmt.Fprintln(os.Stderr, "images:", err)
+			os.Exit(1)
+		}
 	}
 	if err := run(*out, strings.Split(*platforms, ","), *version, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, "images:", err)
@@ -80,4 +89,32 @@ func run(out string, platforms []string, version string, binaries []string) erro
 		fmt.Fprintf(&digests, "%s %s\n", b, digest)
 	}
 	return os.WriteFile(filepath.Join(out, "digests.txt"), []byte(digests.String()), 0o644)
+}
+
+// bundleImage builds portico-bundle: manifests/ and metadata/ of the bundle, labelled
+// with the bundle's annotations as OLM's bundle format asks.
+func bundleImage(out, dir string) error {
+	data, err := os.ReadFile(filepath.Join(dir, "metadata", "annotations.yaml"))
+	if err != nil {
+		return err
+	}
+	var ann struct{ Annotations map[string]string }
+	if err := yaml.Unmarshal(data, &ann); err != nil {
+		return err
+	}
+	idx, err := ocibuild.Files(map[string]string{"manifests": filepath.Join(dir, "manifests"),
+		"metadata": filepath.Join(dir, "metadata")}, ann.Annotations)
+	if err != nil {
+		return err
+	}
+	layoutDir := filepath.Join(out, "portico-bundle")
+	digest, err := ocibuild.WriteLayout(layoutDir, idx)
+	if err != nil {
+		return err
+	}
+	if err := ocibuild.Archive(layoutDir, layoutDir+".oci.tar"); err != nil {
+		return err
+	}
+	fmt.Printf("portico-bundle\t%s\t%s.oci.tar\n", digest, layoutDir)
+	return nil
 }

@@ -95,6 +95,65 @@ func platformImage(img Image, binary string, p v1.Platform) (v1.Image, error) {
 	return mutate.ConfigFile(im, cf)
 }
 
+// Files is an image of files only (no entrypoint), such as an OLM bundle image:
+// dirs maps each directory in the image ("manifests") to the directory to copy it from.
+func Files(dirs map[string]string, labels map[string]string) (v1.ImageIndex, error) {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, dst := range slices.Sorted(maps.Keys(dirs)) {
+		src := dirs[dst]
+		err := filepath.Walk(src, func(p string, info os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(src, p)
+			name := filepath.ToSlash(filepath.Join(dst, rel))
+			if info.IsDir() {
+				return tw.WriteHeader(&tar.Header{Name: name + "/", Typeflag: tar.TypeDir, Mode: 0o755, Format: tar.FormatPAX})
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(data)), Format: tar.FormatPAX}); err != nil {
+				return err
+			}
+			_, err = tw.Write(data)
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	data := b.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		tarball.WithMediaType(types.OCILayer))
+	if err != nil {
+		return nil, err
+	}
+	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+	im, err := mutate.AppendLayers(base, layer)
+	if err != nil {
+		return nil, err
+	}
+	cf, err := im.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", "amd64"
+	cf.Config.Labels = labels
+	if im, err = mutate.ConfigFile(im, cf); err != nil {
+		return nil, err
+	}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	return mutate.AppendManifests(idx, mutate.IndexAddendum{Add: im,
+		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}}), nil
+}
+
 // tarOf is a layer holding /<name> (0755, root-owned, epoch time) and an empty /tmp.
 func tarOf(name string, data []byte) ([]byte, error) {
 	var b bytes.Buffer

@@ -1,6 +1,7 @@
 package ocibuild_test
 
 import (
+	"archive/tar"
 	"os"
 	"path/filepath"
 	"testing"
@@ -86,5 +87,57 @@ func TestBuild(t *testing.T) {
 	}
 	if d, _ := again.Digest(); d != digest {
 		t.Errorf("rebuilding gave %s, then %s: not reproducible", digest, d)
+	}
+}
+
+// TestFiles: a files-only image (the OLM bundle image) carries the directories under
+// their names and the labels.
+func TestFiles(t *testing.T) {
+	src := t.TempDir()
+	for name, data := range map[string]string{"manifests/csv.yaml": "kind: ClusterServiceVersion", "metadata/annotations.yaml": "annotations: {}"} {
+		path := filepath.Join(src, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labels := map[string]string{"operators.operatorframework.io.bundle.package.v1": "portico"}
+	idx, err := ocibuild.Files(map[string]string{"manifests": filepath.Join(src, "manifests"), "metadata": filepath.Join(src, "metadata")}, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil || len(m.Manifests) != 1 {
+		t.Fatalf("index: %v, %d manifests", err, len(m.Manifests))
+	}
+	im, err := idx.Image(m.Manifests[0].Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, _ := im.ConfigFile()
+	if cf.Config.Labels["operators.operatorframework.io.bundle.package.v1"] != "portico" {
+		t.Errorf("labels %v", cf.Config.Labels)
+	}
+	layers, _ := im.Layers()
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	found := map[string]bool{}
+	tr := tar.NewReader(rc)
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		found[h.Name] = true
+	}
+	for _, want := range []string{"manifests/csv.yaml", "metadata/annotations.yaml"} {
+		if !found[want] {
+			t.Errorf("the image lacks %s (has %v)", want, found)
+		}
 	}
 }
