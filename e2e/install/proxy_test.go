@@ -2,17 +2,17 @@ package install_test
 
 import (
 	"bytes"
-	"io"
-	"sync/atomic"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -108,7 +108,9 @@ func (p *apiProxy) exchanges(keep func(exchange) bool) []exchange {
 	return out
 }
 
-func forbidden(e exchange) bool { return e.Code == http.StatusForbidden || e.Code == http.StatusUnauthorized }
+func forbidden(e exchange) bool {
+	return e.Code == http.StatusForbidden || e.Code == http.StatusUnauthorized
+}
 
 func secrets(e exchange) bool { return strings.Contains(e.Path, "/secrets") }
 
