@@ -20,9 +20,18 @@ import (
 // P-256 certificate for hosts (valid for a day).
 func TLSData(t testing.TB, hosts ...string) map[string][]byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	data, err := Generate(hosts...)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return data
+}
+
+// Generate is TLSData for programs (the demo) that have no testing.TB.
+func Generate(hosts ...string) (map[string][]byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
 	}
 	cn := "portico-test"
 	if len(hosts) > 0 {
@@ -32,14 +41,14 @@ func TLSData(t testing.TB, hosts ...string) map[string][]byte {
 		DNSNames: hosts, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	kder, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	return map[string][]byte{
 		corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-	}
+	}, nil
 }
