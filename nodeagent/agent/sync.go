@@ -25,10 +25,6 @@ import (
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
-// ReasonProxyPortsExhausted rejects a config whose redirected listeners could not get a
-// proxy port; it is retried on every sync, so freeing ports (or widening the range) heals it.
-const ReasonProxyPortsExhausted v1alpha1.ConditionReason = "ProxyPortsExhausted"
-
 // agent is the state of the sync loop. Only run's goroutine touches the fields below
 // the channels, so they need no lock.
 type agent struct {
@@ -243,7 +239,7 @@ func (a *agent) selectConfigs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig,
 		if err != nil {
 			rvs[c.Name] = c.ResourceVersion
 			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
-				Reason: ReasonInvalidSelector, Message: truncate("spec.nodeSelector: "+err.Error(), 1024)})
+				Reason: v1alpha1.ReasonInvalidSelector, Message: truncate("spec.nodeSelector: "+err.Error(), 1024)})
 			continue
 		}
 		if ok {
@@ -304,7 +300,7 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 		}
 		if held {
 			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
-				Reason:  ReasonProxyPortsExhausted,
+				Reason:  v1alpha1.ReasonProxyPortsExhausted,
 				Message: fmt.Sprintf("no free proxy port in %d-%d for its listeners", a.cfg.ProxyPortMin, a.cfg.ProxyPortMax)})
 		}
 	}

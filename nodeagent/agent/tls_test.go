@@ -23,7 +23,6 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/testcerts"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
-	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -166,12 +165,12 @@ func TestTLSIngressDoesNotFreezeTheNode(t *testing.T) {
 		_ = c.Get(ctx, client.ObjectKey{Name: nodeName}, np)
 		t.Fatalf("%v; client has %s\nNodeProxy: %+v", err, dump(ads), np.Status)
 	}
-	eventually(t, 20*time.Second, "NodeProxy reports the shop config rejected (InvalidSecret)", reported(secrets.ReasonInvalidSecret))
+	eventually(t, 20*time.Second, "NodeProxy reports the shop config rejected (InvalidSecret)", reported(v1alpha1.ReasonInvalidSecret))
 	t.Logf("rejection: %s", np.Status.Rejected[0].Message)
 	edit("/v3", false, "plain Ingress edited while the Secret is broken")
 
 	must(t, c.Delete(ctx, secret))
-	eventually(t, 20*time.Second, "NodeProxy reports the shop config rejected (SecretNotFound)", reported(secrets.ReasonSecretNotFound))
+	eventually(t, 20*time.Second, "NodeProxy reports the shop config rejected (SecretNotFound)", reported(v1alpha1.ReasonSecretNotFound))
 	edit("/v4", false, "plain Ingress edited while the Secret is missing")
 
 	secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "shop-tls", Namespace: "default"},

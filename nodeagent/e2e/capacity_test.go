@@ -15,7 +15,6 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
-	"github.com/portico-dev/portico/nodeagent/render"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -55,7 +54,7 @@ func TestRedirectMapFullRejectsOnlyTheNewest(t *testing.T) {
 	np := &v1alpha1.NodeProxy{}
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8s.Get(ctx, client.ObjectKey{Name: nodeName}, np)).To(Succeed())
-		g.Expect(np.Status.Rejected).To(ConsistOf(And(HaveField("Name", "too-many"), HaveField("Reason", render.ReasonRedirectCapacity))))
+		g.Expect(np.Status.Rejected).To(ConsistOf(And(HaveField("Name", "too-many"), HaveField("Reason", v1alpha1.ReasonRedirectCapacity))))
 		g.Expect(np.Status.Counters.Redirects).To(BeEquivalentTo(3))
 		dp := conditions.Get(np.Status.Conditions, v1alpha1.ConditionDatapathReady)
 		g.Expect(dp).NotTo(BeNil())

@@ -154,7 +154,7 @@ func TestRendererSeesChanges(t *testing.T) {
 	broken := bigConfig(t, 50, 3, "3")
 	broken.Spec.RouteFragments[0].Routes[7].Route.Raw = []byte(`{"match":{"prefx":"/"},"route":{"cluster":"big-backend"}}`)
 	out := render(broken)
-	if len(out.Rejected) != 1 || out.Rejected[0].Reason != ReasonInvalidRoute || len(out.Applied) != 0 {
+	if len(out.Rejected) != 1 || out.Rejected[0].Reason != v1alpha1.ReasonInvalidRoute || len(out.Applied) != 0 {
 		t.Fatalf("a broken route is not rejected: applied %v, rejected %v", out.Applied, out.Rejected)
 	}
 	// Rendering the same version again must give the same verdict from the cache.

@@ -1,6 +1,10 @@
 package render
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+)
 
 // fitCapacity rejects, newest first, the configs whose redirects would not fit in
 // the node's redirect maps (one per address family, capacity entries each).
@@ -30,7 +34,7 @@ func (st *renderState) fitCapacity(candidates []*parsed, capacity int) []*parsed
 			}
 		}
 		if n4+add4 > capacity || n6+add6 > capacity {
-			st.rejected[p.cfg.Name] = reject(ReasonRedirectCapacity,
+			st.rejected[p.cfg.Name] = reject(v1alpha1.ReasonRedirectCapacity,
 				"the node's redirect maps hold %d entries per address family and older configs use %d (IPv4) and %d (IPv6); this config needs %s more",
 				capacity, n4, n6, needed(add4, add6))
 			continue

@@ -12,6 +12,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
@@ -83,7 +84,7 @@ func claimOnce(candidates []*parsed, invalid, unfit map[string]*rejection) ([]*p
 }
 
 func conflict(mine string, holder claimant) *rejection {
-	return reject(ReasonConflict, "%s collides with %s of older NodeProxyConfig %q", mine, holder.what, holder.config)
+	return reject(v1alpha1.ReasonConflict, "%s collides with %s of older NodeProxyConfig %q", mine, holder.what, holder.config)
 }
 
 // check runs before take so that a rejected config leaves no claim behind.

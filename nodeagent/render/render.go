@@ -26,23 +26,6 @@ import (
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
-// Reasons of RejectedConfig entries produced by Render.
-const (
-	// ReasonInvalidResource: an Envoy resource does not decode, has an unsupported
-	// @type, or fails xds.Validate; or a backend Service or Secret reference is malformed.
-	ReasonInvalidResource v1alpha1.ConditionReason = "InvalidResource"
-	// ReasonInvalidRedirect: a redirect is malformed or targets a listener its config does not define.
-	ReasonInvalidRedirect v1alpha1.ConditionReason = "InvalidRedirect"
-	// ReasonInvalidRoute: a route fragment does not decode or fails validation.
-	ReasonInvalidRoute v1alpha1.ConditionReason = "InvalidRoute"
-	// ReasonInvalidAnnouncement: an announcement's IP or interface pattern is malformed.
-	ReasonInvalidAnnouncement v1alpha1.ConditionReason = "InvalidAnnouncement"
-	// ReasonConflict: an older config already claims a VIP:port or a resource name.
-	ReasonConflict v1alpha1.ConditionReason = "Conflict"
-	// ReasonRedirectCapacity: the node's redirect map is full with older configs' redirects.
-	ReasonRedirectCapacity v1alpha1.ConditionReason = "RedirectCapacity"
-)
-
 // maxMessage is RejectedConfig.Message's schema limit.
 const maxMessage = 1024
 
@@ -82,7 +65,7 @@ type Input struct {
 	Secrets map[string]SecretState
 	// RedirectCapacity is how many redirects the node's maps hold per address
 	// family (zero: unbounded). Configs that do not fit, newest first, are rejected
-	// with ReasonRedirectCapacity rather than the whole set failing to program.
+	// with v1alpha1.ReasonRedirectCapacity rather than the whole set failing to program.
 	RedirectCapacity int
 }
 
@@ -267,7 +250,7 @@ func blame(errs []xds.ResourceError, owners map[string][]*parsed) map[string]*re
 				r.message += "; " + e.Error()
 				continue
 			}
-			out[p.cfg.Name] = &rejection{reason: ReasonInvalidResource, message: e.Error()}
+			out[p.cfg.Name] = &rejection{reason: v1alpha1.ReasonInvalidResource, message: e.Error()}
 		}
 	}
 	return out

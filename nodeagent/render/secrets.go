@@ -83,7 +83,7 @@ func (v *secretView) use(name string) verdict {
 			return verdict{use: secretUsable}
 		}
 	}
-	return verdict{secretBroken, reasonSecretIncomplete,
+	return verdict{secretBroken, v1alpha1.ReasonInvalidSecret,
 		fmt.Sprintf("Secret %s has no %s (SDS secret %q)", ref, strings.TrimPrefix(caSuffix, "/"), name)}
 }
 
@@ -100,9 +100,6 @@ func (v *secretView) worst(names []string) verdict {
 	}
 	return out
 }
-
-// reasonSecretIncomplete: a reference to a Secret's CA bundle, which it lacks.
-const reasonSecretIncomplete v1alpha1.ConditionReason = "InvalidSecret"
 
 // secretOutcome is what applySecrets decided for one config.
 type secretOutcome struct {

@@ -22,15 +22,6 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 )
 
-// Reasons a listed Secret cannot be served; render rejects what needs it with them.
-const (
-	// ReasonSecretNotFound: the Secret does not exist.
-	ReasonSecretNotFound v1alpha1.ConditionReason = "SecretNotFound"
-	// ReasonInvalidSecret: the Secret holds neither a valid certificate and key
-	// (tls.crt, tls.key) nor a CA bundle (ca.crt).
-	ReasonInvalidSecret v1alpha1.ConditionReason = "InvalidSecret"
-)
-
 // CASuffix names the validation context served for a Secret that holds both a
 // key pair and a CA bundle: "<namespace>/<name>" is the certificate and
 // "<namespace>/<name>/ca.crt" the CA. A Secret with only ca.crt is served as a
@@ -51,14 +42,14 @@ func (p *Problem) Error() string { return p.Message }
 // not form a pair, a CA bundle with no certificate in it.
 func FromKube(ref string, s *corev1.Secret) ([]*tlsv3.Secret, *Problem) {
 	if s == nil {
-		return nil, &Problem{ReasonSecretNotFound, fmt.Sprintf("Secret %s not found", ref)}
+		return nil, &Problem{v1alpha1.ReasonSecretNotFound, fmt.Sprintf("Secret %s not found", ref)}
 	}
 	crt, key, ca := s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey], s.Data["ca.crt"]
 	var out []*tlsv3.Secret
 	switch {
 	case len(crt) > 0 || len(key) > 0:
 		if _, err := tls.X509KeyPair(crt, key); err != nil {
-			return nil, &Problem{ReasonInvalidSecret, fmt.Sprintf("Secret %s: tls.crt and tls.key are not a valid key pair: %v", ref, err)}
+			return nil, &Problem{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s: tls.crt and tls.key are not a valid key pair: %v", ref, err)}
 		}
 		out = append(out, &tlsv3.Secret{Name: ref, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 			CertificateChain: inline(crt),
@@ -66,17 +57,17 @@ func FromKube(ref string, s *corev1.Secret) ([]*tlsv3.Secret, *Problem) {
 		}}})
 		if len(ca) > 0 {
 			if err := checkCA(ca); err != nil {
-				return nil, &Problem{ReasonInvalidSecret, fmt.Sprintf("Secret %s: ca.crt: %v", ref, err)}
+				return nil, &Problem{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s: ca.crt: %v", ref, err)}
 			}
 			out = append(out, validationContext(ref+CASuffix, ca))
 		}
 	case len(ca) > 0:
 		if err := checkCA(ca); err != nil {
-			return nil, &Problem{ReasonInvalidSecret, fmt.Sprintf("Secret %s: ca.crt: %v", ref, err)}
+			return nil, &Problem{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s: ca.crt: %v", ref, err)}
 		}
 		out = append(out, validationContext(ref, ca))
 	default:
-		return nil, &Problem{ReasonInvalidSecret, fmt.Sprintf("Secret %s has neither tls.crt and tls.key nor ca.crt", ref)}
+		return nil, &Problem{v1alpha1.ReasonInvalidSecret, fmt.Sprintf("Secret %s has neither tls.crt and tls.key nor ca.crt", ref)}
 	}
 	return out, nil
 }

@@ -18,7 +18,6 @@ import (
 	"github.com/portico-dev/portico/nodeagent/xds/xdsfetch"
 )
 
-
 // TestRendersCleanly is the contract with the node agent: every golden output,
 // fed to the agent's own render with proxy ports for its listeners and the TLS
 // Secrets it lists (real key pairs, converted as the agent converts them), is
