@@ -55,6 +55,9 @@ type Controller struct {
 	mu       sync.Mutex
 	state    *lbipam.State
 	poolGens map[string]int64 // generation each pool was last parsed at
+	arrivals *arrivals
+	// releaseNotes are the releases a Service's condition must still report (see reconcileService).
+	releaseNotes map[types.NamespacedName][]string
 	// poolWritten is when each pool's status was last written, to batch usage updates.
 	poolWritten map[string]time.Time
 	ready       bool
@@ -67,15 +70,17 @@ type Controller struct {
 // Setup registers the Service and pool reconcilers with mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c := &Controller{
-		client:      mgr.GetClient(),
-		cache:       mgr.GetCache(),
-		recorder:    mgr.GetEventRecorder("lbipam-controller"),
-		opts:        opts,
-		state:       lbipam.NewState(),
-		poolGens:    map[string]int64{},
-		poolWritten: map[string]time.Time{},
-		poolKick:    make(chan event.GenericEvent, 1024),
-		serviceKick: make(chan event.GenericEvent, 1024),
+		client:       mgr.GetClient(),
+		cache:        mgr.GetCache(),
+		recorder:     mgr.GetEventRecorder("lbipam-controller"),
+		opts:         opts,
+		state:        lbipam.NewState(),
+		poolGens:     map[string]int64{},
+		arrivals:     newArrivals(),
+		releaseNotes: map[types.NamespacedName][]string{},
+		poolWritten:  map[string]time.Time{},
+		poolKick:     make(chan event.GenericEvent, 1024),
+		serviceKick:  make(chan event.GenericEvent, 1024),
 	}
 	registerMetrics()
 	err := ctrl.NewControllerManagedBy(mgr).
@@ -96,7 +101,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("lbipam-pool").
-		For(&v1alpha1.LoadBalancerIPPool{}).
+		Watches(&v1alpha1.LoadBalancerIPPool{}, arrivalHandler{EventHandler: &handler.EnqueueRequestForObject{}, arrivals: c.arrivals}).
 		WatchesRawSource(source.Channel(c.poolKick, &handler.EnqueueRequestForObject{})).
 		Complete(reconcile(c.reconcilePool))
 }
@@ -157,7 +162,9 @@ func (c *Controller) init(ctx context.Context) error {
 
 func (c *Controller) setPool(p *v1alpha1.LoadBalancerIPPool) []string {
 	c.poolGens[p.Name] = p.Generation
-	return c.state.SetPool(lbipam.ParsePool(p))
+	parsed := lbipam.ParsePool(p)
+	parsed.Rank = c.arrivals.rank(p)
+	return c.state.SetPool(parsed)
 }
 
 func (c *Controller) kickPools(names []string) {

@@ -34,10 +34,12 @@ func (c *Controller) reconcileService(ctx context.Context, key types.NamespacedN
 			return ctrl.Result{}, err
 		}
 		c.released(c.state.Release(key))
+		delete(c.releaseNotes, key)
 		return ctrl.Result{}, nil
 	}
 	if !lbipam.Served(svc, c.opts.RequireLBClass) {
 		c.released(c.state.Release(key))
+		delete(c.releaseNotes, key)
 		// A Service that stopped being ours (type or class changed) loses what we wrote.
 		if conditions.Get(svc.Status.Conditions, v1alpha1.ConditionIPAMRequestSatisfied) != nil && svc.DeletionTimestamp == nil {
 			return ctrl.Result{}, c.applyStatus(ctx, svc, nil, nil)
@@ -62,15 +64,29 @@ func (c *Controller) reconcileService(ctx context.Context, key types.NamespacedN
 		status = metav1.ConditionFalse
 		allocationFailures.WithLabelValues(string(res.Reason)).Inc()
 	}
-	msg := res.Message
+	// A released address is never lost silently: an Event now, and the condition says
+	// why until a status write carrying it has succeeded (a failed write is retried by
+	// a reconcile that no longer sees the release).
+	notes := c.releaseNotes[key]
 	for _, r := range res.Released {
-		msg += "; released " + r.Addr.String() + ": " + r.Why
+		note := "released " + r.Addr.String() + ": " + r.Why
+		c.recorder.Eventf(svc, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonIPRemovedFromPool), "ReleaseIP", "%s", note)
+		notes = append(notes, note)
+	}
+	msg := res.Message
+	for _, n := range notes {
+		msg += "; " + n
 	}
 	mode := corev1.LoadBalancerIPModeVIP
 	if req.ProxyMode {
 		mode = corev1.LoadBalancerIPModeProxy
 	}
-	return ctrl.Result{}, c.write(ctx, svc, res.Addrs, condition(svc, status, res.Reason, msg), mode)
+	if err := c.write(ctx, svc, res.Addrs, condition(svc, status, res.Reason, msg), mode); err != nil {
+		c.releaseNotes[key] = notes
+		return ctrl.Result{}, err
+	}
+	delete(c.releaseNotes, key)
+	return ctrl.Result{}, nil
 }
 
 func (c *Controller) released(pools []string) {

@@ -2,6 +2,7 @@ package lbipam_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -206,4 +208,43 @@ func eventuallyCondition(t *testing.T, ns, name string, status metav1.ConditionS
 		g.Expect(cond.Reason).To(Equal(string(reason)))
 		g.Expect(cond.Message).To(ContainSubstring(substr))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+// disableWebhook removes the webhook configuration, as a cluster without the webhook
+// has it, and returns the function that puts it back and waits until admission uses it
+// again (idempotent). The apiserver sees the removal through its own informer, so
+// admission may still call the webhook for a moment after this returns.
+func disableWebhook(t *testing.T) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	g := NewWithT(t)
+	vwcs := &admissionv1.ValidatingWebhookConfigurationList{}
+	g.Expect(k8s.List(ctx, vwcs)).To(Succeed())
+	g.Expect(vwcs.Items).NotTo(BeEmpty())
+	saved := vwcs.Items[0].DeepCopy()
+	g.Expect(k8s.Delete(ctx, &vwcs.Items[0])).To(Succeed())
+	restored := false
+	return func() {
+		if restored {
+			return
+		}
+		restored = true
+		saved.ResourceVersion, saved.UID = "", ""
+		g.Expect(k8s.Create(ctx, saved)).To(Succeed())
+		// Wait until admission uses it again, or a later test could be admitted
+		// without it: a pool with host bits is refused only by the webhook.
+		g.Eventually(func() error {
+			probe := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
+				Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.54.9.1/24"}}}}
+			err := k8s.Create(ctx, probe)
+			if err == nil {
+				_ = k8s.Delete(ctx, probe)
+				return errors.New("the webhook is not back yet")
+			}
+			if !strings.Contains(err.Error(), "has host bits set") {
+				return err
+			}
+			return nil
+		}).Should(Succeed())
+	}
 }
