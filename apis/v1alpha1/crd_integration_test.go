@@ -117,6 +117,13 @@ func pool(name string, blocks ...v1alpha1.IPBlock) *v1alpha1.LoadBalancerIPPool 
 	return &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: blocks}}
 }
 
+func npcAnnouncing(name string, sel *metav1.LabelSelector) *v1alpha1.NodeProxyConfig {
+	return &v1alpha1.NodeProxyConfig{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.NodeProxyConfigSpec{
+		NodeSelector:  sel,
+		Announcements: []v1alpha1.Announcement{{IP: "192.0.2.7", Service: v1alpha1.ServiceRef{Namespace: "default", Name: "web"}}},
+	}}
+}
+
 func envoyResource(t *testing.T, doc string) v1alpha1.EnvoyResource {
 	var r v1alpha1.EnvoyResource
 	if err := json.Unmarshal([]byte(doc), &r); err != nil {
@@ -191,6 +198,20 @@ func TestSchemaValidation(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "bad-vip"},
 			Spec:       v1alpha1.NodeProxyConfigSpec{Redirects: []v1alpha1.Redirect{{Name: "r", VIP: "10.0.0.300", Port: 80, Listener: "l"}}}},
 			wantErr: []string{"spec.redirects[0].vip", "must be an IPv4 or IPv6 address"}},
+		{name: "announcements pinned to one node", obj: npcAnnouncing("l2-pinned",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": "n1"}})},
+		{name: "announcements on every node", obj: npcAnnouncing("l2-everywhere", nil),
+			wantErr: []string{"spec.nodeSelector: Invalid value: \"object\": announcements require a nodeSelector that selects one node: matchLabels with only a non-empty kubernetes.io/hostname"}},
+		{name: "announcements on a group of nodes", obj: npcAnnouncing("l2-group",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"pool": "edge"}}),
+			wantErr: []string{"spec.nodeSelector", "announcements require a nodeSelector that selects one node"}},
+		{name: "announcements with an extra expression", obj: npcAnnouncing("l2-expr",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": "n1"},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: metav1.LabelSelectorOpIn, Values: []string{"n1", "n2"}}}}),
+			wantErr: []string{"spec.nodeSelector", "announcements require a nodeSelector that selects one node"}},
+		{name: "announcements with an empty hostname", obj: npcAnnouncing("l2-empty",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": ""}}),
+			wantErr: []string{"spec.nodeSelector", "announcements require a nodeSelector that selects one node"}},
 		{name: "redirect port out of range", obj: &v1alpha1.NodeProxyConfig{
 			ObjectMeta: metav1.ObjectMeta{Name: "bad-port"},
 			Spec:       v1alpha1.NodeProxyConfigSpec{Redirects: []v1alpha1.Redirect{{Name: "r", VIP: "10.0.0.1", Port: 70000, Listener: "l"}}}},

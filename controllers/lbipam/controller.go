@@ -37,6 +37,8 @@ const FieldOwner = "portico-lbipam"
 // +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// The NodeProxyConfig webhook this binary serves checks redirects against every node's addresses.
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Options configure the controller.

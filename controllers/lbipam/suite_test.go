@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -26,6 +27,7 @@ import (
 	"github.com/portico-dev/portico/controllers/lbipam"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/vipguard"
 	"github.com/portico-dev/portico/webhooks"
 )
 
@@ -70,6 +72,8 @@ func startManager(controller, hooks bool, opts lbipam.Options) (context.CancelFu
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{
 			Host: env.Webhook.LocalServingHost, Port: env.Webhook.LocalServingPort, CertDir: env.Webhook.LocalServingCertDir,
 		})
+		// As cmd/lbipam-controller caches Nodes.
+		mopts.Cache = cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: vipguard.TrimNode}}}
 	}
 	mgr, err := ctrl.NewManager(env.Config, mopts)
 	if err != nil {
@@ -82,6 +86,9 @@ func startManager(controller, hooks bool, opts lbipam.Options) (context.CancelFu
 	}
 	if hooks {
 		if err := webhooks.SetupIPPoolWebhook(mgr); err != nil {
+			return nil, err
+		}
+		if err := webhooks.SetupNodeProxyConfigWebhook(mgr); err != nil {
 			return nil, err
 		}
 	}
