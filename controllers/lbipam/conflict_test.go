@@ -67,10 +67,14 @@ func TestConcurrentOverlappingPools(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
-		for _, err := range svcErrs {
+		for i, err := range svcErrs {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Gone before later tests add pools that select every Service.
+			t.Cleanup(func() {
+				_ = k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: svcs[i]}})
+			})
 		}
 		for i, err := range errs {
 			if err == nil {

@@ -317,7 +317,7 @@ func TestWebhookRejections(t *testing.T) {
 		{"range spanning loopback", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{block("126.255.255.250", "128.0.0.5")}},
 			`spec.blocks[0]: Invalid value: "126.255.255.250-128.0.0.5": must not contain loopback addresses (127.0.0.0/8, ::1)`},
 		{"multicast (CEL)", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "224.0.0.0/24"}}},
-			`spec.blocks[0].cidr: Invalid value: "string": must not contain multicast addresses (224.0.0.0/4, ff00::/8)`},
+			`spec.blocks[0].cidr: Invalid value: "224.0.0.0/24": must not contain multicast addresses (224.0.0.0/4, ff00::/8)`},
 		{"mixed families (CEL)", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{block("10.59.5.1", "2001:db8::1")}},
 			"start and stop must be of the same IP family"},
 		{"invalid cidr (CEL)", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.59.6.0/40"}}},

@@ -69,17 +69,19 @@ func TestNodeProxyConfigWebhook(t *testing.T) {
 	t.Cleanup(func() { _ = k8s.Delete(ctx, ok) })
 	node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.64.0.12"})
 	g.Expect(k8s.Status().Update(ctx, node)).To(Succeed())
-	g.Eventually(func() string {
-		p := ok.DeepCopy()
-		p.Spec.Redirects = append(p.Spec.Redirects, v1alpha1.Redirect{Name: "more", VIP: "10.64.0.12", Port: 8080, Listener: "web"})
-		err := k8s.Update(ctx, p)
+	g.Eventually(func() error { // until the webhook's Node cache has the new address
+		probe := redirectTo("npc-probe", "10.64.0.12", 80)
+		err := k8s.Create(ctx, probe)
 		if err == nil {
-			return "accepted"
+			_ = k8s.Delete(ctx, probe)
 		}
-		return err.Error()
-	}).WithTimeout(10 * time.Second).Should(ContainSubstring(`spec.redirects[2].vip: Invalid value: "10.64.0.12": is an address of node npc-webhook-node`))
+		return err
+	}).WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring("is an address of node npc-webhook-node")))
 	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(ok), ok)).To(Succeed())
-	ok.Spec.Redirects[0].Port = 81
+	grown := ok.DeepCopy()
+	grown.Spec.Redirects = append(grown.Spec.Redirects, v1alpha1.Redirect{Name: "more", VIP: "10.64.0.11", Port: 8080, Listener: "web"})
+	g.Expect(k8s.Update(ctx, grown)).To(MatchError(ContainSubstring(`spec.redirects[2].vip: Invalid value: "10.64.0.11": is an address of node npc-webhook-node`)))
+	ok.Spec.Redirects[0].Port = 81 // keeps 10.64.0.12, which the node gained after admission
 	g.Expect(k8s.Update(ctx, ok)).To(Succeed())
 
 	// Announcements selecting more than one node are refused by the CRD rule itself.
@@ -87,7 +89,7 @@ func TestNodeProxyConfigWebhook(t *testing.T) {
 		NodeSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{"node-role.kubernetes.io/edge": ""}},
 		Announcements: []v1alpha1.Announcement{{IP: "192.0.2.7", Service: v1alpha1.ServiceRef{Namespace: "default", Name: "web"}}},
 	}})
-	if err == nil || !strings.Contains(err.Error(), "spec.nodeSelector: Invalid value: \"object\": announcements require a nodeSelector that selects one node") {
+	if err == nil || !strings.Contains(err.Error(), "spec.nodeSelector: Invalid value: announcements require a nodeSelector that selects one node") {
 		t.Fatalf("announcements on several nodes: %v", err)
 	}
 }
