@@ -56,6 +56,10 @@ type Options struct {
 	// ClassName is the IngressClass served (created at start if CreateClass and missing).
 	ClassName   string
 	CreateClass bool
+	// AllowCrossNamespaceHosts lets Ingresses of any namespace add paths to a host
+	// of the shared load balancer; off, a host belongs to the namespace of the
+	// oldest Ingress claiming it.
+	AllowCrossNamespaceHosts bool
 }
 
 // SharedServiceName is the shared load balancer Service in the install namespace.
@@ -70,6 +74,8 @@ type Controller struct {
 	npcs      *npcwriter.Writer
 
 	mu sync.Mutex
+	// classProblems are the IngressClass problems last reported.
+	classProblems []string
 	// memo keeps each Ingress's translation between passes, so that a pass
 	// re-translates only the Ingresses whose inputs changed.
 	memo *translate.Memo

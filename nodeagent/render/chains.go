@@ -121,7 +121,7 @@ func contributedChainKeys(p *parsed) []sharedName {
 // route tables and Secrets some winner provides. A contributor to a listener held
 // back for its proxy port is held back too (with the listener named in
 // missingPorts), so that it is applied together with it.
-func settleChainFragments(winners []*parsed) ([]*parsed, map[string]*rejection) {
+func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
 	listeners := map[string]*parsed{}
 	routes, secrets := map[string]bool{}, map[string]bool{}
 	for _, p := range winners {
@@ -137,8 +137,10 @@ func settleChainFragments(winners []*parsed) ([]*parsed, map[string]*rejection) 
 		for _, s := range p.secrets {
 			secrets[s.GetName()] = true
 		}
-		for _, s := range p.secretRefs {
-			secrets[s] = true
+		for _, ref := range p.secretRefs {
+			for _, s := range known[ref].Resources {
+				secrets[s.GetName()] = true
+			}
 		}
 	}
 	var rejected map[string]*rejection
@@ -155,7 +157,7 @@ func settleChainFragments(winners []*parsed) ([]*parsed, map[string]*rejection) 
 				rejected = map[string]*rejection{}
 			}
 			rejected[p.cfg.Name] = rej
-		case len(waitFor) > 0 && len(p.missingPorts) == 0:
+		case len(waitFor) > 0 && !p.held():
 			held := *p // parsed values may be shared with a cache: copy, never modify
 			held.missingPorts = waitFor
 			kept = append(kept, &held)
@@ -173,7 +175,7 @@ func checkContribution(p *parsed, listeners map[string]*parsed, routes, secrets 
 		if owner == nil {
 			return reject(ReasonListenerNotFound, "filterChainFragments[%d]: listener %q is not defined by any config applied on this node", f.index, f.listener), nil
 		}
-		if len(owner.missingPorts) > 0 && owner != p {
+		if owner.held() && owner != p {
 			waitFor = append(waitFor, f.listener)
 		}
 		// References are checked on a listener made of this contribution alone, with

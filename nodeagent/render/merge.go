@@ -44,14 +44,14 @@ type claimant struct {
 // first to claim a name keeps it and every later claimant is rejected whole.
 // Configs held back for missing proxy ports still claim, so that allocating a
 // port never flips a verdict.
-func claim(candidates []*parsed, invalid map[string]*rejection) ([]*parsed, map[string]*rejection) {
+func claim(candidates []*parsed, invalid map[string]*rejection, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
 	// A contribution to another config's listener can only be judged once the
 	// winners are known; rejecting it releases its claims, so claiming runs again
 	// without it and a younger config it was blocking gets its turn.
 	unfit := map[string]*rejection{}
 	for {
 		winners, conflicts := claimOnce(candidates, invalid, unfit)
-		settled, rejected := settleChainFragments(winners)
+		settled, rejected := settleChainFragments(winners, known)
 		if len(rejected) == 0 {
 			for name, r := range unfit {
 				conflicts[name] = r
@@ -193,19 +193,19 @@ func describe(name string) string {
 }
 
 // build assembles the xDS resources of the winners that are not held back, and
-// for each resource ("<Kind>/<name>") the configs that produced it. It also
-// returns a placeholder for every Secret read from Kubernetes: the agent adds
-// the real ones, and without them every listener using one would look broken.
-func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Secret) {
+// for each resource ("<Kind>/<name>") the configs that produced it. The SDS
+// secrets made from the Kubernetes Secrets the winners list are added too, and
+// their names returned as kube: whether anything references them is only known
+// once every listener is merged, and validate leaves out those nothing does.
+func build(winners []*parsed, known map[string]SecretState) (xds.Resources, map[string][]*parsed, map[string]bool) {
 	var res xds.Resources
 	owners := map[string][]*parsed{}
-	var placeholders []*tlsv3.Secret
-	refs := map[string]bool{}
+	kube := map[string]bool{}
 	tables := map[string]*table{}
 	var tableNames []string
 	contributions := map[string][]contribution{}
 	for _, p := range winners {
-		if len(p.missingPorts) > 0 {
+		if p.held() {
 			continue
 		}
 		for _, n := range names(p) {
@@ -219,10 +219,14 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 			}
 		}
 		res.Secrets = append(res.Secrets, p.secrets...)
-		for _, s := range p.secretRefs {
-			if !refs[s] {
-				refs[s] = true
-				placeholders = append(placeholders, &tlsv3.Secret{Name: s})
+		for _, ref := range p.secretRefs {
+			for _, s := range known[ref].Resources {
+				key := xds.KindSecret + "/" + s.GetName()
+				if !kube[s.GetName()] {
+					kube[s.GetName()] = true
+					res.Secrets = append(res.Secrets, s)
+				}
+				owners[key] = append(owners[key], p)
 			}
 		}
 		for _, f := range p.chainFragments {
@@ -256,8 +260,7 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 	sortByName(res.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(res.Clusters, (*clusterv3.Cluster).GetName)
 	sortByName(res.Secrets, (*tlsv3.Secret).GetName)
-	sortByName(placeholders, (*tlsv3.Secret).GetName)
-	return res, owners, placeholders
+	return res, owners, kube
 }
 
 func sortByName[T any](s []T, name func(T) string) {

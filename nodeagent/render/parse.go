@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/envoykit"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
@@ -43,7 +44,14 @@ type parsed struct {
 	// is held back whole (it still claims its names, so verdicts do not flip
 	// while ports are being allocated).
 	missingPorts []string
+	// waitSecrets: a cluster needs a Secret the agent has not read yet, so the
+	// config is held back whole (claiming its names) until it is read.
+	waitSecrets bool
 }
+
+// held reports whether the config is held back whole: it claims its names but
+// contributes nothing until its proxy ports or Secrets are there.
+func (p *parsed) held() bool { return len(p.missingPorts) > 0 || p.waitSecrets }
 
 type redirect struct {
 	name     string
@@ -317,6 +325,33 @@ func (p *parsed) parseBackends() *rejection {
 		}
 		b.Ports = append([]string(nil), b.Ports...)
 		p.backends = append(p.backends, b)
+	}
+	return p.checkEDSClusters()
+}
+
+// checkEDSClusters refuses an EDS cluster whose endpoints the agent would never
+// serve: the agent serves EDS only for the config's backendServices, and Envoy
+// keeps such a cluster warming (its listeners and routes with it) until its
+// initial fetch times out, then routes to no endpoint. The name the cluster asks
+// for must be one a backendService gives (envoykit.BackendEDSNames).
+func (p *parsed) checkEDSClusters() *rejection {
+	served := map[string]bool{}
+	for _, b := range p.backends {
+		for _, n := range envoykit.BackendEDSNames(b) {
+			served[n] = true
+		}
+	}
+	for _, cl := range p.clusters {
+		if cl.GetType() != clusterv3.Cluster_EDS || cl.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
+			continue
+		}
+		name := cl.GetEdsClusterConfig().GetServiceName()
+		if name == "" {
+			name = cl.GetName()
+		}
+		if !served[name] {
+			return reject(ReasonInvalidResource, "cluster %q asks EDS for %q, which no envoy.backendServices entry of this config gives (an entry {namespace, name, ports: [port]} serves \"<namespace>/<name>:<port>\")", cl.GetName(), name)
+		}
 	}
 	return nil
 }
