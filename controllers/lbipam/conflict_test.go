@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/controllers/lbipam"
 	"github.com/portico-dev/portico/internal/conditions"
 )
 
@@ -31,6 +32,7 @@ func TestConcurrentOverlappingPools(t *testing.T) {
 	ns := newNamespace(t)
 	const rounds = 6
 	bothAdmitted := 0
+	var pairs [][2]string // newer, older
 	for round := range rounds {
 		net := fmt.Sprintf("10.62.%d.", round)
 		// Names sort against the creation order in half of the rounds.
@@ -92,6 +94,7 @@ func TestConcurrentOverlappingPools(t *testing.T) {
 			t.Logf("round %d: both admitted; %s (rv %s, %s) is newer than %s (rv %s, %s)", round,
 				newer.Name, newer.ResourceVersion, newer.CreationTimestamp.Format(time.RFC3339),
 				older.Name, older.ResourceVersion, older.CreationTimestamp.Format(time.RFC3339))
+			pairs = append(pairs, [2]string{newer.Name, older.Name})
 			eventuallyConflicting(t, newer.Name, true, "overlaps pool "+older.Name)
 			eventuallyConflicting(t, older.Name, false, "")
 			NewWithT(t).Consistently(func(g Gomega) {
@@ -113,6 +116,21 @@ func TestConcurrentOverlappingPools(t *testing.T) {
 	if bothAdmitted == 0 {
 		t.Fatal("the webhook never admitted both pools: the race this test is about did not happen")
 	}
+
+	// A restarted controller lists the pools without their creation order: it keeps the
+	// marks their status records rather than settling same-second ties by name.
+	stopManager()
+	var err error
+	stopManager, err = startController(lbipam.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	NewWithT(t).Consistently(func(g Gomega) {
+		for _, p := range pairs {
+			g.Expect(conflicting(g, p[0])).To(BeTrue(), p[0])
+			g.Expect(conflicting(g, p[1])).To(BeFalse(), p[1])
+		}
+	}).WithTimeout(2 * time.Second).Should(Succeed())
 }
 
 // newerThan reports whether a was created after b: a later second, or within the same
