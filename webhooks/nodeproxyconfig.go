@@ -57,7 +57,7 @@ func (v *NodeProxyConfigValidator) validate(ctx context.Context, c *v1alpha1.Nod
 	if len(c.Spec.Redirects) == 0 {
 		return nil
 	}
-	forbidden := vipguard.Forbidden{}
+	forbidden := vipguard.New(vipguard.VIPs(c.Spec.Redirects))
 	var nodes corev1.NodeList
 	if err := v.Reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return apierrors.NewInternalError(fmt.Errorf("listing nodes to check redirects: %w", err))

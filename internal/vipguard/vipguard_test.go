@@ -11,7 +11,7 @@ import (
 )
 
 func TestCheck(t *testing.T) {
-	f := Forbidden{}
+	f := New(nil)
 	f.AddNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: "10.0.0.11"}, {Type: corev1.NodeExternalIP, Address: "2001:db8::11"},
 		{Type: corev1.NodeHostName, Address: "n1.example.com"}}}})
@@ -46,7 +46,18 @@ func TestCheck(t *testing.T) {
 	if errs := f.Check(redirects, func(a netip.Addr) bool { return old[a] }); len(errs) != 2 {
 		t.Fatalf("with keep: %v", errs)
 	}
-	if errs := (Forbidden{}).Check(redirects, nil); errs != nil {
+	if errs := New(nil).Check(redirects, nil); errs != nil {
+		t.Fatalf("nothing forbidden: %v", errs)
+	}
+	// Limited to the config's VIPs, the set holds only those, and the verdict is the same.
+	only := New(VIPs(redirects[:2]))
+	only.AddAPIServer(&corev1.Service{Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1"}})
+	only.AddNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: "10.0.0.11"}}}})
+	if only.Len() != 1 || len(only.Check(redirects[:2], nil)) != 1 {
+		t.Fatalf("limited set: %d addresses, %v", only.Len(), only.Check(redirects[:2], nil))
+	}
+	if errs := New(nil).Check(redirects, nil); errs != nil {
 		t.Fatalf("nothing forbidden: %v", errs)
 	}
 }

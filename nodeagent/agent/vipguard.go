@@ -21,7 +21,7 @@ const ReasonForbiddenVIP v1alpha1.ConditionReason = "ForbiddenVIP"
 // kube-proxy in IPVS mode (and other load balancers) put Service addresses on node
 // interfaces, and those are exactly what redirects are for.
 func (a *agent) guardVIPs(ctx context.Context, configs []*v1alpha1.NodeProxyConfig, rejected []v1alpha1.RejectedConfig) ([]*v1alpha1.NodeProxyConfig, []v1alpha1.RejectedConfig) {
-	forbidden := vipguard.Forbidden{}
+	forbidden := vipguard.New(nil) // a handful of addresses: its node's and the apiserver's
 	// Read-only views of cached objects: nothing here modifies them.
 	node := &corev1.Node{}
 	if err := a.cache.Get(ctx, client.ObjectKey{Name: a.cfg.NodeName}, node, client.UnsafeDisableDeepCopy); err == nil {
@@ -31,7 +31,7 @@ func (a *agent) guardVIPs(ctx context.Context, configs []*v1alpha1.NodeProxyConf
 	if err := a.cache.Get(ctx, vipguard.APIServerService, api, client.UnsafeDisableDeepCopy); err == nil {
 		forbidden.AddAPIServer(api)
 	}
-	if len(forbidden) == 0 {
+	if forbidden.Len() == 0 {
 		return configs, rejected
 	}
 	kept := make([]*v1alpha1.NodeProxyConfig, 0, len(configs))
