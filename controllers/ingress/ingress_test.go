@@ -320,3 +320,44 @@ func TestTLSSecretLifecycle(t *testing.T) {
 	g.Expect(k8s.Delete(ctx, secret)).To(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(servedOverTLS(g)).To(BeFalse()) }).WithTimeout(timeout).Should(Succeed())
 }
+
+// TestHostBelongsToOneNamespace: on the shared load balancer, a host belongs to
+// the namespace of the oldest Ingress that claims it. A younger Ingress of another
+// namespace asking for /login on it gets a HostConflict Event naming the owner and
+// none of its rules for that host reach a NodeProxyConfig, while its other host is
+// served; an Ingress of the owner's namespace still adds its path.
+func TestHostBelongsToOneNamespace(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	owner, other := newNamespace(t, "host-owner"), newNamespace(t, "host-thief")
+	backend(t, owner, "web", 80)
+	backend(t, other, "web", 80)
+	withHost := func(host string) ingOpt { return func(i *networkingv1.Ingress) { i.Spec.Rules[0].Host = host } }
+	newIngress(t, owner, "shop", []string{"/=web:80"}, withHost("shop.owner.example"))
+	g.Eventually(func(g Gomega) { g.Expect(npc(g, "ingress.host-owner.shop").Spec.RouteFragments).NotTo(BeEmpty()) }).WithTimeout(timeout).Should(Succeed())
+	// Creation times have second precision: make the thief unambiguously younger.
+	time.Sleep(1100 * time.Millisecond)
+	newIngress(t, other, "steal", []string{"/login=web:80"}, withHost("shop.owner.example"), func(i *networkingv1.Ingress) {
+		i.Spec.Rules = append(i.Spec.Rules, networkingv1.IngressRule{Host: "thief.example", IngressRuleValue: i.Spec.Rules[0].IngressRuleValue})
+	})
+	newIngress(t, owner, "shop-api", []string{"/api=web:80"}, withHost("shop.owner.example"))
+
+	hosts := func(g Gomega, name string) []string {
+		var out []string
+		for _, f := range npc(g, name).Spec.RouteFragments {
+			if len(f.Routes) > 0 {
+				out = append(out, f.Host)
+			}
+		}
+		return out
+	}
+	g.Eventually(func(g Gomega) {
+		var events eventsv1.EventList
+		g.Expect(k8s.List(ctx, &events, client.InNamespace(other))).To(Succeed())
+		g.Expect(events.Items).To(ContainElement(And(HaveField("Regarding.Name", "steal"),
+			HaveField("Reason", string(translate.ReasonHostConflict)),
+			HaveField("Note", And(ContainSubstring("spec.rules[0].host"), ContainSubstring("belongs to namespace host-owner"))))))
+		g.Expect(hosts(g, "ingress.host-thief.steal")).To(ConsistOf("thief.example"))
+		g.Expect(hosts(g, "ingress.host-owner.shop-api")).To(ConsistOf("shop.owner.example"))
+	}).WithTimeout(timeout).Should(Succeed())
+}

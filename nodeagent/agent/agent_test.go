@@ -207,7 +207,8 @@ func TestAgentServesEveryVersion(t *testing.T) {
 		Spec: v1alpha1.NodeProxyConfigSpec{
 			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"versions": "yes"}},
 			Envoy: &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{
-				envoyResource(t, benchListenerJSON), envoyResource(t, benchClusterJSON)}},
+				envoyResource(t, benchListenerJSON), envoyResource(t, benchClusterJSON)},
+				BackendServices: []v1alpha1.BackendService{benchBackend}},
 			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*", Routes: []v1alpha1.FragmentRoute{
 				route("/a"),
 				// An unknown field: Envoy would drop it silently, the agent rejects the config.

@@ -33,6 +33,9 @@ const benchListenerJSON = `{"@type":"type.googleapis.com/envoy.config.listener.v
 const benchClusterJSON = `{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"bench-backend","type":"EDS",
  "connectTimeout":"1s","edsClusterConfig":{"edsConfig":{"ads":{},"resourceApiVersion":"V3"},"serviceName":"default/bench:80"}}`
 
+// benchBackend gives the EDS name benchClusterJSON asks for.
+var benchBackend = v1alpha1.BackendService{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "bench"}, Ports: []string{"80"}}
+
 func benchRoutes(n int, gen int) []v1alpha1.FragmentRoute {
 	routes := make([]v1alpha1.FragmentRoute, n)
 	for i := range routes {
@@ -80,7 +83,7 @@ func BenchmarkConfigChangeToSnapshot(b *testing.B) {
 		Spec: v1alpha1.NodeProxyConfigSpec{
 			Envoy: &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{
 				mustResource(benchListenerJSON), mustResource(benchClusterJSON)},
-				BackendServices: []v1alpha1.BackendService{{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "bench"}, Ports: []string{"80"}}}},
+				BackendServices: []v1alpha1.BackendService{benchBackend}},
 			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*", Routes: benchRoutes(routes, 0)}},
 		},
 	}

@@ -192,15 +192,26 @@ func describe(name string) string {
 	return fmt.Sprintf("%s %q", kind, n)
 }
 
-// build assembles the xDS resources of the winners that are not held back, and
-// for each resource ("<Kind>/<name>") the configs that produced it. The SDS
-// secrets made from the Kubernetes Secrets the winners list are added too, and
-// their names returned as kube: whether anything references them is only known
-// once every listener is merged, and validate leaves out those nothing does.
-func build(winners []*parsed, known map[string]SecretState) (xds.Resources, map[string][]*parsed, map[string]bool) {
+// built is what build assembled.
+type built struct {
+	res xds.Resources
+	// owners are, for each resource ("<Kind>/<name>"), the configs that produced it.
+	owners map[string][]*parsed
+	// derived are the resources render made itself rather than took from a
+	// config ("<Kind>/<name>"): the SDS secrets of Kubernetes Secrets and the route
+	// tables built from fragments. Whether a listener references one is only
+	// known once every listener is merged; one that nothing references is left
+	// out (Envoy would never ask for it) instead of being held against anyone.
+	derived map[string]bool
+}
+
+// build assembles the xDS resources of the winners that are not held back,
+// with the SDS secrets made from the Kubernetes Secrets they list and the route
+// tables made from their fragments.
+func build(winners []*parsed, known map[string]SecretState) built {
 	var res xds.Resources
 	owners := map[string][]*parsed{}
-	kube := map[string]bool{}
+	derived := map[string]bool{}
 	tables := map[string]*table{}
 	var tableNames []string
 	contributions := map[string][]contribution{}
@@ -222,8 +233,8 @@ func build(winners []*parsed, known map[string]SecretState) (xds.Resources, map[
 		for _, ref := range p.secretRefs {
 			for _, s := range known[ref].Resources {
 				key := xds.KindSecret + "/" + s.GetName()
-				if !kube[s.GetName()] {
-					kube[s.GetName()] = true
+				if !derived[key] {
+					derived[key] = true
 					res.Secrets = append(res.Secrets, s)
 				}
 				owners[key] = append(owners[key], p)
@@ -254,13 +265,14 @@ func build(winners []*parsed, known map[string]SecretState) (xds.Resources, map[
 	}
 	for _, name := range tableNames {
 		res.Routes = append(res.Routes, tables[name].routeConfiguration(name))
+		derived[xds.KindRouteConfiguration+"/"+name] = true
 	}
 	res.Listeners = mergeChains(res.Listeners, contributions)
 	sortByName(res.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(res.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(res.Clusters, (*clusterv3.Cluster).GetName)
 	sortByName(res.Secrets, (*tlsv3.Secret).GetName)
-	return res, owners, kube
+	return built{res: res, owners: owners, derived: derived}
 }
 
 func sortByName[T any](s []T, name func(T) string) {

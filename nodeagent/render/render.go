@@ -19,6 +19,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
@@ -171,17 +172,17 @@ func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rej
 	invalid := map[string]*rejection{}
 	for {
 		winners, conflicts := claim(candidates, invalid, in.Secrets)
-		res, owners, kube := build(winners, in.Secrets)
-		errs, unused := validate(res, kube)
+		b := build(winners, in.Secrets)
+		errs, unused := validate(b.res, b.derived)
 		if len(errs) == 0 {
-			return st.finish(configs, winners, dropUnused(res, unused), kube, conflicts, invalid)
+			return st.finish(configs, winners, dropUnused(b.res, unused), conflicts, invalid)
 		}
-		culprits := blame(errs, owners)
+		culprits := blame(errs, b.owners)
 		if len(culprits) == 0 {
 			// Every resource has an owner, so this is unreachable unless xds.Validate
 			// learns a check that names no resource; serve what is valid rather than nothing.
-			res, _ = xds.Prune(dropUnused(res, unused))
-			return st.finish(configs, winners, res, kube, conflicts, invalid)
+			res, _ := xds.Prune(dropUnused(b.res, unused))
+			return st.finish(configs, winners, res, conflicts, invalid)
 		}
 		for name, r := range culprits {
 			invalid[name] = r
@@ -198,15 +199,20 @@ type renderState struct {
 	pending map[string]bool
 }
 
-// validate runs xds.Validate. SDS secrets made from Kubernetes Secrets (kube)
-// that nothing references are not held against anyone (listing a Secret only
-// allows the agent to read it): they are returned as unused and left out, since
-// the snapshot cache refuses an unreferenced Secret.
-func validate(res xds.Resources, kube map[string]bool) (errs []xds.ResourceError, unused map[string]bool) {
+// validate runs xds.Validate. A resource render derived itself (an SDS secret
+// made from a listed Kubernetes Secret, a route table made from fragments) that
+// nothing references is not held against anyone: listing a Secret only allows
+// the agent to read it, and a table whose listener is held back or rejected
+// (a Gateway listener waiting for its port, a TLS listener whose only chain
+// waits for its Secret) must not take every route contributor down with it.
+// They are returned as unused and left out, since the snapshot cache refuses an
+// unreferenced RouteConfiguration or Secret.
+func validate(res xds.Resources, derived map[string]bool) (errs []xds.ResourceError, unused map[string]bool) {
 	unused = map[string]bool{}
 	errs = slices.DeleteFunc(xds.Validate(res), func(e xds.ResourceError) bool {
-		if e.Kind == xds.KindSecret && kube[e.Name] && strings.HasPrefix(e.Message, "not referenced") {
-			unused[e.Name] = true
+		key := e.Kind + "/" + e.Name
+		if derived[key] && strings.HasPrefix(e.Message, "not referenced") {
+			unused[key] = true
 			return true
 		}
 		return false
@@ -218,7 +224,10 @@ func dropUnused(res xds.Resources, unused map[string]bool) xds.Resources {
 	if len(unused) == 0 {
 		return res
 	}
-	res.Secrets = slices.DeleteFunc(slices.Clone(res.Secrets), func(s *tlsv3.Secret) bool { return unused[s.GetName()] })
+	res.Secrets = slices.DeleteFunc(slices.Clone(res.Secrets), func(s *tlsv3.Secret) bool { return unused[xds.KindSecret+"/"+s.GetName()] })
+	res.Routes = slices.DeleteFunc(slices.Clone(res.Routes), func(r *routev3.RouteConfiguration) bool {
+		return unused[xds.KindRouteConfiguration+"/"+r.GetName()]
+	})
 	return res
 }
 
@@ -264,7 +273,7 @@ func blame(errs []xds.ResourceError, owners map[string][]*parsed) map[string]*re
 	return out
 }
 
-func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Resources, kube map[string]bool,
+func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Resources,
 	conflicts, invalid map[string]*rejection) Output {
 	out := Output{Redirects: map[Key]uint16{}, Resources: res}
 	rejected := st.rejected
@@ -295,9 +304,7 @@ func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*pa
 	}
 	served := map[string]bool{}
 	for _, s := range res.Secrets {
-		if kube[s.GetName()] {
-			served[s.GetName()] = true
-		}
+		served[s.GetName()] = true
 	}
 	backends := map[string]*v1alpha1.BackendService{}
 	for _, p := range winners {

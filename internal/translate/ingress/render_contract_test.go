@@ -2,13 +2,6 @@ package ingress
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -19,34 +12,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/nodeagent/render"
 	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds/xdsfetch"
 )
 
-// testKeyPair is a self-signed certificate and its key, as a kubernetes.io/tls
-// Secret holds them.
-func testKeyPair(t *testing.T) map[string][]byte {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example.com"},
-		DNSNames: []string{"*.example.com"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string][]byte{
-		corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}),
-	}
-}
 
 // TestRendersCleanly is the contract with the node agent: every golden output,
 // fed to the agent's own render with proxy ports for its listeners and the TLS
@@ -55,7 +26,7 @@ func testKeyPair(t *testing.T) map[string][]byte {
 // the result, and an Envoy-like client fetching it (LDS, CDS, then RDS, EDS and
 // SDS by name) finds every reference resolved.
 func TestRendersCleanly(t *testing.T) {
-	pair := testKeyPair(t)
+	pair := testcerts.TLSData(t, "*.example.com")
 	for _, dir := range cases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			in, opts := loadCase(t, dir)
