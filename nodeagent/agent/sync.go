@@ -268,6 +268,7 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	configs, rejected = a.guardVIPs(ctx, configs, rejected)
 	if a.renderer == nil {
 		a.renderer = render.NewRenderer()
 	}
