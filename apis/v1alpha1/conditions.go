@@ -100,4 +100,7 @@ const (
 	// ReasonInvalidSelector: spec.nodeSelector does not parse, so the node cannot tell
 	// whether it is selected.
 	ReasonInvalidSelector ConditionReason = "InvalidSelector"
+	// ReasonForbiddenVIP: a redirect targets an address of the node itself or the
+	// apiserver's ClusterIP (admission may be off; the agent refuses it anyway).
+	ReasonForbiddenVIP ConditionReason = "ForbiddenVIP"
 )

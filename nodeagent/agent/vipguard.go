@@ -10,9 +10,6 @@ import (
 	"github.com/portico-dev/portico/internal/vipguard"
 )
 
-// ReasonForbiddenVIP rejects a config that redirects an address of this node or the
-// apiserver's ClusterIP (internal/vipguard).
-const ReasonForbiddenVIP v1alpha1.ConditionReason = "ForbiddenVIP"
 
 // guardVIPs moves the configs that redirect an address of this node (its Node's
 // status.addresses) or the apiserver's ClusterIP from configs to rejected. The
@@ -38,7 +35,7 @@ func (a *agent) guardVIPs(ctx context.Context, configs []*v1alpha1.NodeProxyConf
 	for _, c := range configs {
 		if errs := forbidden.Check(c.Spec.Redirects, nil); len(errs) > 0 {
 			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
-				Reason: ReasonForbiddenVIP, Message: truncate(errs.ToAggregate().Error(), 1024)})
+				Reason: v1alpha1.ReasonForbiddenVIP, Message: truncate(errs.ToAggregate().Error(), 1024)})
 			continue
 		}
 		kept = append(kept, c)

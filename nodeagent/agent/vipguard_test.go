@@ -78,7 +78,7 @@ func TestAgentRefusesForbiddenVIPs(t *testing.T) {
 				return false
 			}
 			for _, r := range st.Rejected {
-				if r.Reason != ReasonForbiddenVIP || !strings.HasPrefix(r.Message, want[r.Name]) {
+				if r.Reason != v1alpha1.ReasonForbiddenVIP || !strings.HasPrefix(r.Message, want[r.Name]) {
 					return false
 				}
 			}
