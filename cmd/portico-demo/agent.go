@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"path/filepath"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,8 +11,7 @@ import (
 
 	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/internal/testenv"
-	"github.com/portico-dev/portico/nodeagent/agent"
-	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
+	"github.com/portico-dev/portico/internal/testnode"
 )
 
 // demoNode is the one node of the demo's control plane.
@@ -41,36 +36,9 @@ func createTLSSecret(ctx context.Context, c client.Client, key types.NamespacedN
 // fetches LDS, CDS, then RDS, EDS and SDS by name and acknowledges them, so the
 // NodeProxy shows what a node with a connected Envoy reports.
 func startAgent(ctx context.Context, env *testenv.Env) (func(), error) {
-	if err := env.Client.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: demoNode,
-		Labels: map[string]string{corev1.LabelHostname: demoNode}}}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "portico-demo-")
+	n, err := testnode.Start(ctx, env.Config, env.Client, demoNode, testnode.Options{})
 	if err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(dir, "xds.sock")
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- agent.Run(ctx, agent.Config{NodeName: demoNode, RestConfig: env.Config, StateDir: dir, XDSSocket: sock,
-			DisableDatapath: true, DisableL2: true, ReportInterval: 200 * time.Millisecond, ProbeAddr: ""})
-	}()
-	dialCtx, dialCancel := context.WithTimeout(ctx, 30*time.Second)
-	defer dialCancel()
-	proxy, err := xdstest.Dial(dialCtx, "unix://"+sock, "envoy-"+demoNode)
-	if err == nil {
-		err = proxy.Start()
-	}
-	if err != nil {
-		cancel()
-		<-done
-		return nil, fmt.Errorf("connecting the demo proxy: %w", err)
-	}
-	return func() {
-		_ = proxy.Close()
-		cancel()
-		<-done
-		_ = os.RemoveAll(dir)
-	}, nil
+	return n.Stop, nil
 }

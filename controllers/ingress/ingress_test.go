@@ -21,6 +21,8 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/ingress"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/internal/testenv"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
@@ -360,4 +362,68 @@ func TestHostBelongsToOneNamespace(t *testing.T) {
 		g.Expect(hosts(g, "ingress.host-thief.steal")).To(ConsistOf("thief.example"))
 		g.Expect(hosts(g, "ingress.host-owner.shop-api")).To(ConsistOf("shop.owner.example"))
 	}).WithTimeout(timeout).Should(Succeed())
+}
+
+// TestProgrammedLoop follows the verdict from the node back to the Ingress: the
+// configs' status says Programmed on 1/1 nodes; a certificate the node cannot use
+// makes it reject the Ingress's TLS chain, which reaches the Ingress as a Warning
+// Event naming the node and the reason (and NodeProxyConfig status as
+// Programmed=False, Rejected); a fixed certificate brings a Normal Event back.
+func TestProgrammedLoop(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "programmed-loop")
+	backend(t, ns, "web", 80)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loop-tls"}, Type: corev1.SecretTypeTLS,
+		Data: testcerts.TLSData(t, "loop.example.com")}
+	g.Expect(k8s.Create(ctx, secret)).To(Succeed())
+	newIngress(t, ns, "loop", []string{"/=web:80"}, func(i *networkingv1.Ingress) {
+		i.Spec.Rules[0].Host = "loop.example.com"
+		i.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{"loop.example.com"}, SecretName: "loop-tls"}}
+	})
+	cfgName := "ingress." + ns + ".loop"
+	programmed := func(g Gomega, name string) *metav1.Condition {
+		c := npc(g, name)
+		cond := conditions.Get(c.Status.Conditions, v1alpha1.ConditionProgrammed)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.ObservedGeneration).To(Equal(c.Generation))
+		return cond
+	}
+	events := func(g Gomega, reason string) []string {
+		var list eventsv1.EventList
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == "loop" && e.Reason == reason {
+				out = append(out, e.Note)
+			}
+		}
+		return out
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(programmed(g, cfgName).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(programmed(g, translate.SharedConfigName).Message).To(Equal("Programmed on 1/1 nodes"))
+		g.Expect(events(g, ingress.EventProgrammed)).To(ContainElement(ContainSubstring("Programmed on 1/1 nodes")))
+		g.Expect(ingressIPs(g, ns, "loop")).To(Equal([]string{"192.168.10.211"}))
+	}).WithTimeout(timeout).Should(Succeed())
+
+	start := time.Now()
+	secret.Data[corev1.TLSCertKey] = []byte("not a certificate")
+	g.Expect(k8s.Update(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(events(g, ingress.EventRejected)).To(ContainElement(And(ContainSubstring(nodeName+" (InvalidSecret"), ContainSubstring("not a valid key pair"))))
+		c := programmed(g, cfgName)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(string(v1alpha1.ReasonRejected)))
+	}).WithTimeout(timeout).Should(Succeed())
+	t.Logf("Secret broken -> Warning Event on the Ingress: %v", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	secret.Data = testcerts.TLSData(t, "loop.example.com")
+	g.Expect(k8s.Update(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(programmed(g, cfgName).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(events(g, ingress.EventProgrammed)).To(HaveLen(2))
+	}).WithTimeout(timeout).Should(Succeed())
+	t.Logf("Secret fixed -> Normal Event on the Ingress: %v", time.Since(start).Round(time.Millisecond))
 }

@@ -95,11 +95,18 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	c.reportClass(cls, out.ClassProblems)
 
 	sharedStatus := ingressStatus(shared) // once, not once per shared Ingress
+	sharedServed := c.servedSomewhere(ctx, translate.SharedConfigName)
 	for _, ing := range ours {
 		key := client.ObjectKeyFromObject(ing)
 		status := sharedStatus
+		served := sharedServed
 		if out.Modes[key] == translate.ModeDedicated {
-			status = ingressStatus(dedicated[key])
+			status, served = ingressStatus(dedicated[key]), true
+		}
+		// The address appears once a node serves the Ingress, and then stays: a
+		// proxy restarting must not make it flap in the user's status.
+		if !(served && c.servedSomewhere(ctx, translate.ConfigName(key))) && len(ing.Status.LoadBalancer.Ingress) == 0 {
+			status = nil
 		}
 		if err := c.updateStatus(ctx, ing, status); err != nil {
 			errs = append(errs, err)

@@ -146,12 +146,13 @@ func judge(c Config, sel []*node, rejected map[*node]v1alpha1.RejectedConfig) Ve
 		case rejected != nil && rejected[n].Name != "":
 			r := rejected[n]
 			v.Rejected = append(v.Rejected, NodeResult{n.Name, r.Reason, r.Message})
+		case n.noProxy != "":
+			// Served is not in effect: without a proxy nothing answers on the node.
+			v.Pending = append(v.Pending, NodeResult{n.Name, v1alpha1.ReasonNotConnected, n.noProxy})
 		case n.progOK && n.programmed >= written:
 			v.Programmed = append(v.Programmed, n.Name)
 		case n.nack != "":
 			v.Rejected = append(v.Rejected, NodeResult{n.Name, v1alpha1.ReasonNACKed, n.nack})
-		case n.noProxy != "":
-			v.Pending = append(v.Pending, NodeResult{n.Name, v1alpha1.ReasonNotConnected, n.noProxy})
 		default:
 			v.Pending = append(v.Pending, NodeResult{n.Name, v1alpha1.ReasonPending, "served; waiting for the proxy to acknowledge it"})
 		}
