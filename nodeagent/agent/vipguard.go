@@ -10,7 +10,6 @@ import (
 	"github.com/portico-dev/portico/internal/vipguard"
 )
 
-
 // guardVIPs moves the configs that redirect an address of this node (its Node's
 // status.addresses) or the apiserver's ClusterIP from configs to rejected. The
 // NodeProxyConfig webhook refuses them too, but admission can be off, and a node can
