@@ -45,6 +45,11 @@ func main() {
 	// median, at 5 Lease writes per second per node.
 	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "how often the heartbeat Lease is renewed")
 	flag.DurationVar(&cfg.HeartbeatDuration, "heartbeat-duration", agent.DefaultHeartbeatDuration, "heartbeat Lease duration (published rounded up to whole seconds); the node fences itself after this long without a renewal")
+	flag.Func("redirect-map-size", "redirect map capacity per address family for a fresh bpffs pin (default 65536; a pinned map keeps its size); configs beyond it are rejected newest first", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		cfg.RedirectMapSize = uint32(n)
+		return err
+	})
 	flag.BoolVar(&cfg.DisableDatapath, "disable-datapath", false, "serve xDS only, without eBPF redirects (no root needed)")
 	flag.BoolVar(&cfg.DisableL2, "disable-l2", false, "do not answer ARP/NDP for the LoadBalancer IPs the L2 controller assigns to this node")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint (0 disables it)")

@@ -12,6 +12,13 @@ package agent
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=services,verbs=list;watch
 //
+// The TLS Secrets the applied configs list, each by a watch of its own with the field
+// selector metadata.name=<name> (nodeagent/secrets), as the kubelet's watch-based
+// Secret manager does. RBAC cannot hold list and watch to one name (it ignores field
+// selectors), so this grants every Secret; the chart's install test checks that the
+// agent only ever asks by name.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=list;watch
+//
 // The reporter reads and creates its NodeProxy directly and writes only its status:
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;create
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies/status,verbs=update
