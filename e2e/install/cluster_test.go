@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/internal/chart"
@@ -45,6 +47,7 @@ type cluster struct {
 // certificates, as `helm install` would create the objects.
 func startCluster(t testing.TB, listenHost string) *cluster {
 	t.Helper()
+	ctrl.SetLogger(logr.Discard())
 	env, err := testenv.Start(testenv.Options{ListenHost: listenHost})
 	if err != nil {
 		t.Fatal(err)

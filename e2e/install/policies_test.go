@@ -39,8 +39,10 @@ func TestPolicies(t *testing.T) {
 		return &v1alpha1.NodeProxyConfig{ObjectMeta: metav1.ObjectMeta{Name: name,
 			Labels: map[string]string{v1alpha1.LabelProducer: producer}}, Spec: spec}
 	}
-	announce := v1alpha1.NodeProxyConfigSpec{Announcements: []v1alpha1.Announcement{{IP: "10.0.0.1",
-		Service: v1alpha1.ServiceRef{Namespace: "default", Name: "web"}}}}
+	announce := v1alpha1.NodeProxyConfigSpec{
+		NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelHostname: "n1"}},
+		Announcements: []v1alpha1.Announcement{{IP: "10.0.0.1",
+			Service: v1alpha1.ServiceRef{Namespace: "default", Name: "web"}}}}
 	redirect := v1alpha1.NodeProxyConfigSpec{Redirects: []v1alpha1.Redirect{{Name: "http", VIP: "10.0.0.1", Port: 80, Listener: "l"}}}
 	lease := func(name string) *coordinationv1.Lease {
 		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/netlab"
 	"github.com/portico-dev/portico/internal/privileged"
+	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
 // TestServiceAccountScenarios installs the chart and runs scenarios S1–S4 through the
@@ -95,6 +98,11 @@ func TestServiceAccountScenarios(t *testing.T) {
 			"--state-dir="+dir+"/state-"+node, "--xds-socket="+sock+"/xds.sock")
 		cmd := h.Command(context.Background(), "env", append([]string{"NODE_NAME=" + node, "POD_NAMESPACE=" + ns, bins + "/node-agent"}, args...)...)
 		procs["agent-"+node] = startProc(t, "agent-"+node, cmd)
+		// Envoy's part, as the chart's Envoy DaemonSet plays it through the shared socket
+		// directory: an ADS client that subscribes, follows references and ACKs. Ingresses
+		// show their address only once a node serves their config to its proxy.
+		proxy := dialProxy(t, sock+"/xds.sock", node)
+		t.Cleanup(func() { _ = proxy.Close() })
 	}
 
 	// S1: a pool, through the LB-IPAM webhook (served with the certificate the
@@ -166,6 +174,17 @@ func TestServiceAccountScenarios(t *testing.T) {
 		g.Expect(p.Status.IPv4.Available).To(BeEquivalentTo(2))
 	}).WithTimeout(30 * time.Second).Should(Succeed())
 
+	// HTTPS on the shared listener: the agents read the Ingress's TLS Secret, by name.
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey("shop.example.com", nil, nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(c.env.Client.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "shop-tls"},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{corev1.TLSCertKey: certPEM, corev1.TLSPrivateKeyKey: keyPEM}})).To(Succeed())
+	shop := ingress("shop", false, "productpage")
+	shop.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{"shop.example.com"}, SecretName: "shop-tls"}}
+	shop.Spec.Rules[0].Host = "shop.example.com"
+	g.Expect(c.env.Client.Create(ctx, shop)).To(Succeed())
+	g.Expect(waitIngressAddress(g, c, "shop")).To(Equal(shared))
+
 	// Both agents applied every config that selects them (the Ingresses' and their own
 	// node's L2 config), rejected none, and reported it on their own NodeProxy.
 	g.Eventually(func(g Gomega) {
@@ -212,12 +231,41 @@ func TestServiceAccountScenarios(t *testing.T) {
 	// An agent reads only the Secrets it serves, each by name (a per-name watch): RBAC
 	// cannot hold it to that, so its requests are checked here.
 	for node := range hosts {
-		for _, e := range proxies["agent-"+node].exchanges(secrets) {
+		reads := proxies["agent-"+node].exchanges(secrets)
+		if len(reads) == 0 {
+			t.Errorf("agent %s never read the TLS Secret it serves", node)
+		}
+		for _, e := range reads {
 			if !byName(e) {
 				t.Errorf("agent %s read Secrets other than by name: %v", node, e)
 			}
 		}
 	}
+}
+
+// dialProxy connects an Envoy-like ADS client to an agent's socket once it exists.
+func dialProxy(t testing.TB, sock, node string) *xdstest.Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the agent of %s never opened its xDS socket %s", node, sock)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c, err := xdstest.Dial(ctx, "unix://"+sock, "envoy-"+node)
+	if err == nil {
+		err = c.Start()
+	}
+	if err != nil {
+		t.Fatalf("connecting %s's proxy: %v", node, err)
+	}
+	return c
 }
 
 // byName: a request for one Secret, by its path or a metadata.name field selector.
