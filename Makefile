@@ -52,6 +52,10 @@ bundle: chart ## Generate the OLM bundle (bundle/) from the Helm chart.
 images: ## Build one image per binary and the OLM bundle image (OCI layouts and archives in _output/images, amd64 and arm64), no Docker needed.
 	go run ./hack/images -out _output/images -version $(VERSION) -platforms $(PLATFORMS) -bundle bundle $(IMAGE_BINARIES)
 
+.PHONY: print-generated
+print-generated:
+	@echo $(GENERATED)
+
 .PHONY: verify
 verify: ## Fail when generated files are stale, or code is not gofmt/vet clean.
 	@bash hack/verify.sh
