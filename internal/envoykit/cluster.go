@@ -32,7 +32,7 @@ func EDSCluster(name string) Cluster {
 func HTTP2Upstream(c *Cluster) {
 	c.TypedExtensionProtocolOptions = map[string]any{
 		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": map[string]any{
-			"@type":                 TypeHTTPOptions,
+			"@type":                TypeHTTPOptions,
 			"explicit_http_config": map[string]any{"http2_protocol_options": map[string]any{}},
 		},
 	}

@@ -19,7 +19,6 @@ const (
 	HTTPSPort = 443
 )
 
-
 // listenerSet is the HTTP and HTTPS listener pair of one load balancer Service:
 // the shared one, or a dedicated Ingress's own.
 type listenerSet struct {
@@ -257,7 +256,6 @@ func (ls *listenerSet) addFragmentsTo(spec *v1alpha1.NodeProxyConfigSpec, owner 
 	spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
 }
 
-
 // filterChains are the HTTPS chains of the set that keep selects, SNI chains
 // sorted by Secret and the fallback last, with the Secrets they serve. Chains
 // contributed as fragments are named "<namespace>/<ingress>/<secret>"
@@ -302,7 +300,6 @@ func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]envoykit.FilterCh
 	slices.Sort(secrets)
 	return out, slices.Compact(secrets)
 }
-
 
 // unnamed is fc as a chain of the listener's own: names only matter to tell
 // chains merged from several configs apart.
