@@ -39,34 +39,57 @@ import (
 // ARP answers are real, redirects are covered by nodeagent/e2e.
 func TestServiceAccountScenarios(t *testing.T) {
 	privileged.Require(t)
-	lab := netlab.New(t, netip.MustParsePrefix("10.249.0.0/24"), netip.MustParsePrefix("fd00:249::/64"))
-	hosts := map[string]*netlab.Host{"n1": lab.AddHost("n1"), "n2": lab.AddHost("n2")}
-	clientHost := lab.AddHost("client")
-	mgmt := lab.Mgmt.Addr().String()
-	c := startCluster(t, mgmt)
-	bins := buildBinaries(t, "lbipam-controller", "l2-controller", "ingress-controller", "node-agent")
-	dir := t.TempDir()
-	ctx := context.Background()
-	g := NewWithT(t)
+	r := newRig(t)
+	webIP := r.s1()
+	r.s2(webIP)
+	r.s3s4(webIP)
+	r.checkNodes()
+	r.checkWire()
+}
 
-	proxies := map[string]*apiProxy{}
-	procs := map[string]*proc{}
+// rig is the installed chart with every binary running under its own token.
+type rig struct {
+	t       *testing.T
+	g       Gomega
+	c       *cluster
+	mgmt    string
+	hosts   map[string]*netlab.Host
+	client  *netlab.Host
+	proxies map[string]*apiProxy
+	procs   map[string]*proc
+}
+
+func newRig(t *testing.T) *rig {
+	lab := netlab.New(t, netip.MustParsePrefix("10.249.0.0/24"), netip.MustParsePrefix("fd00:249::/64"))
+	r := &rig{t: t, g: NewWithT(t), hosts: map[string]*netlab.Host{"n1": lab.AddHost("n1"), "n2": lab.AddHost("n2")},
+		client: lab.AddHost("client"), mgmt: lab.Mgmt.Addr().String(), proxies: map[string]*apiProxy{}, procs: map[string]*proc{}}
+	r.c = startCluster(t, r.mgmt)
 	t.Cleanup(func() {
 		if t.Failed() {
-			for name, p := range procs {
+			for name, p := range r.procs {
 				t.Logf("--- %s logs:\n%s", name, tail(p.logs.String(), 60))
 			}
-			for name, p := range proxies {
+			for name, p := range r.proxies {
 				t.Logf("--- %s requests refused: %v", name, p.exchanges(forbidden))
 			}
 		}
 	})
+	bins := buildBinaries(t, "lbipam-controller", "l2-controller", "ingress-controller", "node-agent")
+	dir := t.TempDir()
+	r.startControllers(bins, dir)
+	r.startAgents(bins, dir)
+	return r
+}
 
+// startControllers runs each Deployment's binary with the chart's arguments and a
+// token of its ServiceAccount; webhooks are reached by URL (see webhookByURL).
+func (r *rig) startControllers(bins, dir string) {
+	t, c := r.t, r.c
 	env := map[string]string{"POD_NAMESPACE": ns}
 	for _, d := range c.chart.OfKind("Deployment") {
 		comp := d.GetLabels()["app.kubernetes.io/component"]
-		p := newAPIProxy(t, mgmt, c.env.Config)
-		proxies[comp] = p
+		p := newAPIProxy(t, r.mgmt, c.env.Config)
+		r.proxies[comp] = p
 		args := append(chartArgs(t, d, env), "--kubeconfig="+writeKubeconfig(t, dir, comp, p, c.token(t, comp, nil)),
 			"--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:"+freePort(t))
 		if vwc := c.chart.Find("ValidatingWebhookConfiguration", saName(comp)); vwc != nil {
@@ -76,11 +99,16 @@ func TestServiceAccountScenarios(t *testing.T) {
 		}
 		cmd := exec.Command(bins+"/"+binaryOf(t, d), args...)
 		cmd.Env = []string{"POD_NAMESPACE=" + ns}
-		procs[comp] = startProc(t, comp, cmd)
+		r.procs[comp] = startProc(t, comp, cmd)
 	}
-	agentSet := c.chart.OfKind("DaemonSet")
+}
+
+// startAgents runs the DaemonSet's binary in each node's namespace with a token bound
+// to a Pod on that node, and an Envoy-like proxy on its socket.
+func (r *rig) startAgents(bins, dir string) {
+	t, c := r.t, r.c
 	var agentDS *unstructured.Unstructured
-	for _, ds := range agentSet {
+	for _, ds := range c.chart.OfKind("DaemonSet") {
 		if ds.GetLabels()["app.kubernetes.io/component"] == "nodeagent" {
 			agentDS = ds
 		}
@@ -88,25 +116,29 @@ func TestServiceAccountScenarios(t *testing.T) {
 	if agentDS == nil {
 		t.Fatal("the chart installed no node agent")
 	}
-	for node, h := range hosts {
-		p := newAPIProxy(t, mgmt, c.env.Config)
-		proxies["agent-"+node] = p
+	env := map[string]string{"POD_NAMESPACE": ns}
+	for node, h := range r.hosts {
+		p := newAPIProxy(t, r.mgmt, c.env.Config)
+		r.proxies["agent-"+node] = p
 		sock := shortDir(t)
 		args := append(chartArgs(t, agentDS, env),
 			"--kubeconfig="+writeKubeconfig(t, dir, "agent-"+node, p, c.token(t, "nodeagent", c.agentPod(t, node))),
 			"--disable-datapath", "--metrics-bind-address=0", "--health-probe-bind-address=",
 			"--state-dir="+dir+"/state-"+node, "--xds-socket="+sock+"/xds.sock")
 		cmd := h.Command(context.Background(), "env", append([]string{"NODE_NAME=" + node, "POD_NAMESPACE=" + ns, bins + "/node-agent"}, args...)...)
-		procs["agent-"+node] = startProc(t, "agent-"+node, cmd)
+		r.procs["agent-"+node] = startProc(t, "agent-"+node, cmd)
 		// Envoy's part, as the chart's Envoy DaemonSet plays it through the shared socket
 		// directory: an ADS client that subscribes, follows references and ACKs. Ingresses
 		// show their address only once a node serves their config to its proxy.
 		proxy := dialProxy(t, sock+"/xds.sock", node)
 		t.Cleanup(func() { _ = proxy.Close() })
 	}
+}
 
-	// S1: a pool, through the LB-IPAM webhook (served with the certificate the
-	// controller issued itself), and a LoadBalancer Service gets an address.
+// s1: a pool, through the LB-IPAM webhook (served with the certificate the controller
+// issued itself), and a LoadBalancer Service gets an address.
+func (r *rig) s1() netip.Addr {
+	c, g, ctx := r.c, r.g, context.Background()
 	pool := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "lb-pool"},
 		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "10.249.0.211", Stop: "10.249.0.215"}}}}
 	g.Eventually(func() error { return c.env.Client.Create(ctx, pool.DeepCopy()) }).WithTimeout(60*time.Second).
@@ -121,8 +153,13 @@ func TestServiceAccountScenarios(t *testing.T) {
 		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "10.249.0.214", Stop: "10.249.0.220"}}}}
 	g.Expect(c.env.Client.Create(ctx, bad)).To(MatchError(ContainSubstring("lb-pool")), "the webhook let an overlapping pool in")
 
-	// S2: one node answers ARP for the address, the one the Service's condition names.
-	// Through the L2 webhook, once its controller has issued its certificate.
+	return webIP
+}
+
+// s2: one node answers ARP for the address, the one the Service's condition names; the
+// policy goes through the L2 webhook once its controller has issued its certificate.
+func (r *rig) s2(webIP netip.Addr) {
+	c, g, ctx := r.c, r.g, context.Background()
 	policy := &v1alpha1.L2AnnouncementPolicy{ObjectMeta: metav1.ObjectMeta{Name: "policy1"},
 		Spec: v1alpha1.L2AnnouncementPolicySpec{Interfaces: []string{"^eth1$"}, ExternalIPs: true, LoadBalancerIPs: true}}
 	g.Eventually(func() error { return c.env.Client.Create(ctx, policy.DeepCopy()) }).WithTimeout(60*time.Second).
@@ -135,10 +172,14 @@ func TestServiceAccountScenarios(t *testing.T) {
 		g.Expect(cond.Status).To(Equal(metav1.ConditionTrue), cond.Message)
 		owner := regexp.MustCompile(`announced by (\S+)`).FindStringSubmatch(cond.Message)
 		g.Expect(owner).NotTo(BeNil(), cond.Message)
-		macs := arping(clientHost, webIP)
-		g.Expect(macs).To(ConsistOf(strings.ToLower(hosts[owner[1]].MAC.String())), "ARP answers for %s", webIP)
+		macs := arping(r.client, webIP)
+		g.Expect(macs).To(ConsistOf(strings.ToLower(r.hosts[owner[1]].MAC.String())), "ARP answers for %s", webIP)
 	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+}
 
+// s3s4: shared and dedicated Ingresses, and HTTPS on the shared listener.
+func (r *rig) s3s4(webIP netip.Addr) {
+	c, g, ctx := r.c, r.g, context.Background()
 	// S3 and S4: shared Ingresses share the shared Service's address; a dedicated one gets
 	// its own Service beside it, and the next address.
 	for _, s := range []string{"details", "productpage", "webpod"} {
@@ -184,29 +225,36 @@ func TestServiceAccountScenarios(t *testing.T) {
 	shop.Spec.Rules[0].Host = "shop.example.com"
 	g.Expect(c.env.Client.Create(ctx, shop)).To(Succeed())
 	g.Expect(waitIngressAddress(g, c, "shop")).To(Equal(shared))
+}
 
-	// Both agents applied every config that selects them (the Ingresses' and their own
-	// node's L2 config), rejected none, and reported it on their own NodeProxy.
+// checkNodes: both agents applied every config that selects them (the Ingresses' and
+// their own node's L2 config), rejected none, and reported it on their own NodeProxy.
+func (r *rig) checkNodes() {
+	c, g, ctx := r.c, r.g, context.Background()
 	g.Eventually(func(g Gomega) {
 		var npcs v1alpha1.NodeProxyConfigList
 		g.Expect(c.env.Client.List(ctx, &npcs, client.MatchingLabels{v1alpha1.LabelProducer: "ingress"})).To(Succeed())
 		g.Expect(len(npcs.Items)).To(BeNumerically(">=", 3))
-		for node := range hosts {
+		for node := range r.hosts {
 			np := &v1alpha1.NodeProxy{}
 			g.Expect(c.env.Client.Get(ctx, client.ObjectKey{Name: node}, np)).To(Succeed())
 			g.Expect(np.Status.Rejected).To(BeEmpty(), "node %s", node)
 			g.Expect(np.Status.Counters.Listeners).To(BeNumerically(">", 0), "node %s serves no listener", node)
 		}
 	}).WithTimeout(30 * time.Second).Should(Succeed())
+}
 
-	// Nothing was refused, no binary died, and the ingress controller never received a
-	// Secret's data (its metadata-only watch is the one thing RBAC cannot express).
-	for name, p := range procs {
+// checkWire: nothing was refused, no binary died, the ingress controller never received
+// a Secret's data, and the agents asked for Secrets only by name (what RBAC cannot
+// express, checked on the wire).
+func (r *rig) checkWire() {
+	t := r.t
+	for name, p := range r.procs {
 		if p.exited() {
 			t.Errorf("%s exited:\n%s", name, tail(p.logs.String(), 40))
 		}
 	}
-	for name, p := range proxies {
+	for name, p := range r.proxies {
 		if refused := p.exchanges(forbidden); len(refused) > 0 {
 			t.Errorf("%s was refused %d requests, e.g. %v", name, len(refused), refused[0])
 		}
@@ -216,13 +264,13 @@ func TestServiceAccountScenarios(t *testing.T) {
 	}
 	// The Secrets in the install namespace (the webhook certificates) are enough for the
 	// ingress controller's watch to have carried some.
-	ing := proxies["ingress"]
+	ing := r.proxies["ingress"]
 	if len(ing.exchanges(secrets)) == 0 || ing.metaSecrets.Load() == 0 {
 		t.Errorf("the ingress controller received no Secret metadata (%d requests): the metadata-only check saw nothing", len(ing.exchanges(secrets)))
 	}
 	// The scanner does see whole Secrets where they are read: LB-IPAM reads its own
 	// webhook certificate.
-	if proxies["lbipam"].fullSecrets.Load() == 0 {
+	if r.proxies["lbipam"].fullSecrets.Load() == 0 {
 		t.Error("no whole Secret seen even in LB-IPAM's certificate reads: the Secret scanner is blind")
 	}
 	if n := ing.fullSecrets.Load(); n > 0 {
@@ -230,8 +278,8 @@ func TestServiceAccountScenarios(t *testing.T) {
 	}
 	// An agent reads only the Secrets it serves, each by name (a per-name watch): RBAC
 	// cannot hold it to that, so its requests are checked here.
-	for node := range hosts {
-		reads := proxies["agent-"+node].exchanges(secrets)
+	for node := range r.hosts {
+		reads := r.proxies["agent-"+node].exchanges(secrets)
 		if len(reads) == 0 {
 			t.Errorf("agent %s never read the TLS Secret it serves", node)
 		}
