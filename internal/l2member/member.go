@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -76,6 +77,7 @@ type Member struct {
 	leaving map[string]bool
 	changes chan struct{}
 	onMsg   func([]byte)
+	down    atomic.Bool
 }
 
 type entry struct {
@@ -242,6 +244,9 @@ func (m *Member) Send(name string, msg []byte) error {
 // Leave tells the others this member is going (they stop counting it at once), then
 // shuts it down.
 func (m *Member) Leave(timeout time.Duration) {
+	if !m.down.CompareAndSwap(false, true) {
+		return
+	}
 	bye := append([]byte{msgLeaving}, m.name...)
 	var wg sync.WaitGroup
 	for _, n := range m.ml.Members() {
@@ -264,7 +269,10 @@ func (m *Member) Leave(timeout time.Duration) {
 }
 
 // Shutdown stops the member without telling anyone (as a crash would).
-func (m *Member) Shutdown() { _ = m.ml.Shutdown() }
+func (m *Member) Shutdown() {
+	m.down.Store(true)
+	_ = m.ml.Shutdown()
+}
 
 func (m *Member) notify() {
 	select {

@@ -49,18 +49,17 @@ type Acks struct {
 	Controller time.Time
 }
 
-// Forever stands for "no quorum needed": a single agent is a quorum by itself.
-var Forever = time.Unix(1<<62, 0)
-
 // ValidUntil is the time until which an agent of a cluster with agents agents (itself
 // included) may answer, given the acknowledgements it got: the send time of the ping
 // that completed its most recent quorum, plus window. The send time, not the ack's
 // arrival, because the partition may start right after the ping left: all the agent
-// knows is that the path worked at some moment after it sent the ping.
-func ValidUntil(acks Acks, agents int, window time.Duration) time.Time {
+// knows is that the path worked at some moment after it sent the ping. A single agent
+// is its own quorum, renewed at every call (now), so that it lapses as soon as a second
+// agent joins and is not pinged.
+func ValidUntil(acks Acks, agents int, window time.Duration, now time.Time) time.Time {
 	need := Quorum(Voters(agents)) - 1 // the agent votes for itself
 	if need <= 0 {
-		return Forever
+		return now.Add(window)
 	}
 	times := make([]time.Time, 0, len(acks.Agents)+1)
 	for _, t := range acks.Agents {

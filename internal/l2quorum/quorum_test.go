@@ -20,29 +20,29 @@ func TestValidUntilCountsTheQuorumFromSendTimes(t *testing.T) {
 	w := 400 * time.Millisecond
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	// Three agents: one other ack makes a quorum; the freshest one counts.
-	got := ValidUntil(Acks{Agents: map[string]time.Time{"b": at(100), "c": at(300)}}, 3, w)
+	got := ValidUntil(Acks{Agents: map[string]time.Time{"b": at(100), "c": at(300)}}, 3, w, t0)
 	if !got.Equal(at(700)) {
 		t.Errorf("3 agents: %v", got.Sub(t0))
 	}
 	// Five agents: two others needed; the second freshest bounds it.
-	got = ValidUntil(Acks{Agents: map[string]time.Time{"b": at(100), "c": at(300), "d": at(200)}}, 5, w)
+	got = ValidUntil(Acks{Agents: map[string]time.Time{"b": at(100), "c": at(300), "d": at(200)}}, 5, w, t0)
 	if !got.Equal(at(600)) {
 		t.Errorf("5 agents: %v", got.Sub(t0))
 	}
 	// Not enough acks: no validity at all.
-	if got := ValidUntil(Acks{Agents: map[string]time.Time{"b": at(100)}}, 5, w); !got.IsZero() {
+	if got := ValidUntil(Acks{Agents: map[string]time.Time{"b": at(100)}}, 5, w, t0); !got.IsZero() {
 		t.Errorf("1 of 2 needed: %v", got)
 	}
 	// Two agents: the controller is the tie-breaker; either it or the peer suffices.
-	if got := ValidUntil(Acks{Controller: at(50)}, 2, w); !got.Equal(at(450)) {
+	if got := ValidUntil(Acks{Controller: at(50)}, 2, w, t0); !got.Equal(at(450)) {
 		t.Errorf("2 agents, controller ack: %v", got.Sub(t0))
 	}
 	// Three agents: the controller does not vote, its ack is worth nothing.
-	if got := ValidUntil(Acks{Controller: at(50)}, 3, w); !got.IsZero() {
+	if got := ValidUntil(Acks{Controller: at(50)}, 3, w, t0); !got.IsZero() {
 		t.Errorf("3 agents, controller ack only: %v", got)
 	}
 	// A single agent is its own quorum.
-	if got := ValidUntil(Acks{}, 1, w); got != Forever {
+	if got := ValidUntil(Acks{}, 1, w, at(900)); !got.Equal(at(1300)) {
 		t.Errorf("1 agent: %v", got)
 	}
 }
