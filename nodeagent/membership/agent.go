@@ -45,7 +45,10 @@ type Agent struct {
 	// memberlist has seen them: a restarted agent that cannot reach its peers must not
 	// count itself alone and its own quorum.
 	expected map[string]bool
-	onMessage  atomic.Pointer[func([]byte)]
+	// held is what this agent holds (SetHeld); queries are Unheld's, by id.
+	held      []string
+	queries   map[uint64]*query
+	nextQuery uint64
 }
 
 // Start joins nothing yet (Run does) but listens at once, so the address can be
@@ -54,14 +57,10 @@ func Start(opts Options, gate *Gate) (*Agent, error) {
 	if opts.Timing.ProbeInterval == 0 {
 		opts.Timing = l2quorum.DefaultTiming
 	}
-	a := &Agent{opts: opts, gate: gate, log: opts.Log, acks: l2quorum.Acks{Agents: map[string]time.Time{}}, expected: map[string]bool{}}
+	a := &Agent{opts: opts, gate: gate, log: opts.Log, acks: l2quorum.Acks{Agents: map[string]time.Time{}}, expected: map[string]bool{}, queries: map[uint64]*query{}}
 	m, err := l2member.Start(l2member.Config{Name: opts.Node, Bind: opts.Bind, Advertise: opts.Advertise,
 		SecretKey: opts.SecretKey, Timing: opts.Timing, Log: opts.Log.WithName("memberlist"),
-		OnMessage: func(b []byte) {
-			if fn := a.onMessage.Load(); fn != nil {
-				(*fn)(b)
-			}
-		}})
+		OnMessage: func(b []byte) { a.handle(b) }})
 	if err != nil {
 		return nil, err
 	}
@@ -102,7 +101,6 @@ func (a *Agent) Publish(ready bool, ips []string) {
 // while it lacks a quorum, and leaves gracefully when ctx ends. The caller must have
 // silenced the responder before ctx ends: the others reassign at once on a leave.
 func (a *Agent) Run(ctx context.Context) error {
-	go a.gate.Watch(ctx)
 	a.join(ctx)
 	ping := time.NewTicker(a.opts.Timing.PingInterval)
 	defer ping.Stop()

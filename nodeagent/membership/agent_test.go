@@ -28,6 +28,7 @@ func startNode(t *testing.T, name string, seeds ...string) *node {
 	a.SetAnnouncing(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node{a: a, gate: g, cancel: cancel, done: make(chan struct{})}
+	go g.Watch(ctx)
 	go func() { defer close(n.done); _ = a.Run(ctx) }()
 	t.Cleanup(n.stop)
 	return n
@@ -136,5 +137,22 @@ func TestExpectedPeersCountBeforeTheyAreSeen(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if g.Quorate() {
 		t.Fatal("an agent expecting two unreachable peers thinks it has a quorum")
+	}
+}
+
+// A restarted agent learns which of its former addresses another node took meanwhile.
+func TestUnheldNamesWhatOthersHold(t *testing.T) {
+	a := startNode(t, "a")
+	b := startNode(t, "b", a.a.Addr())
+	c := startNode(t, "c", a.a.Addr())
+	waitFor(t, "three members", func() bool { return len(a.a.member.Members()) == 3 })
+	b.a.SetHeld([]string{"10.0.0.1", "10.0.0.9"})
+	c.a.SetHeld(nil)
+	free, err := a.a.Unheld(context.Background(), []string{"10.0.0.1", "10.0.0.2"}, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(free) != 1 || free[0] != "10.0.0.2" {
+		t.Errorf("unheld: %v", free)
 	}
 }

@@ -25,12 +25,13 @@ type Gate struct {
 	fence *l2quorum.Fence
 	now   func() time.Time
 
-	changes chan struct{}
+	subsMu sync.Mutex
+	subs   []chan struct{}
 }
 
 // NewGate returns a closed gate.
 func NewGate() *Gate {
-	return &Gate{fence: l2quorum.NewFence(), now: time.Now, changes: make(chan struct{}, 1)}
+	return &Gate{fence: l2quorum.NewFence(), now: time.Now}
 }
 
 // Extend records that the liveness source vouches for the node until until.
@@ -82,9 +83,16 @@ func (g *Gate) Quorate() bool {
 	return g.fence.Quorate(g.now())
 }
 
-// Changes is signalled (coalesced) when the gate may have opened, closed or needs a
-// refresh. Expiry is noticed by Watch, since nothing else happens when contact ends.
-func (g *Gate) Changes() <-chan struct{} { return g.changes }
+// Subscribe returns a channel signalled (coalesced) when the gate may have opened,
+// closed or come to need a refresh. Expiry is noticed by Watch, since nothing else
+// happens when contact ends.
+func (g *Gate) Subscribe() <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	g.subsMu.Lock()
+	g.subs = append(g.subs, ch)
+	g.subsMu.Unlock()
+	return ch
+}
 
 type gateState struct{ answering, stale, quorate bool }
 
@@ -94,9 +102,13 @@ func (g *Gate) state() gateState {
 }
 
 func (g *Gate) notify() {
-	select {
-	case g.changes <- struct{}{}:
-	default:
+	g.subsMu.Lock()
+	defer g.subsMu.Unlock()
+	for _, ch := range g.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
 	}
 }
 
