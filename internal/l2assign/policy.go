@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/l2iface"
 )
 
 // Pseudo-labels a serviceSelector can use to match a Service's namespace and name (the
@@ -103,18 +104,13 @@ func (p *Policy) SelectsNode(nodeLabels map[string]string) bool {
 }
 
 // MatchesInterfaces reports whether the policy can be answered on a node with these
-// interfaces (as its agent reported them): some name must match some regex, unanchored,
-// exactly as the agent's responder matches them. A policy without regexes answers on
-// every interface, so any one will do; a node that reported none can answer nothing.
+// interfaces (as its agent reported them, per-pod and tunnel interfaces left out):
+// some name must pass l2iface.Match, the function the agent's responder uses too. A
+// node that reported none can answer nothing.
 func (p *Policy) MatchesInterfaces(names []string) bool {
 	for _, n := range names {
-		if len(p.ifaces) == 0 {
+		if l2iface.Match(p.ifaces, nil, n) {
 			return true
-		}
-		for _, re := range p.ifaces {
-			if re.MatchString(n) {
-				return true
-			}
 		}
 	}
 	return false
