@@ -63,4 +63,7 @@ const (
 	ReasonNoEligibleNode   ConditionReason = "NoEligibleNode"
 	ReasonNotSelected      ConditionReason = "NotSelected"
 	ReasonNoAnnounceableIP ConditionReason = "NoAnnounceableIP"
+	// ReasonNotAllowed: an address of spec.externalIPs lies outside every
+	// LoadBalancerIPPool and the policy's externalIPCIDRs, so it is not announced.
+	ReasonNotAllowed ConditionReason = "NotAllowed"
 )

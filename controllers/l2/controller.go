@@ -57,6 +57,7 @@ const DefaultNamespace = "portico-system"
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -113,6 +114,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Watches(&coordinationv1.Lease{}, c.leaseHandler()).
 		Watches(&v1alpha1.NodeProxy{}, all, builder.WithPredicates(interfacesChanged())).
 		Watches(&v1alpha1.L2AnnouncementPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Pools decide which spec.externalIPs may be announced.
+		Watches(&v1alpha1.LoadBalancerIPPool{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Our own objects: someone else's edit or deletion is repaired.
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownNPC(), predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(c.kick, all)).

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/ipam"
 	"github.com/portico-dev/portico/internal/l2assign"
 )
 
@@ -68,6 +70,19 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	for i := range pl.Items {
 		policies[i] = &pl.Items[i]
 		in.Policies = append(in.Policies, l2assign.ParsePolicy(&pl.Items[i]))
+	}
+
+	// spec.externalIPs are announced only inside a pool (or a policy's allow-list).
+	var pools v1alpha1.LoadBalancerIPPoolList
+	if err := c.client.List(ctx, &pools, noCopy); err != nil {
+		return in, nil, nil, err
+	}
+	for i := range pools.Items {
+		// Every valid block counts, even of a disabled or conflicting pool: the question
+		// is whether the address belongs to the load-balancer ranges, not whether LB-IPAM
+		// would hand it out now.
+		ranges, _ := ipam.ParseBlocks(field.NewPath("spec", "blocks"), pools.Items[i].Spec.Blocks, true)
+		in.Pools = append(in.Pools, ranges...)
 	}
 
 	// The Lease handler normally observes every renewal first; observing the listed

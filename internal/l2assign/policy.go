@@ -6,6 +6,7 @@ package l2assign
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/ipam"
 	"github.com/portico-dev/portico/internal/l2iface"
 )
 
@@ -41,6 +43,8 @@ type Policy struct {
 	nodes    labels.Selector
 	services labels.Selector
 	ifaces   []*regexp.Regexp
+	// externalCIDRs allow spec.externalIPs addresses beside the pools.
+	externalCIDRs []netip.Prefix
 }
 
 // ParsePolicy validates a policy in one pass and reports every problem with its field path.
@@ -63,6 +67,15 @@ func ParsePolicy(p *v1alpha1.L2AnnouncementPolicy) *Policy {
 			continue
 		}
 		out.ifaces = append(out.ifaces, c)
+	}
+	for i, c := range p.Spec.ExternalIPCIDRs {
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			out.Errors = append(out.Errors, field.Invalid(spec.Child("externalIPCIDRs").Index(i), c,
+				"must be a CIDR such as 192.168.10.0/24 or 2001:db8::/64"))
+			continue
+		}
+		out.externalCIDRs = append(out.externalCIDRs, pfx.Masked())
 	}
 	if !p.Spec.LoadBalancerIPs && !p.Spec.ExternalIPs {
 		// The schema refuses this too; repeated so a policy that slipped past it says why it does nothing.
@@ -110,6 +123,25 @@ func (p *Policy) SelectsNode(nodeLabels map[string]string) bool {
 func (p *Policy) MatchesInterfaces(names []string) bool {
 	for _, n := range names {
 		if l2iface.Match(p.ifaces, nil, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsExternalIP reports whether the policy may announce ip, an address of a
+// Service's spec.externalIPs: only inside a pool (pools) or the policy's
+// externalIPCIDRs. Any namespace user can write externalIPs; without this, a Service
+// could make nodes answer ARP for the router's address (design §8).
+func (p *Policy) AllowsExternalIP(ip netip.Addr, pools []ipam.Range) bool {
+	ip = ip.Unmap()
+	for _, r := range pools {
+		if r.Contains(ip) {
+			return true
+		}
+	}
+	for _, c := range p.externalCIDRs {
+		if c.Contains(ip) {
 			return true
 		}
 	}
