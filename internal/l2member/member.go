@@ -68,9 +68,9 @@ type Member struct {
 	name string
 	log  logr.Logger
 
-	mu      sync.Mutex
-	meta    Meta
-	roster  map[string]*entry
+	mu     sync.Mutex
+	meta   Meta
+	roster map[string]*entry
 	// leaving are the members that said goodbye: memberlist reports a graceful leave
 	// like a death (the state it passes NotifyLeave is not updated), so the goodbye is
 	// told separately, before leaving.

@@ -140,4 +140,3 @@ func (g *Gate) Watch(ctx context.Context) {
 		}
 	}
 }
-
