@@ -46,14 +46,18 @@ func (c *Controller) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	in.Previous = c.prev
 	res := l2assign.Assign(in)
+	held, retry := c.holdHandovers(res, in.Nodes, npcs.Items, now)
 
 	if err := c.writeNPCs(ctx, res, in.Nodes, npcs.Items); err != nil {
 		return ctrl.Result{}, err
 	}
 	c.recordMoves(res.Moves, svcs)
 	c.prev = assigned(res)
+	for k, from := range held {
+		c.prev[k] = from // still the owner until it let go
+	}
 
-	return ctrl.Result{}, errors.Join(c.writeServices(ctx, res, svcs), c.writePolicies(ctx, res, policies))
+	return ctrl.Result{RequeueAfter: retry}, errors.Join(c.writeServices(ctx, res, svcs), c.writePolicies(ctx, res, policies))
 }
 
 // gather builds the assignment input from the cache. Lists skip the deep copy: nothing
@@ -116,6 +120,9 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		live, why := c.tracker.Live(n.Name, now)
+		if c.members != nil {
+			live, why = c.members.Live(n.Name)
+		}
 		in.Nodes = append(in.Nodes, l2assign.Node{Name: n.Name, Labels: n.Labels, Live: live, Down: why, Interfaces: ifaces[n.Name]})
 	}
 

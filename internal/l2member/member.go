@@ -11,12 +11,14 @@ package l2member
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -357,6 +359,26 @@ func (d *delegate) NotifyMsg(b []byte) {
 func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }
 func (d *delegate) LocalState(bool) []byte          { return nil }
 func (d *delegate) MergeRemoteState([]byte, bool)   {}
+
+// ReadKey reads a memberlist key from path (raw bytes, or base64 of them); "" is no key.
+func ReadKey(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	b = bytes.TrimSpace(b)
+	if d, err := base64.StdEncoding.DecodeString(string(b)); err == nil {
+		b = d
+	}
+	switch len(b) {
+	case 16, 24, 32:
+		return b, nil
+	}
+	return nil, fmt.Errorf("%s: the key must be 16, 24 or 32 bytes (AES-128, -192, -256), got %d", path, len(b))
+}
 
 func splitHostPort(s string, defPort int) (string, int, error) {
 	if s == "" {

@@ -110,6 +110,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			a.gate.Shut()
 			a.member.Leave(time.Second)
 			return nil
 		case <-ping.C:

@@ -27,6 +27,16 @@ type Gate struct {
 
 	subsMu sync.Mutex
 	subs   []chan struct{}
+	shut   bool
+}
+
+// Shut closes the gate for good: the agent is stopping, and must be silent before it
+// tells the others (leave, Lease release), who then reassign at once.
+func (g *Gate) Shut() {
+	g.mu.Lock()
+	g.shut = true
+	g.mu.Unlock()
+	g.notify()
 }
 
 // NewGate returns a closed gate.
@@ -50,7 +60,7 @@ func (g *Gate) Extend(until time.Time) {
 func (g *Gate) Answering() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.fence.Answering(g.now())
+	return !g.shut && g.fence.Answering(g.now())
 }
 
 // Begin starts a refresh of the assignment (see l2quorum.Fence.Begin); ok is false when
