@@ -193,10 +193,13 @@ func (c *Controller) recordMoves(moves []l2assign.Move, svcs map[types.Namespace
 		}
 		switch {
 		case m.To != "" && m.From == "":
-			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
+			c.recorder.Eventf(svc, nodeRef(m.To), corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
 				"%s announced by %s", m.IP, m.To)
 		case m.To != "":
-			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
+			// The new node is the related object: the events API folds events of one
+			// object with equal type, reason, action and related object into a series
+			// that keeps the first message, which would hide where later moves went.
+			c.recorder.Eventf(svc, nodeRef(m.To), corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Move",
 				"%s announced by %s (was %s: %s)", m.IP, m.To, m.From, m.Why)
 		case m.Why == l2assign.WhyNotSelected:
 			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonNotSelected), "Announce",
@@ -206,6 +209,10 @@ func (c *Controller) recordMoves(moves []l2assign.Move, svcs map[types.Namespace
 				"%s no longer announced, no eligible node (was %s: %s)", m.IP, m.From, m.Why)
 		}
 	}
+}
+
+func nodeRef(name string) *corev1.Node {
+	return &corev1.Node{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}, ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
 
 // writeServices applies the L2Announced condition where it differs from what the Service

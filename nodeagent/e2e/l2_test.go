@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/internal/l2assign"
+	"github.com/portico-dev/portico/internal/l2quorum"
 )
 
 var (
@@ -78,9 +78,9 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 		g.Expect(r.nodeOfMAC(m)).To(Equal(moved), "the killed node must not answer")
 	}
 
-	// SIGTERM of the new owner: the agent stops answering, then releases its heartbeat,
-	// and the controller hands over on the release (the Event says so) rather than on
-	// expiry. A client probing throughout never hears both nodes at once.
+	// SIGTERM of the new owner: the agent stops answering, then leaves the memberlist
+	// cluster, and the controller hands over on the leave (the Event says so) rather than
+	// on a failure detection. A client probing throughout never hears both nodes at once.
 	r.startAgent(owner)
 	r.waitEligible(g, "policy1", 3)
 	current := r.waitAnswered(g, "default", "web4", lbIPv4)
@@ -95,5 +95,5 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 	g.Eventually(func() string {
 		out, _ := r.env.Kubectl(context.Background(), "get", "events", "-n", "default", "-o", "custom-columns=NOTE:.note,MSG:.message")
 		return out
-	}).WithTimeout(10 * time.Second).Should(ContainSubstring(fmt.Sprintf("announced by %s (was %s: %s)", r.nodeOfMAC(mac), current, l2assign.DownReleased)))
+	}).WithTimeout(10 * time.Second).Should(ContainSubstring(fmt.Sprintf("announced by %s (was %s: %s)", r.nodeOfMAC(mac), current, l2quorum.DownLeft)))
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -58,13 +59,19 @@ func (r *l2rig) dump() {
 	r.t.Logf("agent logs:\n%s", r.logs.String())
 }
 
-// newL2Rig builds the rig; prepare runs after the namespaces and the control plane are
-// up but before any agent starts (e.g. to give a node different interfaces).
+// newL2Rig builds the rig with three nodes; prepare runs after the namespaces and the
+// control plane are up but before any agent starts (e.g. to give a node different
+// interfaces).
 func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
+	return newL2RigOf(t, []string{"n1", "n2", "n3"}, prepare...)
+}
+
+// newL2RigOf builds the rig with the given nodes.
+func newL2RigOf(t testing.TB, names []string, prepare ...func(*l2rig)) *l2rig {
 	privileged.Require(t)
 	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{}}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
-	for _, n := range []string{"n1", "n2", "n3"} {
+	for _, n := range names {
 		r.nodes[n] = r.lab.AddHost(n)
 	}
 	r.client = r.lab.AddHost("client")
@@ -89,7 +96,10 @@ func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	must(t, err)
 	must(t, lbipam.Setup(mgr, lbipam.Options{}))
-	must(t, l2.Setup(mgr, l2.Options{Namespace: "portico-system"}))
+	// The L2 controller joins the agents' memberlist cluster from the root namespace,
+	// on the management address the agents reach the apiserver at.
+	must(t, l2.Setup(mgr, l2.Options{Namespace: "portico-system", Memberlist: &l2.MemberlistOptions{
+		Name: "l2-controller", Bind: net.JoinHostPort(r.lab.Mgmt.Addr().String(), "0")}}))
 	mctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mgr.Start(mctx) }()
@@ -123,6 +133,7 @@ func (r *l2rig) startAgent(node string) {
 	r.started[node] = time.Now()
 	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
 		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
+		"--memberlist-bind-address", net.JoinHostPort(h.IPv4.Addr().String(), "7946"),
 		"--zap-time-encoding", "rfc3339nano", // handovers take milliseconds: the logs must show them
 		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
 }

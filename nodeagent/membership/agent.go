@@ -36,8 +36,7 @@ type Agent struct {
 	gate   *Gate
 	log    logr.Logger
 
-	// announcing: ping the voters only while the node has something to announce (or a
-	// refresh to make): nodes with nothing assigned cost the others nothing.
+	// announcing: the node has something to announce and pings every PingInterval.
 	announcing atomic.Bool
 	mu         sync.Mutex
 	acks       l2quorum.Acks
@@ -107,14 +106,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer ping.Stop()
 	rejoin := time.NewTicker(time.Second)
 	defer rejoin.Stop()
-	for {
+	for tick := 0; ; tick++ {
 		select {
 		case <-ctx.Done():
 			a.gate.Shut()
 			a.member.Leave(time.Second)
 			return nil
 		case <-ping.C:
-			if a.announcing.Load() || !a.gate.Quorate() {
+			// A node with nothing to announce pings half as often, still well within the
+			// window: it must notice a lapse too, because the watch events it missed while
+			// cut off may assign and withdraw addresses it would otherwise answer for a
+			// moment on reconnection (l2quorum.Fence).
+			if a.announcing.Load() || !a.gate.Quorate() || tick%2 == 0 {
 				a.pingRound()
 			}
 		case <-rejoin.C:
