@@ -41,7 +41,8 @@ type l2State struct {
 
 // l2Live connects the responder to L2 liveness: the gate it answers through (fed by the
 // memberlist quorum, or by the heartbeat Lease when memberlist is off), the refresh of the
-// announcement set after the gate lapsed (issue 10 §5), the memberlist metadata the
+// announcement set after the gate lapsed (issue 10 §5), the check that no other agent
+// still answers an address before this one takes it, the memberlist metadata the
 // controller reads, and the state file.
 type l2Live struct {
 	log    logr.Logger
@@ -61,6 +62,12 @@ type l2Live struct {
 	applied chan struct{}
 	last    l2State
 	resumed atomic.Bool
+	// want is the set assigned to this node; active the addresses of it handed to the
+	// responder: a newly assigned address becomes active only once no other agent says
+	// it still holds it (see runAcquire).
+	want    []v1alpha1.Announcement
+	active  map[string]bool
+	pending chan struct{}
 }
 
 // apply is the sync loop's path: every rendered set goes through it.
@@ -68,7 +75,7 @@ func (l *l2Live) apply(anns []v1alpha1.Announcement) {
 	l.mu.Lock()
 	l.synced = true
 	l.applies++
-	l.setResponder(anns)
+	l.setWantLocked(anns)
 	changed := !equality.Semantic.DeepEqual(l.last.Announcements, anns)
 	l.last.Announcements = slices.Clone(anns)
 	l.mu.Unlock()
@@ -82,6 +89,94 @@ func (l *l2Live) apply(anns []v1alpha1.Announcement) {
 	}
 }
 
+// setWantLocked records the assigned set and hands the responder what of it is active.
+// Without memberlist there is nobody to ask, and every address is active at once.
+func (l *l2Live) setWantLocked(anns []v1alpha1.Announcement) {
+	l.want = slices.Clone(anns)
+	wanted := map[string]bool{}
+	for _, a := range anns {
+		wanted[a.IP] = true
+	}
+	for ip := range l.active {
+		if !wanted[ip] {
+			delete(l.active, ip)
+		}
+	}
+	waiting := false
+	for ip := range wanted {
+		if l.ms == nil {
+			l.active[ip] = true
+		}
+		waiting = waiting || !l.active[ip]
+	}
+	var out []v1alpha1.Announcement
+	var held []string
+	for _, a := range anns {
+		if l.active[a.IP] {
+			out = append(out, a)
+			held = append(held, a.IP)
+		}
+	}
+	if l.ms != nil {
+		l.ms.SetHeld(held)
+	}
+	l.setResponder(out)
+	if waiting {
+		select {
+		case l.pending <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// runAcquire makes newly assigned addresses active once every other agent alive in the
+// memberlist view says it does not hold them. The controller hands an address over from
+// a live node only after that node applied its shrunk set, and from a dead one only
+// after it fenced itself; this check also covers what neither rule sees: a decision
+// written late (a request the apiserver held during an outage and committed after
+// the node it took the address from came back), or an agent resumed from its state
+// file. A peer that does not answer may hold anything: the address then waits.
+func (l *l2Live) runAcquire(ctx context.Context) error {
+	if l.ms == nil {
+		return nil
+	}
+	retry := time.NewTicker(100 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.pending:
+		case <-retry.C:
+		}
+		l.mu.Lock()
+		var ips []string
+		for _, a := range l.want {
+			if !l.active[a.IP] {
+				ips = append(ips, a.IP)
+			}
+		}
+		l.mu.Unlock()
+		if len(ips) == 0 {
+			continue
+		}
+		free, err := l.ms.Unheld(ctx, ips, 500*time.Millisecond)
+		if err != nil {
+			l.log.V(1).Info("waiting to take newly assigned addresses", "addresses", ips, "error", err.Error())
+			continue
+		}
+		if len(free) < len(ips) {
+			l.log.Info("another agent still holds addresses assigned here; waiting for it to let go", "held", len(ips)-len(free))
+		}
+		l.mu.Lock()
+		for _, ip := range free {
+			l.active[ip] = true
+		}
+		l.setWantLocked(l.want)
+		l.mu.Unlock()
+	}
+}
+
 func (l *l2Live) publish(ready bool, anns []v1alpha1.Announcement) {
 	if l.ms == nil {
 		return
@@ -91,7 +186,7 @@ func (l *l2Live) publish(ready bool, anns []v1alpha1.Announcement) {
 		ips = append(ips, a.IP)
 	}
 	l.ms.SetAnnouncing(len(ips) > 0)
-	l.ms.Publish(ready, ips)
+	l.ms.PublishMeta(ready, ips)
 }
 
 // runRefresh lifts the gate after a lapse (and at start) once the announcement set is
@@ -204,8 +299,9 @@ func caughtUp(fresh, cached *v1alpha1.NodeProxyConfigList) bool {
 
 // runResume answers the state file's announcements when the agent restarted and the
 // apiserver stays unreachable: only with a quorum, only if the cache has not synced
-// meanwhile, and only for addresses no other agent holds (they may have been given to
-// another node while this one was down). When the cache syncs, its set replaces these.
+// meanwhile, and each address only once no other agent holds it (runAcquire: it may
+// have been given to another node while this one was down). When the cache syncs, its
+// set replaces these.
 func (l *l2Live) runResume(ctx context.Context, st l2State, grace time.Duration) error {
 	if l.ms == nil || len(st.Announcements) == 0 {
 		return nil
@@ -215,49 +311,27 @@ func (l *l2Live) runResume(ctx context.Context, st l2State, grace time.Duration)
 		return nil
 	case <-time.After(grace):
 	}
-	tick := time.NewTicker(500 * time.Millisecond)
+	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for ; ; <-tick.C {
 		if ctx.Err() != nil {
-			return nil
-		}
-		l.mu.Lock()
-		synced := l.synced
-		l.mu.Unlock()
-		if synced {
 			return nil
 		}
 		epoch, ok := l.gate.Begin()
 		if !ok {
 			continue
 		}
-		var ips []string
-		for _, a := range st.Announcements {
-			ips = append(ips, a.IP)
-		}
-		free, err := l.ms.Unheld(ctx, ips, time.Second)
-		if err != nil {
-			l.log.Info("not resuming from the state file yet", "error", err.Error())
-			continue
-		}
-		var anns []v1alpha1.Announcement
-		for _, a := range st.Announcements {
-			if slices.Contains(free, a.IP) {
-				anns = append(anns, a)
-			}
-		}
 		l.mu.Lock()
 		if l.synced {
 			l.mu.Unlock()
 			return nil
 		}
-		l.setResponder(anns)
+		l.setWantLocked(st.Announcements)
 		l.mu.Unlock()
-		l.publish(true, anns)
+		l.publish(true, st.Announcements)
 		if l.gate.Refreshed(epoch) {
 			l.resumed.Store(true)
-			l.log.Info("apiserver unreachable: answering the last assignment from the state file",
-				"announcements", len(anns), "heldElsewhere", len(st.Announcements)-len(anns))
+			l.log.Info("apiserver unreachable: resuming the last assignment from the state file", "announcements", len(st.Announcements))
 			l.reannounce()
 			return nil
 		}

@@ -38,7 +38,8 @@ type MemberlistConfig struct {
 func setupL2(cfg Config, a *agent, hb *Heartbeat, leases coordclient.LeaseInterface, cache, direct client.Reader, log logr.Logger) ([]manager.Runnable, error) {
 	gate := membership.NewGate()
 	live := &l2Live{log: log.WithName("l2"), gate: gate, cache: cache, direct: direct,
-		path: filepath.Join(cfg.StateDir, L2StateFile), kick: func() { a.kick(true) }, applied: make(chan struct{}, 1)}
+		path: filepath.Join(cfg.StateDir, L2StateFile), kick: func() { a.kick(true) }, applied: make(chan struct{}, 1),
+		active: map[string]bool{}, pending: make(chan struct{}, 1)}
 	st, err := loadL2State(live.path)
 	if err != nil {
 		log.Error(err, "L2 state file unreadable; starting without it")
@@ -75,6 +76,7 @@ func setupL2(cfg Config, a *agent, hb *Heartbeat, leases coordclient.LeaseInterf
 	runnables = append(runnables,
 		manager.RunnableFunc(func(ctx context.Context) error { gate.Watch(ctx); return nil }),
 		manager.RunnableFunc(live.runRefresh),
+		manager.RunnableFunc(live.runAcquire),
 		manager.RunnableFunc(a.l2.run))
 	return runnables, nil
 }

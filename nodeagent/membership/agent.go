@@ -88,10 +88,9 @@ func (a *Agent) Expect(nodes []string) {
 // SetAnnouncing tells whether the node has addresses to answer for.
 func (a *Agent) SetAnnouncing(on bool) { a.announcing.Store(on) }
 
-// Publish tells the other members (the controller above all) whether this agent is
-// ready and which set of addresses it applied.
-func (a *Agent) Publish(ready bool, ips []string) {
-	a.SetHeld(ips)
+// PublishMeta tells the other members (the controller above all) whether this agent is
+// ready and which set of addresses it was assigned and applied.
+func (a *Agent) PublishMeta(ready bool, ips []string) {
 	if err := a.member.SetMeta(l2member.Meta{Ready: ready, Applied: true, Hash: l2quorum.SetHash(ips)}); err != nil {
 		a.log.Info("publishing membership metadata", "error", err.Error())
 	}
