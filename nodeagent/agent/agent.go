@@ -158,6 +158,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress: cfg.ProbeAddr,
+		// Known kinds are mapped without discovery: an agent restarted while the
+		// apiserver is unreachable must get past creating its manager to rejoin its
+		// peers and resume answering (the cache's setup maps every ByObject kind).
+		MapperProvider: staticFirstMapper,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only this node's labels matter; watching every Node would cost each agent
 			// O(nodes) memory and events.
