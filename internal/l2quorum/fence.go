@@ -17,13 +17,25 @@ type Fence struct {
 	stale bool
 	// epoch counts lapses: a refresh counts only if no lapse happened since it began.
 	epoch uint64
+	// forgive: see NewFence. wasFresh is whether the set was fresh when the current
+	// lapse began.
+	forgive  time.Duration
+	wasFresh bool
 }
 
 // NewFence returns a fence that answers nothing until its first Extend and Refreshed.
-func NewFence() *Fence { return &Fence{down: true, stale: true} }
+//
+// A lapse shorter than forgive (measured between the validities, i.e. between the
+// send times of the ping rounds before and after it) leaves a fresh set fresh: nobody
+// can have declared the node dead over a gap shorter than memberlist's minimum death
+// declaration, so nothing can have been reassigned meanwhile; a CPU stall or a lost
+// round must not silence a node for the length of an apiserver outage. Zero forgives
+// nothing.
+func NewFence(forgive time.Duration) *Fence { return &Fence{down: true, stale: true, forgive: forgive} }
 
 func (f *Fence) observe(now time.Time) {
 	if !f.down && !now.Before(f.until) {
+		f.wasFresh = !f.stale
 		f.down, f.stale = true, true
 		f.epoch++
 	}
@@ -32,11 +44,16 @@ func (f *Fence) observe(now time.Time) {
 // Extend records that contact with a quorum is valid until until.
 func (f *Fence) Extend(now, until time.Time) {
 	f.observe(now)
+	prev := f.until
 	if until.After(f.until) {
 		f.until = until
 	}
-	if f.until.After(now) {
+	if f.down && f.until.After(now) {
 		f.down = false
+		if f.wasFresh && !prev.IsZero() && f.until.Sub(prev) < f.forgive {
+			f.stale = false
+		}
+		f.wasFresh = false
 	}
 }
 

@@ -50,7 +50,7 @@ func TestValidUntilCountsTheQuorumFromSendTimes(t *testing.T) {
 func TestFenceNeedsARefreshAfterEveryLapse(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
-	f := NewFence()
+	f := NewFence(0)
 	if f.Answering(t0) {
 		t.Fatal("a new fence answers")
 	}
@@ -92,7 +92,7 @@ func TestFenceNeedsARefreshAfterEveryLapse(t *testing.T) {
 
 func TestFenceLapseUnobservedUntilExtendStillCounts(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	f := NewFence()
+	f := NewFence(0)
 	f.Extend(t0, t0.Add(time.Second))
 	e, _ := f.Begin(t0)
 	f.Refreshed(e, t0)
@@ -142,5 +142,32 @@ func TestSetHashIgnoresOrderAndDuplicates(t *testing.T) {
 	}
 	if SetHash(nil) == SetHash([]string{"10.0.0.1"}) {
 		t.Error("empty and non-empty sets collide")
+	}
+}
+
+// A short lapse (a CPU stall, a lost round) leaves a fresh set fresh; a long one, long
+// enough for the node to have been declared dead, does not.
+func TestFenceForgivesLapsesShorterThanADeathDeclaration(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	f := NewFence(500 * time.Millisecond)
+	f.Extend(at(0), at(400))
+	e, _ := f.Begin(at(0))
+	f.Refreshed(e, at(0))
+	if f.Answering(at(450)) {
+		t.Fatal("answers during the lapse")
+	}
+	f.Extend(at(450), at(850)) // rounds 450 ms apart: forgiven
+	if !f.Answering(at(451)) {
+		t.Fatal("a short lapse needed a refresh")
+	}
+	f.Extend(at(1500), at(1900)) // 1050 ms since the last good round: not forgiven
+	if f.Answering(at(1501)) || !f.Stale(at(1501)) {
+		t.Fatal("a long lapse was forgiven")
+	}
+	// A stale set stays stale however short the next lapse.
+	f.Extend(at(1950), at(2350))
+	if f.Answering(at(1951)) {
+		t.Fatal("a stale set became fresh by itself")
 	}
 }

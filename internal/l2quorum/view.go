@@ -117,6 +117,12 @@ func (t Timing) MinDeathDeclaration() time.Duration {
 	return t.ProbeInterval + time.Duration(t.SuspicionMult)*t.ProbeInterval
 }
 
+// Forgive is the longest gap between two ping rounds that reached a quorum after which
+// an agent's set is still fresh (Fence): margin short of the earliest death declaration.
+func (t Timing) Forgive(margin time.Duration) time.Duration {
+	return t.MinDeathDeclaration() - margin
+}
+
 // Safe reports whether a cut-off agent fences itself with at least margin to spare
 // before it can be declared dead.
 func (t Timing) Safe(margin time.Duration) bool {

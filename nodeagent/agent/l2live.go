@@ -56,6 +56,7 @@ type l2Live struct {
 	kick         func()
 	reannounce   func()
 
+	saveMu  sync.Mutex // one writer of the state file at a time
 	mu      sync.Mutex
 	synced  bool // the sync loop applied a set rendered from the synced cache
 	applies uint64
@@ -376,6 +377,8 @@ func (l *l2Live) saveMembers() {
 
 // save writes the state file atomically (a crash mid-write leaves the previous one).
 func (l *l2Live) save() {
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
 	l.mu.Lock()
 	b, err := json.Marshal(l.last)
 	l.mu.Unlock()

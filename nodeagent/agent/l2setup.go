@@ -36,7 +36,17 @@ type MemberlistConfig struct {
 // setupL2 builds the L2 side of the agent: the gate, the memberlist membership (or the
 // Lease as liveness source), the announcer and their runnables.
 func setupL2(cfg Config, a *agent, hb *Heartbeat, leases coordclient.LeaseInterface, cache, direct client.Reader, log logr.Logger) ([]manager.Runnable, error) {
-	gate := membership.NewGate()
+	// Without memberlist a lapse is a Lease not renewed for its whole duration: never
+	// forgiven. With it, a gap between ping rounds well short of a death declaration is.
+	var forgive time.Duration
+	if mc := cfg.Memberlist; mc != nil {
+		t := mc.Timing
+		if t.ProbeInterval == 0 {
+			t = l2quorum.DefaultTiming
+		}
+		forgive = t.Forgive(300 * time.Millisecond)
+	}
+	gate := membership.NewGate(forgive)
 	live := &l2Live{log: log.WithName("l2"), gate: gate, cache: cache, direct: direct,
 		path: filepath.Join(cfg.StateDir, L2StateFile), kick: func() { a.kick(true) }, applied: make(chan struct{}, 1),
 		active: map[string]bool{}, pending: make(chan struct{}, 1)}

@@ -38,6 +38,7 @@ type Agent struct {
 
 	// announcing: the node has something to announce and pings every PingInterval.
 	announcing atomic.Bool
+	joining    atomic.Bool
 	mu         sync.Mutex
 	acks       l2quorum.Acks
 	// expected are agents known to exist (from the state file or the apiserver) before
@@ -120,8 +121,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.pingRound()
 			}
 		case <-rejoin.C:
-			if !a.gate.Quorate() {
-				a.join(ctx)
+			// In the background: discovery asks the apiserver, which may be the thing
+			// that is down, and the pings must go on meanwhile.
+			if !a.gate.Quorate() && a.joining.CompareAndSwap(false, true) {
+				go func() { defer a.joining.Store(false); a.join(ctx) }()
 			}
 		}
 	}

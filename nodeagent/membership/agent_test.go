@@ -20,7 +20,7 @@ type node struct {
 // startNode runs an agent's membership on loopback, announcing, with its set refreshed.
 func startNode(t *testing.T, name string, seeds ...string) *node {
 	t.Helper()
-	g := NewGate()
+	g := NewGate(0)
 	a, err := Start(Options{Node: name, Bind: "127.0.0.1:0", Seeds: seeds, Log: logr.Discard()}, g)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +123,7 @@ func TestTwoAgentsKeepAQuorumWithTheController(t *testing.T) {
 
 // A restarted agent that knows of peers it cannot reach does not count itself alone.
 func TestExpectedPeersCountBeforeTheyAreSeen(t *testing.T) {
-	g := NewGate()
+	g := NewGate(0)
 	a, err := Start(Options{Node: "a", Bind: "127.0.0.1:0", Log: logr.Discard()}, g)
 	if err != nil {
 		t.Fatal(err)

@@ -39,9 +39,9 @@ func (g *Gate) Shut() {
 	g.notify()
 }
 
-// NewGate returns a closed gate.
-func NewGate() *Gate {
-	return &Gate{fence: l2quorum.NewFence(), now: time.Now}
+// NewGate returns a closed gate; forgive is l2quorum.NewFence's.
+func NewGate(forgive time.Duration) *Gate {
+	return &Gate{fence: l2quorum.NewFence(forgive), now: time.Now}
 }
 
 // Extend records that the liveness source vouches for the node until until.
