@@ -109,8 +109,9 @@ func (p *slotProbe) stop() {
 // slotStats summarises the slots between from and to (zero: all).
 type slotStats struct {
 	requests, answered int
-	// doubles are the slots answered by two MACs, with when and by whom.
-	doubles []string
+	// doubles are the slots answered by two MACs, with when and by whom; missed (the
+	// first 20) those nobody answered.
+	doubles, missed []string
 	// first and last reply per MAC.
 	first, last map[string]time.Time
 }
@@ -137,6 +138,8 @@ func (p *slotProbe) stats(from, to time.Time) slotStats {
 		st.requests++
 		if len(macs) > 0 {
 			st.answered++
+		} else if len(st.missed) < 20 {
+			st.missed = append(st.missed, s.Format("15:04:05.000000"))
 		}
 		if len(macs) > 1 {
 			var list []string
