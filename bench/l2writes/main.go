@@ -1,0 +1,254 @@
+// Command l2writes measures the apiserver writes L2 liveness costs in steady state and
+// per death, with the L2 controller in memberlist mode and N simulated agents: each is
+// the agent's real membership (nodeagent/membership: memberlist member on loopback,
+// quorum pings, gate) plus the one Lease write a real agent makes at start to publish
+// its address. The apiserver is a real kube-apiserver (internal/testenv); writes are
+// counted as watch events on every kind the L2 components write.
+//
+//	go run ./bench/l2writes -agents 3,100 -window 30s
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/controllers/l2"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/nodeagent/agent"
+	"github.com/portico-dev/portico/nodeagent/membership"
+)
+
+func main() {
+	agentsFlag := flag.String("agents", "3,100", "comma-separated numbers of simulated agents")
+	services := flag.Int("services", 20, "Services announced")
+	window := flag.Duration("window", 30*time.Second, "steady-state measurement window")
+	flag.Parse()
+	fmt.Printf("%-8s %-10s %-22s %-22s %s\n", "agents", "services", "steady writes/s", "writes for one death", "dead node's NodeProxyConfig deleted after")
+	for _, s := range strings.Split(*agentsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			fail(err)
+		}
+		if err := run(n, *services, *window); err != nil {
+			fail(err)
+		}
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "l2writes:", err)
+	os.Exit(1)
+}
+
+func run(n, services int, window time.Duration) error {
+	env, err := testenv.Start(testenv.Options{})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = env.Stop() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := env.Client
+	const ns = "portico-system"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return err
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("node-%03d", i)
+		if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[i], Labels: map[string]string{"kubernetes.io/hostname": names[i]}}}); err != nil {
+			return err
+		}
+		np := &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: names[i]}}
+		if err := c.Create(ctx, np); err != nil {
+			return err
+		}
+		np.Status.Interfaces = []string{"eth1"}
+		if err := c.Status().Update(ctx, np); err != nil {
+			return err
+		}
+	}
+	if err := c.Create(ctx, &v1alpha1.L2AnnouncementPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.L2AnnouncementPolicySpec{
+		Interfaces: []string{"^eth1$"}, ExternalIPs: true, ExternalIPCIDRs: []string{"10.77.0.0/16"}}}); err != nil {
+		return err
+	}
+	for i := range services {
+		if err := c.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
+			Spec: corev1.ServiceSpec{ExternalIPs: []string{fmt.Sprintf("10.77.%d.%d", i/250, i%250+1)}, Ports: []corev1.ServicePort{{Port: 80}}}}); err != nil {
+			return err
+		}
+	}
+
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	if err != nil {
+		return err
+	}
+	if err := l2.Setup(mgr, l2.Options{Namespace: ns, Memberlist: &l2.MemberlistOptions{Name: "l2-controller", Bind: "127.0.0.1:0"}}); err != nil {
+		return err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+
+	agents := make([]*membership.Agent, n)
+	for i, name := range names {
+		a, err := startAgent(ctx, c, ns, name)
+		if err != nil {
+			return err
+		}
+		agents[i] = a
+	}
+	// Agents publish what they applied: the set their NodeProxyConfig lists.
+	go publishApplied(ctx, c, names, agents)
+
+	deadline := time.Now().Add(3 * time.Minute)
+	for !settled(ctx, c, n, services) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d agents: the assignment did not settle", n)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	time.Sleep(3 * time.Second)
+
+	w, err := watchWrites(ctx, env, ns)
+	if err != nil {
+		return err
+	}
+	w.count.Store(0)
+	time.Sleep(window)
+	steady := float64(w.count.Load()) / window.Seconds()
+
+	// One death: crash an announcing agent and count the writes it causes.
+	victim := -1
+	var npcs v1alpha1.NodeProxyConfigList
+	if err := c.List(ctx, &npcs); err != nil {
+		return err
+	}
+	for i, name := range names {
+		for _, x := range npcs.Items {
+			if x.Annotations[l2.AnnotationNode] == name {
+				victim = i
+			}
+		}
+	}
+	w.count.Store(0)
+	killed := time.Now()
+	agents[victim].Member().Shutdown()
+	var moved time.Duration
+	for time.Since(killed) < 15*time.Second {
+		if err := c.Get(ctx, client.ObjectKey{Name: l2.NPCName(names[victim])}, &v1alpha1.NodeProxyConfig{}); client.IgnoreNotFound(err) == nil && err != nil {
+			moved = time.Since(killed)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second)
+	fmt.Printf("%-8d %-10d %-22.2f %-22d %v\n", n, services, steady, w.count.Load(), moved.Round(time.Millisecond))
+	return nil
+}
+
+// startAgent runs one simulated agent: membership on loopback, and the one Lease write
+// a real agent makes to publish its memberlist address.
+func startAgent(ctx context.Context, c client.Client, ns, name string) (*membership.Agent, error) {
+	gate := membership.NewGate(0)
+	a, err := membership.Start(membership.Options{Node: name, Bind: "127.0.0.1:0", Log: logr.Discard()}, gate)
+	if err != nil {
+		return nil, err
+	}
+	go gate.Watch(ctx)
+	go func() { _ = a.Run(ctx) }()
+	now := metav1.NewMicroTime(time.Now())
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: agent.LeaseName(name),
+		Annotations: map[string]string{agent.AnnotationMemberlistAddress: a.Addr()}},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: ptr.To(name), RenewTime: &now, LeaseDurationSeconds: ptr.To[int32](40)}}
+	return a, c.Create(ctx, l)
+}
+
+func publishApplied(ctx context.Context, c client.Client, names []string, agents []*membership.Agent) {
+	for ctx.Err() == nil {
+		var npcs v1alpha1.NodeProxyConfigList
+		if err := c.List(ctx, &npcs); err == nil {
+			sets := map[string][]string{}
+			for _, x := range npcs.Items {
+				for _, a := range x.Spec.Announcements {
+					sets[x.Annotations[l2.AnnotationNode]] = append(sets[x.Annotations[l2.AnnotationNode]], a.IP)
+				}
+			}
+			for i, name := range names {
+				agents[i].SetAnnouncing(len(sets[name]) > 0)
+				agents[i].PublishMeta(true, sets[name])
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func settled(ctx context.Context, c client.Client, n, services int) bool {
+	p := &v1alpha1.L2AnnouncementPolicy{}
+	if err := c.Get(ctx, client.ObjectKey{Name: "p"}, p); err != nil || int(p.Status.EligibleNodes) != n {
+		return false
+	}
+	var svcs corev1.ServiceList
+	if err := c.List(ctx, &svcs, client.InNamespace("default")); err != nil {
+		return false
+	}
+	ok := 0
+	for _, s := range svcs.Items {
+		if cond := conditions.Get(s.Status.Conditions, v1alpha1.ConditionL2Announced); cond != nil && cond.Status == metav1.ConditionTrue {
+			ok++
+		}
+	}
+	return ok == services
+}
+
+type writes struct{ count atomic.Int64 }
+
+// watchWrites counts every change of the kinds the L2 components write.
+func watchWrites(ctx context.Context, env *testenv.Env, ns string) (*writes, error) {
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		return nil, err
+	}
+	w := &writes{}
+	for _, l := range []struct {
+		list client.ObjectList
+		opts []client.ListOption
+	}{
+		{&v1alpha1.NodeProxyConfigList{}, nil}, {&v1alpha1.NodeProxyList{}, nil}, {&v1alpha1.L2AnnouncementPolicyList{}, nil},
+		{&corev1.ServiceList{}, nil}, {&coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(ns)}},
+		{&eventsv1.EventList{}, nil}, {&corev1.EventList{}, nil},
+	} {
+		if err := env.Client.List(ctx, l.list, l.opts...); err != nil {
+			return nil, err
+		}
+		rv := l.list.(metav1.ListInterface).GetResourceVersion()
+		watch, err := wc.Watch(ctx, l.list, append(l.opts, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})...)
+		if err != nil {
+			return nil, err
+		}
+		go func() {
+			for range watch.ResultChan() {
+				w.count.Add(1)
+			}
+		}()
+	}
+	return w, nil
+}
