@@ -13,8 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -132,7 +134,7 @@ func run(n, services int, window time.Duration) error {
 	if err != nil {
 		return err
 	}
-	w.count.Store(0)
+	w.reset()
 	time.Sleep(window)
 	steady := float64(w.count.Load()) / window.Seconds()
 
@@ -149,7 +151,7 @@ func run(n, services int, window time.Duration) error {
 			}
 		}
 	}
-	w.count.Store(0)
+	w.reset()
 	killed := time.Now()
 	agents[victim].Member().Shutdown()
 	var moved time.Duration
@@ -162,6 +164,7 @@ func run(n, services int, window time.Duration) error {
 	}
 	time.Sleep(5 * time.Second)
 	fmt.Printf("%-8d %-10d %-22.2f %-22d %v\n", n, services, steady, w.count.Load(), moved.Round(time.Millisecond))
+	fmt.Printf("         writes for the death by kind: %s\n", w)
 	return nil
 }
 
@@ -219,7 +222,29 @@ func settled(ctx context.Context, c client.Client, n, services int) bool {
 	return ok == services
 }
 
-type writes struct{ count atomic.Int64 }
+type writes struct {
+	count  atomic.Int64
+	mu     sync.Mutex
+	byKind map[string]int
+}
+
+func (w *writes) reset() {
+	w.count.Store(0)
+	w.mu.Lock()
+	w.byKind = map[string]int{}
+	w.mu.Unlock()
+}
+
+func (w *writes) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var parts []string
+	for k, n := range w.byKind {
+		parts = append(parts, fmt.Sprintf("%s %d", k, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
 
 // watchWrites counts every change of the kinds the L2 components write.
 func watchWrites(ctx context.Context, env *testenv.Env, ns string) (*writes, error) {
@@ -227,15 +252,18 @@ func watchWrites(ctx context.Context, env *testenv.Env, ns string) (*writes, err
 	if err != nil {
 		return nil, err
 	}
-	w := &writes{}
+	w := &writes{byKind: map[string]int{}}
 	for _, l := range []struct {
 		list client.ObjectList
 		opts []client.ListOption
 	}{
 		{&v1alpha1.NodeProxyConfigList{}, nil}, {&v1alpha1.NodeProxyList{}, nil}, {&v1alpha1.L2AnnouncementPolicyList{}, nil},
 		{&corev1.ServiceList{}, nil}, {&coordinationv1.LeaseList{}, []client.ListOption{client.InNamespace(ns)}},
-		{&eventsv1.EventList{}, nil}, {&corev1.EventList{}, nil},
+		// events.k8s.io/v1 and core/v1 Events are one resource: watched once.
+		{&eventsv1.EventList{}, nil},
 	} {
+		kind := strings.TrimSuffix(fmt.Sprintf("%T", l.list), "List")
+		kind = kind[strings.LastIndex(kind, ".")+1:]
 		if err := env.Client.List(ctx, l.list, l.opts...); err != nil {
 			return nil, err
 		}
@@ -247,6 +275,9 @@ func watchWrites(ctx context.Context, env *testenv.Env, ns string) (*writes, err
 		go func() {
 			for range watch.ResultChan() {
 				w.count.Add(1)
+				w.mu.Lock()
+				w.byKind[kind]++
+				w.mu.Unlock()
 			}
 		}()
 	}

@@ -24,10 +24,10 @@ func main() {
 		cfg     agent.Config
 		devices string
 		// reportExclude: see agent.DefaultInterfaceReportExclude.
-		reportExclude string
-		portRange     string
-		qps           float64
-		burst         int
+		reportExclude                          string
+		portRange                              string
+		qps                                    float64
+		burst                                  int
 		mlBind, mlAdvertise, mlJoin, mlKeyFile string
 	)
 	// The node name and namespace come from the downward API in the DaemonSet, hence the
