@@ -67,3 +67,43 @@ const (
 	// LoadBalancerIPPool and the policy's externalIPCIDRs, so it is not announced.
 	ReasonNotAllowed ConditionReason = "NotAllowed"
 )
+
+// Reasons of NodeProxy.status.rejected: why a node did not apply a NodeProxyConfig (or
+// part of it). The node agent and its render step are the only writers; producers,
+// kubectl-portico and the verdict on source objects read them.
+const (
+	// ReasonInvalidResource: an Envoy resource does not decode, has an unsupported @type,
+	// fails Envoy's validation, or references what nothing serves (an EDS name no
+	// backendService gives); or a backend Service or Secret reference is malformed.
+	ReasonInvalidResource ConditionReason = "InvalidResource"
+	// ReasonInvalidRedirect: a redirect is malformed or targets a listener its config does not define.
+	ReasonInvalidRedirect ConditionReason = "InvalidRedirect"
+	// ReasonInvalidRoute: a route fragment does not decode or fails validation.
+	ReasonInvalidRoute ConditionReason = "InvalidRoute"
+	// ReasonInvalidAnnouncement: an announcement's IP or interface pattern is malformed.
+	ReasonInvalidAnnouncement ConditionReason = "InvalidAnnouncement"
+	// ReasonConflict: an older config already claims a VIP:port or a resource name.
+	ReasonConflict ConditionReason = "Conflict"
+	// ReasonRedirectCapacity: the node's redirect map is full with older configs' redirects.
+	ReasonRedirectCapacity ConditionReason = "RedirectCapacity"
+	// ReasonInvalidFilterChain: a contributed filter chain does not decode, fails
+	// validation, or references a route table or Secret that no applied config provides.
+	ReasonInvalidFilterChain ConditionReason = "InvalidFilterChain"
+	// ReasonListenerNotFound: filter chains are contributed to a listener that no
+	// applied config defines.
+	ReasonListenerNotFound ConditionReason = "ListenerNotFound"
+	// ReasonSecretNotFound: a Secret the config lists does not exist; what presents it is not served.
+	ReasonSecretNotFound ConditionReason = "SecretNotFound"
+	// ReasonInvalidSecret: a Secret the config lists holds neither a valid key pair
+	// (tls.crt, tls.key) nor a CA bundle (ca.crt), or lacks the part referenced.
+	ReasonInvalidSecret ConditionReason = "InvalidSecret"
+	// ReasonProxyPortsExhausted: the config's redirected listeners could not get a proxy
+	// port; retried on every sync.
+	ReasonProxyPortsExhausted ConditionReason = "ProxyPortsExhausted"
+	// ReasonInvalidSelector: spec.nodeSelector does not parse, so the node cannot tell
+	// whether it is selected.
+	ReasonInvalidSelector ConditionReason = "InvalidSelector"
+	// ReasonForbiddenVIP: a redirect targets an address of the node itself or the
+	// apiserver's ClusterIP (admission may be off; the agent refuses it anyway).
+	ReasonForbiddenVIP ConditionReason = "ForbiddenVIP"
+)

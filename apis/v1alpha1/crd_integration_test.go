@@ -117,6 +117,13 @@ func pool(name string, blocks ...v1alpha1.IPBlock) *v1alpha1.LoadBalancerIPPool 
 	return &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: blocks}}
 }
 
+func npcAnnouncing(name string, sel *metav1.LabelSelector) *v1alpha1.NodeProxyConfig {
+	return &v1alpha1.NodeProxyConfig{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.NodeProxyConfigSpec{
+		NodeSelector:  sel,
+		Announcements: []v1alpha1.Announcement{{IP: "192.0.2.7", Service: v1alpha1.ServiceRef{Namespace: "default", Name: "web"}}},
+	}}
+}
+
 func envoyResource(t *testing.T, doc string) v1alpha1.EnvoyResource {
 	var r v1alpha1.EnvoyResource
 	if err := json.Unmarshal([]byte(doc), &r); err != nil {
@@ -142,6 +149,31 @@ func TestSchemaValidation(t *testing.T) {
 		{name: "stop without start", obj: pool("stop-only", v1alpha1.IPBlock{CIDR: "10.0.0.0/24", Stop: "10.0.0.9"}),
 			wantErr: []string{"spec.blocks[0]", "stop requires start"}},
 		{name: "pool without blocks", obj: pool("empty"), wantErr: []string{"spec.blocks"}},
+		// Addresses no Service can be given, refused by CEL whether or not a webhook runs.
+		{name: "the whole v4 space", obj: pool("all4", v1alpha1.IPBlock{CIDR: "0.0.0.0/0"}),
+			wantErr: []string{`spec.blocks[0].cidr: Invalid value: "0.0.0.0/0": must not be 0.0.0.0/0 or ::/0 (the whole address space)`}},
+		{name: "the whole v6 space", obj: pool("all6", v1alpha1.IPBlock{CIDR: "10.0.0.0/24"}, v1alpha1.IPBlock{CIDR: "::/0"}),
+			wantErr: []string{`spec.blocks[1].cidr: Invalid value: "::/0": must not be 0.0.0.0/0 or ::/0`}},
+		{name: "unspecified", obj: pool("zero", v1alpha1.IPBlock{CIDR: "0.0.0.0/24"}),
+			wantErr: []string{"spec.blocks[0].cidr", "must not contain the unspecified address (0.0.0.0 or ::)"}},
+		{name: "unspecified start", obj: pool("zero6", v1alpha1.IPBlock{Start: "::", Stop: "::9"}),
+			wantErr: []string{"spec.blocks[0].start", "must not be the unspecified address"}},
+		{name: "loopback", obj: pool("lo", v1alpha1.IPBlock{CIDR: "127.0.0.0/8"}),
+			wantErr: []string{"spec.blocks[0].cidr", "must not contain loopback addresses (127.0.0.0/8, ::1)"}},
+		{name: "cidr around loopback", obj: pool("around-lo", v1alpha1.IPBlock{CIDR: "64.0.0.0/2"}),
+			wantErr: []string{"spec.blocks[0].cidr", "must not contain loopback addresses"}},
+		{name: "v6 loopback start", obj: pool("lo6", v1alpha1.IPBlock{Start: "::1"}),
+			wantErr: []string{"spec.blocks[0].start", "must not be a loopback address (127.0.0.0/8, ::1)"}},
+		{name: "link-local", obj: pool("ll", v1alpha1.IPBlock{CIDR: "169.254.0.0/16"}),
+			wantErr: []string{"spec.blocks[0].cidr", "must not contain link-local addresses (169.254.0.0/16, fe80::/10)"}},
+		{name: "v6 link-local stop", obj: pool("ll6", v1alpha1.IPBlock{Start: "fe7f::1", Stop: "fe80::9"}),
+			wantErr: []string{"spec.blocks[0].stop", "must not be a link-local address"}},
+		{name: "multicast", obj: pool("mc", v1alpha1.IPBlock{CIDR: "239.0.0.0/24"}),
+			wantErr: []string{"spec.blocks[0].cidr", "must not contain multicast addresses (224.0.0.0/4, ff00::/8)"}},
+		{name: "v6 multicast start", obj: pool("mc6", v1alpha1.IPBlock{Start: "ff02::1"}),
+			wantErr: []string{"spec.blocks[0].start", "must not be a multicast address (224.0.0.0/4, ff00::/8)"}},
+		{name: "next to reserved blocks", obj: pool("edges", v1alpha1.IPBlock{CIDR: "126.0.0.0/8"}, v1alpha1.IPBlock{CIDR: "128.0.0.0/24"},
+			v1alpha1.IPBlock{CIDR: "223.255.255.0/24"}, v1alpha1.IPBlock{Start: "169.253.255.255", Stop: "169.253.255.255"}, v1alpha1.IPBlock{CIDR: "fe7f::/16"})},
 		{name: "envoy resource with @type", obj: &v1alpha1.EnvoyConfig{
 			ObjectMeta: metav1.ObjectMeta{Name: "ok", Namespace: "default"},
 			Spec:       v1alpha1.EnvoyConfigSpec{Resources: []v1alpha1.EnvoyResource{envoyResource(t, listener)}}}},
@@ -166,6 +198,20 @@ func TestSchemaValidation(t *testing.T) {
 			ObjectMeta: metav1.ObjectMeta{Name: "bad-vip"},
 			Spec:       v1alpha1.NodeProxyConfigSpec{Redirects: []v1alpha1.Redirect{{Name: "r", VIP: "10.0.0.300", Port: 80, Listener: "l"}}}},
 			wantErr: []string{"spec.redirects[0].vip", "must be an IPv4 or IPv6 address"}},
+		{name: "announcements pinned to one node", obj: npcAnnouncing("l2-pinned",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": "n1"}})},
+		{name: "announcements on every node", obj: npcAnnouncing("l2-everywhere", nil),
+			wantErr: []string{"spec.nodeSelector: Invalid value: announcements require a nodeSelector that selects one node: matchLabels with only a non-empty kubernetes.io/hostname"}},
+		{name: "announcements on a group of nodes", obj: npcAnnouncing("l2-group",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"pool": "edge"}}),
+			wantErr: []string{"spec.nodeSelector", "announcements require a nodeSelector that selects one node"}},
+		{name: "announcements with an extra expression", obj: npcAnnouncing("l2-expr",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": "n1"},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "kubernetes.io/hostname", Operator: metav1.LabelSelectorOpIn, Values: []string{"n1", "n2"}}}}),
+			wantErr: []string{"spec.nodeSelector", "announcements require a nodeSelector that selects one node"}},
+		{name: "announcements with an empty hostname", obj: npcAnnouncing("l2-empty",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/hostname": ""}}),
+			wantErr: []string{"spec.nodeSelector", "announcements require a nodeSelector that selects one node"}},
 		{name: "redirect port out of range", obj: &v1alpha1.NodeProxyConfig{
 			ObjectMeta: metav1.ObjectMeta{Name: "bad-port"},
 			Spec:       v1alpha1.NodeProxyConfigSpec{Redirects: []v1alpha1.Redirect{{Name: "r", VIP: "10.0.0.1", Port: 70000, Listener: "l"}}}},

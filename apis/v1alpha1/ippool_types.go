@@ -6,6 +6,9 @@ import (
 
 // IPBlock is one range of a pool: either a CIDR, or a start and an optional stop address
 // (a start alone is a single address). IPv4 and IPv6 are both allowed; a range is of one family.
+// A block must not touch the unspecified, loopback, link-local or multicast addresses
+// (the rules below; a start-stop range spanning one with both ends outside it is refused
+// by the webhook and the controller, since CEL cannot compare addresses).
 //
 // +kubebuilder:validation:XValidation:rule="has(self.cidr) != has(self.start)",message="exactly one of cidr or start must be set"
 // +kubebuilder:validation:XValidation:rule="!has(self.stop) || has(self.start)",message="stop requires start"
@@ -15,18 +18,31 @@ type IPBlock struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=49
 	// +kubebuilder:validation:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 192.168.10.0/24 or 2001:db8::/64"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).prefixLength() != 0",message="must not be 0.0.0.0/0 or ::/0 (the whole address space)"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).prefixLength() == 0 || !(cidr(self).containsIP('0.0.0.0') || cidr(self).containsIP('::'))",message="must not contain the unspecified address (0.0.0.0 or ::)"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).prefixLength() == 0 || !(cidr(self).containsIP('127.0.0.0') || cidr('127.0.0.0/8').containsIP(cidr(self).ip()) || cidr(self).containsIP('::1') || cidr('::1/128').containsIP(cidr(self).ip()))",message="must not contain loopback addresses (127.0.0.0/8, ::1)"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).prefixLength() == 0 || !(cidr(self).containsIP('169.254.0.0') || cidr('169.254.0.0/16').containsIP(cidr(self).ip()) || cidr(self).containsIP('fe80::') || cidr('fe80::/10').containsIP(cidr(self).ip()))",message="must not contain link-local addresses (169.254.0.0/16, fe80::/10)"
+	// +kubebuilder:validation:XValidation:rule="!isCIDR(self) || cidr(self).prefixLength() == 0 || !(cidr(self).containsIP('224.0.0.0') || cidr('224.0.0.0/4').containsIP(cidr(self).ip()) || cidr(self).containsIP('ff00::') || cidr('ff00::/8').containsIP(cidr(self).ip()))",message="must not contain multicast addresses (224.0.0.0/4, ff00::/8)"
 	CIDR string `json:"cidr,omitempty"`
 
 	// Start is the first address of the range.
 	// +optional
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isUnspecified()",message="must not be the unspecified address (0.0.0.0 or ::)"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLoopback()",message="must not be a loopback address (127.0.0.0/8, ::1)"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLinkLocalUnicast()",message="must not be a link-local address (169.254.0.0/16, fe80::/10)"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !(cidr('224.0.0.0/4').containsIP(self) || cidr('ff00::/8').containsIP(self))",message="must not be a multicast address (224.0.0.0/4, ff00::/8)"
 	Start string `json:"start,omitempty"`
 
 	// Stop is the last address of the range, included. Defaults to Start.
 	// +optional
 	// +kubebuilder:validation:MaxLength=45
 	// +kubebuilder:validation:XValidation:rule="isIP(self)",message="must be an IPv4 or IPv6 address"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isUnspecified()",message="must not be the unspecified address (0.0.0.0 or ::)"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLoopback()",message="must not be a loopback address (127.0.0.0/8, ::1)"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !ip(self).isLinkLocalUnicast()",message="must not be a link-local address (169.254.0.0/16, fe80::/10)"
+	// +kubebuilder:validation:XValidation:rule="!isIP(self) || !(cidr('224.0.0.0/4').containsIP(self) || cidr('ff00::/8').containsIP(self))",message="must not be a multicast address (224.0.0.0/4, ff00::/8)"
 	Stop string `json:"stop,omitempty"`
 }
 

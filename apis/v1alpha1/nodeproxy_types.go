@@ -65,6 +65,15 @@ type NodeProxyStatus struct {
 	// +optional
 	AppliedResourceVersion string `json:"appliedResourceVersion,omitempty"`
 
+	// ProgrammedResourceVersion is the same kind of watermark for what the node's proxies
+	// have also acknowledged: every config at or below it is served, programmed in the
+	// datapath and ACKed by every connected proxy, or listed in Rejected. It moves up to
+	// AppliedResourceVersion whenever every connected proxy is in sync with no NACK, and
+	// stays where it was otherwise (no proxy connected, a proxy still applying, or one
+	// that NACKed), so producers can tell "served" from "in effect".
+	// +optional
+	ProgrammedResourceVersion string `json:"programmedResourceVersion,omitempty"`
+
 	// XDSVersion is the snapshot version currently served to the node's proxies.
 	// +optional
 	XDSVersion string `json:"xdsVersion,omitempty"`

@@ -133,6 +133,12 @@ type FilterChainFragment struct {
 }
 
 // NodeProxyConfigSpec is the desired state one source object asks of the nodes it selects.
+//
+// A config with announcements must select exactly one node (nodeSelector: matchLabels
+// with only kubernetes.io/hostname): an address answered from several nodes is split
+// brain on the link.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.announcements) || size(self.announcements) == 0 || (has(self.nodeSelector) && has(self.nodeSelector.matchLabels) && size(self.nodeSelector.matchLabels) == 1 && 'kubernetes.io/hostname' in self.nodeSelector.matchLabels && size(self.nodeSelector.matchLabels['kubernetes.io/hostname']) > 0 && (!has(self.nodeSelector.matchExpressions) || size(self.nodeSelector.matchExpressions) == 0))",message="announcements require a nodeSelector that selects one node: matchLabels with only a non-empty kubernetes.io/hostname",fieldPath=".nodeSelector"
 type NodeProxyConfigSpec struct {
 	// NodeSelector selects the nodes that apply this config. Empty or absent selects every
 	// node running the agent.

@@ -23,6 +23,7 @@ func main() {
 	flag.StringVar(&defaultMode, "default-lb-mode", string(translate.ModeShared), "load balancer mode of Ingresses without the "+translate.AnnotationLoadBalancerMode+" annotation: shared or dedicated")
 	flag.StringVar(&opts.ClassName, "ingress-class", "portico", "name of the IngressClass served")
 	flag.BoolVar(&opts.CreateClass, "create-ingress-class", true, "create the IngressClass at start if it does not exist (an existing one is never changed)")
+	flag.BoolVar(&opts.AllowCrossNamespaceHosts, "allow-cross-namespace-hosts", false, "let Ingresses of every namespace add paths to a host of the shared load balancer (default: a host belongs to the namespace of the oldest Ingress claiming it)")
 	// A full resync writes one NodeProxyConfig per changed Ingress: at the default
 	// 20 QPS, 5,000 new Ingresses would take over 4 minutes of throttling alone.
 	mf := managerflags.Register(flag.CommandLine, managerflags.Options{LeaderElectionID: "portico-ingress", QPS: 200, Burst: 400})

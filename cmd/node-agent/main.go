@@ -51,6 +51,11 @@ func main() {
 	flag.StringVar(&mlKeyFile, "memberlist-secret-key-file", os.Getenv("PORTICO_MEMBERLIST_SECRET_KEY_FILE"), "file holding a 16, 24 or 32 byte key (raw or base64) encrypting memberlist traffic; the same on every agent and the L2 controller")
 	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 0, "how often the heartbeat Lease is renewed (default: not renewed with memberlist, 10s without)")
 	flag.DurationVar(&cfg.HeartbeatDuration, "heartbeat-duration", agent.DefaultHeartbeatDuration, "heartbeat Lease duration without memberlist (published rounded up to whole seconds); the node fences itself after this long without a renewal")
+	flag.Func("redirect-map-size", "redirect map capacity per address family for a fresh bpffs pin (default 65536; a pinned map keeps its size); configs beyond it are rejected newest first", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		cfg.RedirectMapSize = uint32(n)
+		return err
+	})
 	flag.BoolVar(&cfg.DisableDatapath, "disable-datapath", false, "serve xDS only, without eBPF redirects (no root needed)")
 	flag.BoolVar(&cfg.DisableL2, "disable-l2", false, "do not answer ARP/NDP for the LoadBalancer IPs the L2 controller assigns to this node")
 	flag.StringVar(&cfg.MetricsAddr, "metrics-bind-address", "0", "address of the Prometheus metrics endpoint (0 disables it)")

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/portico-dev/portico/internal/testenv"
 )
 
@@ -54,6 +56,16 @@ func run(samples string, wait bool) error {
 	if err := show("apply", "-f", samples); err != nil {
 		return err
 	}
+	fmt.Println("\ncreating Secret default/shop-tls (self-signed) for config/samples/ingress-tls.yaml")
+	if err := createTLSSecret(ctx, env.Client, types.NamespacedName{Namespace: "default", Name: "shop-tls"}, "shop.example.com"); err != nil {
+		return err
+	}
+	fmt.Printf("starting a node agent for node %s (xDS only) with an Envoy-like ADS client as its proxy\n", demoNode)
+	stopAgent, err := startAgent(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer stopAgent()
 	// Give the controllers a moment to write status before showing it.
 	time.Sleep(3 * time.Second)
 	for _, args := range demoViews {
@@ -77,5 +89,7 @@ var demoViews = [][]string{
 	{"get", "ingress", "-A"},
 	{"get", "l2policy"},
 	{"get", "nodeproxyconfigs"},
+	{"get", "nodeproxies", "-o", "wide"},
+	{"describe", "nodeproxy", demoNode},
 	{"get", "service", "web", "-o", "jsonpath={range .status.conditions[*]}{.type}={.status} {.reason}: {.message}{\"\\n\"}{end}"},
 }

@@ -1,7 +1,10 @@
 package ingress
 
 import (
+	"fmt"
+
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // ControllerName is the spec.controller of Portico's IngressClasses.
@@ -20,6 +23,12 @@ type classes struct {
 	// no class is better left to its owner than claimed by guess.
 	defaultOurs bool
 	name        string
+	// defaultCert is the Secret our class names in spec.parameters (apiGroup "",
+	// kind Secret, scope Namespace): the shared HTTPS listener's default certificate.
+	defaultCert *types.NamespacedName
+	// paramsProblem says why our class's parameters are not used.
+	paramsProblem string
+	class         *networkingv1.IngressClass
 }
 
 // classify reads the IngressClasses. name is the class this controller serves
@@ -28,9 +37,13 @@ type classes struct {
 func classify(list []networkingv1.IngressClass, name string) classes {
 	c := classes{byName: map[string]bool{name: true}, name: name}
 	oursDefault, otherDefault := false, false
-	for _, ic := range list {
+	for i, ic := range list {
 		ours := ic.Spec.Controller == ControllerName
 		c.byName[ic.Name] = ours
+		if ours && ic.Name == name {
+			c.class = &list[i]
+			c.defaultCert, c.paramsProblem = defaultCertificate(ic.Spec.Parameters)
+		}
 		if ic.Annotations[networkingv1.AnnotationIsDefaultIngressClass] == "true" {
 			if ours {
 				oursDefault = true
@@ -53,4 +66,19 @@ func (c classes) ours(ing *networkingv1.Ingress) bool {
 		return c.byName[v]
 	}
 	return c.defaultOurs
+}
+
+// defaultCertificate reads the default certificate from IngressClass parameters.
+// A Secret is named directly (no parameters CRD to install for one field): the
+// operator who owns the class owns that Secret, usually in the install namespace.
+func defaultCertificate(p *networkingv1.IngressClassParametersReference) (*types.NamespacedName, string) {
+	switch {
+	case p == nil:
+		return nil, ""
+	case (p.APIGroup != nil && *p.APIGroup != "") || p.Kind != "Secret":
+		return nil, fmt.Sprintf("spec.parameters: kind %q is not supported (name a Secret: apiGroup \"\", kind Secret, scope Namespace)", p.Kind)
+	case p.Scope == nil || *p.Scope != networkingv1.IngressClassParametersReferenceScopeNamespace || p.Namespace == nil || *p.Namespace == "":
+		return nil, "spec.parameters: a Secret parameter needs scope Namespace and a namespace"
+	}
+	return &types.NamespacedName{Namespace: *p.Namespace, Name: p.Name}, ""
 }

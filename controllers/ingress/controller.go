@@ -30,8 +30,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/npcstatus"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
@@ -56,6 +58,10 @@ type Options struct {
 	// ClassName is the IngressClass served (created at start if CreateClass and missing).
 	ClassName   string
 	CreateClass bool
+	// AllowCrossNamespaceHosts lets Ingresses of any namespace add paths to a host
+	// of the shared load balancer; off, a host belongs to the namespace of the
+	// oldest Ingress claiming it.
+	AllowCrossNamespaceHosts bool
 }
 
 // SharedServiceName is the shared load balancer Service in the install namespace.
@@ -70,6 +76,8 @@ type Controller struct {
 	npcs      *npcwriter.Writer
 
 	mu sync.Mutex
+	// classProblems are the IngressClass problems last reported.
+	classProblems []string
 	// memo keeps each Ingress's translation between passes, so that a pass
 	// re-translates only the Ingresses whose inputs changed.
 	memo *translate.Memo
@@ -83,6 +91,8 @@ type Controller struct {
 	reported map[types.NamespacedName]*reported
 	// classChecked: the IngressClass was created or found once.
 	classChecked bool
+	// repass asks for a pass when a config's verdict decides an address (onVerdicts).
+	repass chan event.GenericEvent
 }
 
 // reported is what was last reported about one Ingress.
@@ -115,6 +125,10 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
 		memo:      translate.NewMemo(),
 		reported:  map[types.NamespacedName]*reported{},
+		repass:    make(chan event.GenericEvent, 1),
+	}
+	if _, err := npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: c.onVerdicts}); err != nil {
+		return err
 	}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{everything}
@@ -132,6 +146,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			UpdateFunc: func(event.UpdateEvent) bool { return false },
 		})).
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownedConfigs(c.npcs))).
+		WatchesRawSource(source.Channel(c.repass, all)).
 		Complete(reconcile.Func(c.reconcile))
 }
 

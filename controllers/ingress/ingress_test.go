@@ -21,6 +21,8 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/ingress"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/internal/testenv"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
@@ -319,4 +321,109 @@ func TestTLSSecretLifecycle(t *testing.T) {
 
 	g.Expect(k8s.Delete(ctx, secret)).To(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(servedOverTLS(g)).To(BeFalse()) }).WithTimeout(timeout).Should(Succeed())
+}
+
+// TestHostBelongsToOneNamespace: on the shared load balancer, a host belongs to
+// the namespace of the oldest Ingress that claims it. A younger Ingress of another
+// namespace asking for /login on it gets a HostConflict Event naming the owner and
+// none of its rules for that host reach a NodeProxyConfig, while its other host is
+// served; an Ingress of the owner's namespace still adds its path.
+func TestHostBelongsToOneNamespace(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	owner, other := newNamespace(t, "host-owner"), newNamespace(t, "host-thief")
+	backend(t, owner, "web", 80)
+	backend(t, other, "web", 80)
+	withHost := func(host string) ingOpt { return func(i *networkingv1.Ingress) { i.Spec.Rules[0].Host = host } }
+	newIngress(t, owner, "shop", []string{"/=web:80"}, withHost("shop.owner.example"))
+	g.Eventually(func(g Gomega) { g.Expect(npc(g, "ingress.host-owner.shop").Spec.RouteFragments).NotTo(BeEmpty()) }).WithTimeout(timeout).Should(Succeed())
+	// Creation times have second precision: make the thief unambiguously younger.
+	time.Sleep(1100 * time.Millisecond)
+	newIngress(t, other, "steal", []string{"/login=web:80"}, withHost("shop.owner.example"), func(i *networkingv1.Ingress) {
+		i.Spec.Rules = append(i.Spec.Rules, networkingv1.IngressRule{Host: "thief.example", IngressRuleValue: i.Spec.Rules[0].IngressRuleValue})
+	})
+	newIngress(t, owner, "shop-api", []string{"/api=web:80"}, withHost("shop.owner.example"))
+
+	hosts := func(g Gomega, name string) []string {
+		var out []string
+		for _, f := range npc(g, name).Spec.RouteFragments {
+			if len(f.Routes) > 0 {
+				out = append(out, f.Host)
+			}
+		}
+		return out
+	}
+	g.Eventually(func(g Gomega) {
+		var events eventsv1.EventList
+		g.Expect(k8s.List(ctx, &events, client.InNamespace(other))).To(Succeed())
+		g.Expect(events.Items).To(ContainElement(And(HaveField("Regarding.Name", "steal"),
+			HaveField("Reason", string(translate.ReasonHostConflict)),
+			HaveField("Note", And(ContainSubstring("spec.rules[0].host"), ContainSubstring("belongs to namespace host-owner"))))))
+		g.Expect(hosts(g, "ingress.host-thief.steal")).To(ConsistOf("thief.example"))
+		g.Expect(hosts(g, "ingress.host-owner.shop-api")).To(ConsistOf("shop.owner.example"))
+	}).WithTimeout(timeout).Should(Succeed())
+}
+
+// TestProgrammedLoop follows the verdict from the node back to the Ingress: the
+// configs' status says Programmed on 1/1 nodes; a certificate the node cannot use
+// makes it reject the Ingress's TLS chain, which reaches the Ingress as a Warning
+// Event naming the node and the reason (and NodeProxyConfig status as
+// Programmed=False, Rejected); a fixed certificate brings a Normal Event back.
+func TestProgrammedLoop(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "programmed-loop")
+	backend(t, ns, "web", 80)
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "loop-tls"}, Type: corev1.SecretTypeTLS,
+		Data: testcerts.TLSData(t, "loop.example.com")}
+	g.Expect(k8s.Create(ctx, secret)).To(Succeed())
+	newIngress(t, ns, "loop", []string{"/=web:80"}, func(i *networkingv1.Ingress) {
+		i.Spec.Rules[0].Host = "loop.example.com"
+		i.Spec.TLS = []networkingv1.IngressTLS{{Hosts: []string{"loop.example.com"}, SecretName: "loop-tls"}}
+	})
+	cfgName := "ingress." + ns + ".loop"
+	programmed := func(g Gomega, name string) *metav1.Condition {
+		c := npc(g, name)
+		cond := conditions.Get(c.Status.Conditions, v1alpha1.ConditionProgrammed)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.ObservedGeneration).To(Equal(c.Generation))
+		return cond
+	}
+	events := func(g Gomega, reason string) []string {
+		var list eventsv1.EventList
+		g.Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Name == "loop" && e.Reason == reason {
+				out = append(out, e.Note)
+			}
+		}
+		return out
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(programmed(g, cfgName).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(programmed(g, translate.SharedConfigName).Message).To(Equal("Programmed on 1/1 nodes"))
+		g.Expect(events(g, ingress.EventProgrammed)).To(ContainElement(ContainSubstring("Programmed on 1/1 nodes")))
+		g.Expect(ingressIPs(g, ns, "loop")).To(Equal([]string{"192.168.10.211"}))
+	}).WithTimeout(timeout).Should(Succeed())
+
+	start := time.Now()
+	secret.Data[corev1.TLSCertKey] = []byte("not a certificate")
+	g.Expect(k8s.Update(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(events(g, ingress.EventRejected)).To(ContainElement(And(ContainSubstring(nodeName+" (InvalidSecret"), ContainSubstring("not a valid key pair"))))
+		c := programmed(g, cfgName)
+		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
+		g.Expect(c.Reason).To(Equal(string(v1alpha1.ReasonRejected)))
+	}).WithTimeout(timeout).Should(Succeed())
+	t.Logf("Secret broken -> Warning Event on the Ingress: %v", time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	secret.Data = testcerts.TLSData(t, "loop.example.com")
+	g.Expect(k8s.Update(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(programmed(g, cfgName).Status).To(Equal(metav1.ConditionTrue))
+		g.Expect(events(g, ingress.EventProgrammed)).To(HaveLen(2))
+	}).WithTimeout(timeout).Should(Succeed())
+	t.Logf("Secret fixed -> Normal Event on the Ingress: %v", time.Since(start).Round(time.Millisecond))
 }

@@ -82,7 +82,7 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		errs = append(errs, err)
 	}
 
-	in, err := c.gather(ctx, ours)
+	in, err := c.gather(ctx, ours, cls.defaultCert)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -90,15 +90,23 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	for k, svc := range dedicated {
 		in.DedicatedAddresses[k] = addresses(svc)
 	}
-	out := c.memo.Translate(in, translate.Options{DefaultMode: c.opts.DefaultMode})
+	out := c.memo.Translate(in, translate.Options{DefaultMode: c.opts.DefaultMode, AllowCrossNamespaceHosts: c.opts.AllowCrossNamespaceHosts})
 	errs = append(errs, c.writeConfigs(ctx, out)...)
+	c.reportClass(cls, out.ClassProblems)
 
 	sharedStatus := ingressStatus(shared) // once, not once per shared Ingress
+	sharedServed := c.servedSomewhere(ctx, translate.SharedConfigName)
 	for _, ing := range ours {
 		key := client.ObjectKeyFromObject(ing)
 		status := sharedStatus
+		served := sharedServed
 		if out.Modes[key] == translate.ModeDedicated {
-			status = ingressStatus(dedicated[key])
+			status, served = ingressStatus(dedicated[key]), true
+		}
+		// The address appears once a node serves the Ingress, and then stays: a
+		// proxy restarting must not make it flap in the user's status.
+		if !(served && c.servedSomewhere(ctx, translate.ConfigName(key))) && len(ing.Status.LoadBalancer.Ingress) == 0 {
+			status = nil
 		}
 		if err := c.updateStatus(ctx, ing, status); err != nil {
 			errs = append(errs, err)
@@ -200,12 +208,30 @@ func (c *Controller) sweepServices(ctx context.Context, keep map[types.Namespace
 
 // gather reads what the Ingresses reference: only existing backend Services and
 // TLS Secrets go into the input, so the translator sees exactly what is missing.
-func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress) (translate.Input, error) {
+func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress, defaultCert *types.NamespacedName) (translate.Input, error) {
 	in := translate.Input{
 		Ingresses:          ings,
 		Services:           map[types.NamespacedName]*corev1.Service{},
 		Secrets:            map[types.NamespacedName]bool{},
 		DedicatedAddresses: map[types.NamespacedName][]string{},
+		DefaultCertificate: defaultCert,
+	}
+	secretExists := func(key types.NamespacedName) error {
+		meta := &metav1.PartialObjectMetadata{}
+		meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+		switch err := c.client.Get(ctx, key, meta, client.UnsafeDisableDeepCopy); {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return err
+		default:
+			in.Secrets[key] = true
+		}
+		return nil
+	}
+	if defaultCert != nil {
+		if err := secretExists(*defaultCert); err != nil {
+			return in, err
+		}
 	}
 	// seen are the Services the current Ingress already named: most paths of
 	// an Ingress share a few backends, and a slice beats hashing 20,000 keys.
@@ -248,15 +274,8 @@ func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress) (
 			if t.SecretName == "" {
 				continue
 			}
-			key := types.NamespacedName{Namespace: ing.Namespace, Name: t.SecretName}
-			meta := &metav1.PartialObjectMetadata{}
-			meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-			switch err := c.client.Get(ctx, key, meta, client.UnsafeDisableDeepCopy); {
-			case apierrors.IsNotFound(err):
-			case err != nil:
+			if err := secretExists(types.NamespacedName{Namespace: ing.Namespace, Name: t.SecretName}); err != nil {
 				return in, err
-			default:
-				in.Secrets[key] = true
 			}
 		}
 	}
@@ -384,4 +403,26 @@ func (c *Controller) report(ing *networkingv1.Ingress, problems []translate.Prob
 // (gone or no longer ours).
 func (c *Controller) forget() {
 	maps.DeleteFunc(c.reported, func(_ types.NamespacedName, r *reported) bool { return r.pass != c.pass })
+}
+
+// reportClass sends a Warning Event on our IngressClass when what its parameters
+// ask for cannot be done, once per change of the problems.
+func (c *Controller) reportClass(cls classes, problems []translate.Problem) {
+	if cls.class == nil {
+		return
+	}
+	var msgs []string
+	if cls.paramsProblem != "" {
+		msgs = append(msgs, cls.paramsProblem)
+	}
+	for _, p := range problems {
+		msgs = append(msgs, p.Field+": "+p.Message)
+	}
+	if slices.Equal(msgs, c.classProblems) {
+		return
+	}
+	c.classProblems = msgs
+	for _, m := range msgs {
+		c.recorder.Eventf(cls.class, nil, corev1.EventTypeWarning, "InvalidParameters", "Translate", "%s", m)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/portico-dev/portico/controllers/ingress"
 	"github.com/portico-dev/portico/controllers/lbipam"
 	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/testnode"
 )
 
 var (
@@ -69,5 +70,16 @@ func setup() (func(), error) {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
 	}()
-	return func() { cancel(); <-done }, nil
+	// A real agent with an Envoy-like proxy: Ingresses show an address only once
+	// a node serves them, and the Programmed verdicts come from its reports.
+	node, err := testnode.Start(ctx, env.Config, k8s, nodeName, testnode.Options{Namespace: installNS})
+	if err != nil {
+		cancel()
+		<-done
+		return nil, err
+	}
+	return func() { node.Stop(); cancel(); <-done }, nil
 }
+
+// nodeName is the suite's one node.
+const nodeName = "ingress-node"

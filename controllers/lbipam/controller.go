@@ -37,6 +37,8 @@ const FieldOwner = "portico-lbipam"
 // +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// The NodeProxyConfig webhook this binary serves checks redirects against every node's addresses.
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Options configure the controller.
@@ -55,6 +57,9 @@ type Controller struct {
 	mu       sync.Mutex
 	state    *lbipam.State
 	poolGens map[string]int64 // generation each pool was last parsed at
+	arrivals *arrivals
+	// releaseNotes are the releases a Service's condition must still report (see reconcileService).
+	releaseNotes map[types.NamespacedName][]string
 	// poolWritten is when each pool's status was last written, to batch usage updates.
 	poolWritten map[string]time.Time
 	ready       bool
@@ -67,15 +72,17 @@ type Controller struct {
 // Setup registers the Service and pool reconcilers with mgr.
 func Setup(mgr ctrl.Manager, opts Options) error {
 	c := &Controller{
-		client:      mgr.GetClient(),
-		cache:       mgr.GetCache(),
-		recorder:    mgr.GetEventRecorder("lbipam-controller"),
-		opts:        opts,
-		state:       lbipam.NewState(),
-		poolGens:    map[string]int64{},
-		poolWritten: map[string]time.Time{},
-		poolKick:    make(chan event.GenericEvent, 1024),
-		serviceKick: make(chan event.GenericEvent, 1024),
+		client:       mgr.GetClient(),
+		cache:        mgr.GetCache(),
+		recorder:     mgr.GetEventRecorder("lbipam-controller"),
+		opts:         opts,
+		state:        lbipam.NewState(),
+		poolGens:     map[string]int64{},
+		arrivals:     newArrivals(),
+		releaseNotes: map[types.NamespacedName][]string{},
+		poolWritten:  map[string]time.Time{},
+		poolKick:     make(chan event.GenericEvent, 1024),
+		serviceKick:  make(chan event.GenericEvent, 1024),
 	}
 	registerMetrics()
 	err := ctrl.NewControllerManagedBy(mgr).
@@ -96,7 +103,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("lbipam-pool").
-		For(&v1alpha1.LoadBalancerIPPool{}).
+		Watches(&v1alpha1.LoadBalancerIPPool{}, arrivalHandler{EventHandler: &handler.EnqueueRequestForObject{}, arrivals: c.arrivals}).
 		WatchesRawSource(source.Channel(c.poolKick, &handler.EnqueueRequestForObject{})).
 		Complete(reconcile(c.reconcilePool))
 }
@@ -157,7 +164,9 @@ func (c *Controller) init(ctx context.Context) error {
 
 func (c *Controller) setPool(p *v1alpha1.LoadBalancerIPPool) []string {
 	c.poolGens[p.Name] = p.Generation
-	return c.state.SetPool(lbipam.ParsePool(p))
+	parsed := lbipam.ParsePool(p)
+	parsed.Rank = c.arrivals.rank(p)
+	return c.state.SetPool(parsed)
 }
 
 func (c *Controller) kickPools(names []string) {

@@ -2,7 +2,6 @@ package lbipam_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -189,34 +187,7 @@ func TestOverlapMarkedAndResolved(t *testing.T) {
 	newPool(t, "older", ns, block("10.54.0.1", "10.54.0.4"))
 	time.Sleep(1100 * time.Millisecond) // creation timestamps have one-second resolution
 
-	vwcs := &admissionv1.ValidatingWebhookConfigurationList{}
-	g.Expect(k8s.List(ctx, vwcs)).To(Succeed())
-	g.Expect(vwcs.Items).NotTo(BeEmpty())
-	saved := vwcs.Items[0].DeepCopy()
-	g.Expect(k8s.Delete(ctx, &vwcs.Items[0])).To(Succeed())
-	restored := false
-	restore := func() {
-		if !restored {
-			restored = true
-			saved.ResourceVersion, saved.UID = "", ""
-			g.Expect(k8s.Create(ctx, saved)).To(Succeed())
-			// Wait until admission uses it again, or a later test could be admitted
-			// without it: a pool with host bits is refused only by the webhook.
-			g.Eventually(func() error {
-				probe := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
-					Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.54.9.1/24"}}}}
-				err := k8s.Create(ctx, probe)
-				if err == nil {
-					_ = k8s.Delete(ctx, probe)
-					return errors.New("the webhook is not back yet")
-				}
-				if !strings.Contains(err.Error(), "has host bits set") {
-					return err
-				}
-				return nil
-			}).Should(Succeed())
-		}
-	}
+	restore := disableWebhook(t)
 	defer restore()
 
 	// The apiserver sees the webhook configuration go away through its own informer,
@@ -258,7 +229,7 @@ func TestPoolDeletionReleasesAndReallocates(t *testing.T) {
 	newPool(t, "second-pool", ns, block("10.56.0.1", "10.56.0.2"))
 	deletePool(t, "first-pool")
 	cond := eventuallyIPs(t, ns, "svc", "10.56.0.1")
-	NewWithT(t).Expect(cond.Message).To(ContainSubstring("released 10.55.0.1: 10.55.0.1 is no longer in any pool"))
+	NewWithT(t).Expect(cond.Message).To(ContainSubstring("released 10.55.0.1: pool first-pool was deleted, and no other pool that selects the Service contains it"))
 	deletePool(t, "second-pool")
 	eventuallyIPs(t, ns, "svc")
 	eventuallyCondition(t, ns, "svc", metav1.ConditionFalse, v1alpha1.ReasonIPRemovedFromPool, "no LoadBalancerIPPool has IPv4 addresses")
@@ -343,6 +314,10 @@ func TestWebhookRejections(t *testing.T) {
 		{"selector", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.59.4.0/24"}},
 			ServiceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "a", Operator: "Near"}}}},
 			`spec.serviceSelector: Invalid value`},
+		{"range spanning loopback", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{block("126.255.255.250", "128.0.0.5")}},
+			`spec.blocks[0]: Invalid value: "126.255.255.250-128.0.0.5": must not contain loopback addresses (127.0.0.0/8, ::1)`},
+		{"multicast (CEL)", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "224.0.0.0/24"}}},
+			`spec.blocks[0].cidr: Invalid value: "224.0.0.0/24": must not contain multicast addresses (224.0.0.0/4, ff00::/8)`},
 		{"mixed families (CEL)", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{block("10.59.5.1", "2001:db8::1")}},
 			"start and stop must be of the same IP family"},
 		{"invalid cidr (CEL)", v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.59.6.0/40"}}},

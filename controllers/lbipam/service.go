@@ -34,10 +34,12 @@ func (c *Controller) reconcileService(ctx context.Context, key types.NamespacedN
 			return ctrl.Result{}, err
 		}
 		c.released(c.state.Release(key))
+		delete(c.releaseNotes, key)
 		return ctrl.Result{}, nil
 	}
 	if !lbipam.Served(svc, c.opts.RequireLBClass) {
 		c.released(c.state.Release(key))
+		delete(c.releaseNotes, key)
 		// A Service that stopped being ours (type or class changed) loses what we wrote.
 		if conditions.Get(svc.Status.Conditions, v1alpha1.ConditionIPAMRequestSatisfied) != nil && svc.DeletionTimestamp == nil {
 			return ctrl.Result{}, c.applyStatus(ctx, svc, nil, nil)
@@ -57,21 +59,45 @@ func (c *Controller) reconcileService(ctx context.Context, key types.NamespacedN
 	if len(res.Released) > 0 {
 		c.kickServices(c.state.Unsatisfied())
 	}
-	status := metav1.ConditionTrue
+	// A released address is never lost silently: an Event now, and the condition says
+	// why until the Service holds addresses again (later reconciles, which no longer see
+	// the release, would otherwise replace it by "no pool contains ..."), also when a
+	// status write fails and is retried.
+	notes := c.releaseNotes[key]
+	for _, r := range res.Released {
+		note := "released " + r.Addr.String() + ": " + r.Why
+		c.recorder.Eventf(svc, nil, corev1.EventTypeWarning, string(v1alpha1.ReasonIPRemovedFromPool), "ReleaseIP", "%s", note)
+		notes = append(notes, note)
+	}
+	if len(notes) > maxReleaseNotes {
+		notes = notes[len(notes)-maxReleaseNotes:]
+	}
+	status, reason, msg := metav1.ConditionTrue, res.Reason, res.Message
 	if !res.Satisfied {
 		status = metav1.ConditionFalse
-		allocationFailures.WithLabelValues(string(res.Reason)).Inc()
+		if len(notes) > 0 {
+			reason = v1alpha1.ReasonIPRemovedFromPool
+		}
+		allocationFailures.WithLabelValues(string(reason)).Inc()
 	}
-	msg := res.Message
-	for _, r := range res.Released {
-		msg += "; released " + r.Addr.String() + ": " + r.Why
+	for _, n := range notes {
+		msg += "; " + n
 	}
 	mode := corev1.LoadBalancerIPModeVIP
 	if req.ProxyMode {
 		mode = corev1.LoadBalancerIPModeProxy
 	}
-	return ctrl.Result{}, c.write(ctx, svc, res.Addrs, condition(svc, status, res.Reason, msg), mode)
+	err = c.write(ctx, svc, res.Addrs, condition(svc, status, reason, msg), mode)
+	if err == nil && res.Satisfied || len(notes) == 0 {
+		delete(c.releaseNotes, key)
+	} else {
+		c.releaseNotes[key] = notes
+	}
+	return ctrl.Result{}, err
 }
+
+// maxReleaseNotes bounds the releases a Service's condition lists.
+const maxReleaseNotes = 4
 
 func (c *Controller) released(pools []string) {
 	if len(pools) > 0 {

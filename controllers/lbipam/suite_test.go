@@ -2,6 +2,7 @@ package lbipam_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -9,12 +10,14 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -24,6 +27,7 @@ import (
 	"github.com/portico-dev/portico/controllers/lbipam"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/vipguard"
 	"github.com/portico-dev/portico/webhooks"
 )
 
@@ -68,6 +72,8 @@ func startManager(controller, hooks bool, opts lbipam.Options) (context.CancelFu
 		mopts.WebhookServer = webhook.NewServer(webhook.Options{
 			Host: env.Webhook.LocalServingHost, Port: env.Webhook.LocalServingPort, CertDir: env.Webhook.LocalServingCertDir,
 		})
+		// As cmd/lbipam-controller caches Nodes.
+		mopts.Cache = cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: vipguard.TrimNode}}}
 	}
 	mgr, err := ctrl.NewManager(env.Config, mopts)
 	if err != nil {
@@ -80,6 +86,9 @@ func startManager(controller, hooks bool, opts lbipam.Options) (context.CancelFu
 	}
 	if hooks {
 		if err := webhooks.SetupIPPoolWebhook(mgr); err != nil {
+			return nil, err
+		}
+		if err := webhooks.SetupNodeProxyConfigWebhook(mgr); err != nil {
 			return nil, err
 		}
 	}
@@ -206,4 +215,43 @@ func eventuallyCondition(t *testing.T, ns, name string, status metav1.ConditionS
 		g.Expect(cond.Reason).To(Equal(string(reason)))
 		g.Expect(cond.Message).To(ContainSubstring(substr))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
+
+// disableWebhook removes the webhook configuration, as a cluster without the webhook
+// has it, and returns the function that puts it back and waits until admission uses it
+// again (idempotent). The apiserver sees the removal through its own informer, so
+// admission may still call the webhook for a moment after this returns.
+func disableWebhook(t *testing.T) (restore func()) {
+	t.Helper()
+	ctx := context.Background()
+	g := NewWithT(t)
+	vwcs := &admissionv1.ValidatingWebhookConfigurationList{}
+	g.Expect(k8s.List(ctx, vwcs)).To(Succeed())
+	g.Expect(vwcs.Items).NotTo(BeEmpty())
+	saved := vwcs.Items[0].DeepCopy()
+	g.Expect(k8s.Delete(ctx, &vwcs.Items[0])).To(Succeed())
+	restored := false
+	return func() {
+		if restored {
+			return
+		}
+		restored = true
+		saved.ResourceVersion, saved.UID = "", ""
+		g.Expect(k8s.Create(ctx, saved)).To(Succeed())
+		// Wait until admission uses it again, or a later test could be admitted
+		// without it: a pool with host bits is refused only by the webhook.
+		g.Eventually(func() error {
+			probe := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "webhook-probe"},
+				Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{CIDR: "10.54.9.1/24"}}}}
+			err := k8s.Create(ctx, probe)
+			if err == nil {
+				_ = k8s.Delete(ctx, probe)
+				return errors.New("the webhook is not back yet")
+			}
+			if !strings.Contains(err.Error(), "has host bits set") {
+				return err
+			}
+			return nil
+		}).Should(Succeed())
+	}
 }

@@ -69,8 +69,10 @@ func toInt(a netip.Addr) *big.Int {
 
 // ParseBlocks validates a pool's blocks in one pass and returns their ranges, in order.
 // Every problem is reported with the path of the field it concerns, so the webhook and
-// the controller's condition say exactly what to fix. Network and broadcast addresses of
-// IPv4 CIDRs shorter than /31 are left out unless allowFirstLast is set.
+// the controller's condition say exactly what to fix. Blocks that touch addresses no
+// Service can be given (unspecified, loopback, link-local, multicast; see reserved) are
+// refused. Network and broadcast addresses of IPv4 CIDRs shorter than /31 are left out
+// unless allowFirstLast is set.
 func ParseBlocks(path *field.Path, blocks []v1alpha1.IPBlock, allowFirstLast bool) ([]Range, field.ErrorList) {
 	var (
 		ranges []Range
@@ -121,6 +123,9 @@ func parseBlock(p *field.Path, b v1alpha1.IPBlock, allowFirstLast bool) (Range, 
 		if prefix.Masked() != prefix {
 			return Range{}, field.Invalid(p.Child("cidr"), b.CIDR, fmt.Sprintf("has host bits set; the network is %s", prefix.Masked()))
 		}
+		if err := checkReservedPrefix(p.Child("cidr"), prefix); err != nil {
+			return Range{}, err
+		}
 		r := Range{First: prefix.Addr(), Last: lastOf(prefix)}
 		if r.First.Is4() && prefix.Bits() < 31 && !allowFirstLast {
 			r.First, r.Last = r.First.Next(), r.Last.Prev()
@@ -143,7 +148,11 @@ func parseBlock(p *field.Path, b v1alpha1.IPBlock, allowFirstLast bool) (Range, 
 		if first.Compare(last) > 0 {
 			return Range{}, field.Invalid(p.Child("stop"), b.Stop, fmt.Sprintf("must not be before start (%s)", b.Start))
 		}
-		return Range{First: first, Last: last}, nil
+		r := Range{First: first, Last: last}
+		if err := checkReservedRange(p, blockString(b), r); err != nil {
+			return Range{}, err
+		}
+		return r, nil
 	case b.Stop != "":
 		return Range{}, field.Required(p.Child("start"), "stop requires start")
 	default:

@@ -41,6 +41,23 @@ func TestParseBlocks(t *testing.T) {
 			wantErr: "spec.blocks[1]: Invalid value: \"10.0.0.100-10.0.1.5\": overlaps block 0 (10.0.0.100-10.0.0.254)"},
 		{name: "mapped", blocks: []v1alpha1.IPBlock{{Start: "::ffff:10.0.0.1"}}, wantErr: "IPv4-mapped"},
 		{name: "empty", wantErr: "spec.blocks: Required value"},
+		{name: "v4 everything", blocks: []v1alpha1.IPBlock{{CIDR: "0.0.0.0/0"}}, firstLast: true,
+			wantErr: `spec.blocks[0].cidr: Invalid value: "0.0.0.0/0": must not be 0.0.0.0/0 or ::/0`},
+		{name: "v6 everything", blocks: []v1alpha1.IPBlock{{CIDR: "::/0"}}, wantErr: `spec.blocks[0].cidr: Invalid value: "::/0": must not be 0.0.0.0/0 or ::/0`},
+		{name: "loopback cidr", blocks: []v1alpha1.IPBlock{{CIDR: "10.0.0.0/24"}, {CIDR: "127.0.0.0/24"}},
+			wantErr: `spec.blocks[1].cidr: Invalid value: "127.0.0.0/24": must not contain loopback addresses (127.0.0.0/8, ::1)`},
+		{name: "cidr around loopback", blocks: []v1alpha1.IPBlock{{CIDR: "64.0.0.0/2"}}, wantErr: "spec.blocks[0].cidr: Invalid value: \"64.0.0.0/2\": must not contain loopback"},
+		{name: "v6 loopback", blocks: []v1alpha1.IPBlock{{Start: "::1"}}, wantErr: `spec.blocks[0].start: Invalid value: "::1": must not be a loopback address`},
+		{name: "unspecified", blocks: []v1alpha1.IPBlock{{CIDR: "0.0.0.0/24"}}, wantErr: "spec.blocks[0].cidr: Invalid value: \"0.0.0.0/24\": must not contain the unspecified address"},
+		{name: "v6 unspecified", blocks: []v1alpha1.IPBlock{{Start: "::", Stop: "::5"}}, wantErr: "spec.blocks[0].start: Invalid value: \"::\": must not be the unspecified address"},
+		{name: "link-local", blocks: []v1alpha1.IPBlock{{CIDR: "169.254.10.0/24"}}, wantErr: "spec.blocks[0].cidr: Invalid value: \"169.254.10.0/24\": must not contain link-local addresses (169.254.0.0/16, fe80::/10)"},
+		{name: "v6 link-local stop", blocks: []v1alpha1.IPBlock{{Start: "fe7f::", Stop: "fe80::1"}}, wantErr: "spec.blocks[0].stop: Invalid value: \"fe80::1\": must not be a link-local address"},
+		{name: "multicast", blocks: []v1alpha1.IPBlock{{CIDR: "239.1.0.0/16"}}, wantErr: "must not contain multicast addresses (224.0.0.0/4, ff00::/8)"},
+		{name: "v6 multicast", blocks: []v1alpha1.IPBlock{{CIDR: "ff02::/16"}}, wantErr: "spec.blocks[0].cidr: Invalid value: \"ff02::/16\": must not contain multicast"},
+		{name: "range spanning loopback", blocks: []v1alpha1.IPBlock{{Start: "126.255.255.250", Stop: "128.0.0.5"}},
+			wantErr: `spec.blocks[0]: Invalid value: "126.255.255.250-128.0.0.5": must not contain loopback addresses`},
+		{name: "next to reserved is fine", blocks: []v1alpha1.IPBlock{{CIDR: "126.0.0.0/8"}, {Start: "128.0.0.0", Stop: "128.0.0.9"}, {CIDR: "223.255.255.0/24"}, {CIDR: "fe7f::/64"}},
+			want: []string{"126.0.0.1-126.255.255.254", "128.0.0.0-128.0.0.9", "223.255.255.1-223.255.255.254", "fe7f::-fe7f::ffff:ffff:ffff:ffff"}, wantTotals: [2]uint64{1<<24 - 2 + 10 + 254, 1<<64 - 1}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package lbipam
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"net/netip"
@@ -21,7 +22,12 @@ type Pool struct {
 	Name       string
 	Generation int64
 	Created    time.Time
-	Disabled   bool
+	// Rank orders pools created in the same second (creationTimestamp has one-second
+	// resolution): the controller numbers pools in the order their creation reaches it
+	// (etcd's commit order), so of two overlapping pools created at the same instant the
+	// one committed second is the newer.
+	Rank     uint64
+	Disabled bool
 	// Errors make the pool unusable (the webhook refuses them; they reach us only with it off).
 	Errors   field.ErrorList
 	selector labels.Selector
@@ -65,12 +71,10 @@ func (p *Pool) Selects(r *Request) bool {
 // usable reports whether the pool may hand out new addresses.
 func (p *Pool) usable() bool { return len(p.Errors) == 0 && !p.Disabled && p.conflictWith == "" }
 
-// older orders pools by age, then name, so the older of two overlapping pools keeps its ranges.
+// older orders pools by age (creation time, then Rank), then name, so the older of two
+// overlapping pools keeps its ranges.
 func older(a, b *Pool) int {
-	if c := a.Created.Compare(b.Created); c != 0 {
-		return c
-	}
-	return strings.Compare(a.Name, b.Name)
+	return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.Rank, b.Rank), strings.Compare(a.Name, b.Name))
 }
 
 // markConflicts recomputes which pools overlap an older valid pool. It returns the names

@@ -214,10 +214,8 @@ func (s *State) invalid(r *Request, a netip.Addr, al *allocation) string {
 	if p == nil || !p.space.Contains(a) || !p.Selects(r) {
 		if q := s.poolFor(a, r); q != nil {
 			s.move(a, al, q.Name)
-		} else if p == nil || !p.space.Contains(a) {
-			return fmt.Sprintf("%s is no longer in any pool that selects the Service (pool deleted or shrunk)", a)
 		} else {
-			return fmt.Sprintf("pool %s no longer selects the Service", p.Name)
+			return lostPool(al.pool, p, a, r)
 		}
 	}
 	for _, o := range al.owners {
@@ -226,6 +224,25 @@ func (s *State) invalid(r *Request, a netip.Addr, al *allocation) string {
 				return "it can no longer be shared: " + why
 			}
 		}
+	}
+	return ""
+}
+
+// lostPool says why address a of pool name (p, nil once deleted) is no longer r's,
+// when no other pool that selects r contains it either.
+func lostPool(name string, p *Pool, a netip.Addr, r *Request) string {
+	const elsewhere = ", and no other pool that selects the Service contains it"
+	switch {
+	case name == "":
+		return "no pool that selects the Service contains " + a.String()
+	case p == nil:
+		return "pool " + name + " was deleted" + elsewhere
+	case len(p.Errors) > 0:
+		return "pool " + name + " is invalid (" + p.Errors.ToAggregate().Error() + ")" + elsewhere
+	case !p.space.Contains(a):
+		return "pool " + name + " no longer contains it (its blocks changed)" + elsewhere
+	case !p.Selects(r):
+		return "pool " + name + " no longer selects the Service"
 	}
 	return ""
 }

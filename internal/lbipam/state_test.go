@@ -128,7 +128,7 @@ func TestSelectorsDualStackAndPoolRemoval(t *testing.T) {
 	// Deleting the v6 pool: the Service keeps its IPv4 address, loses IPv6 with a reason.
 	s.DeletePool("v6")
 	after := s.Reconcile(mkReq(t, "prod", "web", dual))
-	if after.Satisfied || addrs(after) != "10.0.0.1" || len(after.Released) != 1 || !strings.Contains(after.Released[0].Why, "no longer in any pool") {
+	if after.Satisfied || addrs(after) != "10.0.0.1" || len(after.Released) != 1 || after.Released[0].Why != "pool v6 was deleted, and no other pool that selects the Service contains it" {
 		t.Fatalf("after pool deletion: %+v", after)
 	}
 }
@@ -196,5 +196,62 @@ func TestInvalidRequests(t *testing.T) {
 		if _, err := NewRequest(svc); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("want %q, got %v", tc.want, err)
 		}
+	}
+}
+
+// Pools created in the same second are ordered by Rank (the order their creation
+// reached the controller), not by name.
+func TestSameSecondPoolsOrderedByRank(t *testing.T) {
+	s := NewState()
+	first := mkPool("z-first", 0, rng("10.0.0.1", "10.0.0.4"))
+	first.Rank = 2
+	second := mkPool("a-second", 0, rng("10.0.0.3", "10.0.0.6"))
+	second.Rank = 3
+	s.SetPool(second) // the order of SetPool calls does not matter, only Rank
+	if changed := s.SetPool(first); len(changed) != 1 || changed[0] != "a-second" {
+		t.Fatalf("a-second's mark should change, got %v", changed)
+	}
+	if st, _ := s.Status("a-second"); !st.Conflicting || !strings.Contains(st.ConflictMsg, "overlaps pool z-first") {
+		t.Fatalf("a-second: %+v", st)
+	}
+	if st, _ := s.Status("z-first"); st.Conflicting {
+		t.Fatalf("z-first: %+v", st)
+	}
+}
+
+// A Service loses an address its pool no longer holds with a reason naming the pool and
+// what happened to it; with another pool containing the address it keeps it.
+func TestShrunkOrInvalidPoolReleasesWithReason(t *testing.T) {
+	s := NewState()
+	s.SetPool(mkPool("p", 0, rng("10.0.0.1", "10.0.0.9")))
+	web := mkReq(t, "default", "web", ann(AnnotationIPs, "10.0.0.8"))
+	if r := s.Reconcile(web); addrs(r) != "10.0.0.8" {
+		t.Fatalf("web: %+v", r)
+	}
+	s.SetPool(mkPool("p", 0, rng("10.0.0.1", "10.0.0.5")))
+	r := s.Reconcile(web)
+	want := "pool p no longer contains it (its blocks changed), and no other pool that selects the Service contains it"
+	if r.Satisfied || r.Reason != v1alpha1.ReasonIPRemovedFromPool || len(r.Released) != 1 || r.Released[0].Why != want {
+		t.Fatalf("shrunk: %+v", r)
+	}
+
+	s.SetPool(mkPool("p", 0, rng("10.0.0.1", "10.0.0.9")))
+	if r := s.Reconcile(web); addrs(r) != "10.0.0.8" {
+		t.Fatalf("web again: %+v", r)
+	}
+	// A pool that became invalid (e.g. a rule added on upgrade) says why.
+	s.SetPool(mkPool("p", 0, rng("10.0.0.1", "10.0.0.9"), v1alpha1.IPBlock{CIDR: "127.0.0.0/8"}))
+	r = s.Reconcile(web)
+	if len(r.Released) != 1 || !strings.Contains(r.Released[0].Why, "pool p is invalid (spec.blocks[1].cidr: Invalid value: \"127.0.0.0/8\": must not contain loopback addresses") {
+		t.Fatalf("invalid: %+v", r)
+	}
+
+	// Shrunk, but another pool selecting the Service contains it: kept, moved.
+	s.SetPool(mkPool("p", 0, rng("10.0.0.1", "10.0.0.9")))
+	s.SetPool(mkPool("q", 1, rng("10.0.0.8", "10.0.0.8")))
+	s.Reconcile(web)
+	s.SetPool(mkPool("p", 0, rng("10.0.0.1", "10.0.0.5")))
+	if r := s.Reconcile(web); addrs(r) != "10.0.0.8" || len(r.Released) != 0 || r.Pools[0] != "q" {
+		t.Fatalf("moved: %+v", r)
 	}
 }

@@ -88,6 +88,15 @@ func (w *Writer) forget(name string) {
 	delete(w.last, name)
 }
 
+// Written is the resourceVersion of the last spec this writer wrote (or found
+// already in place) for the config name, "" if it wrote none in this process.
+// The nodes' progress is measured against it (internal/verdict): a status write
+// bumps the live resourceVersion without changing what the nodes must apply.
+func (w *Writer) Written(name string) string {
+	rec, _ := w.recall(name)
+	return rec.resourceVersion
+}
+
 // OwnWrite reports whether obj is the version of a config this writer itself
 // last wrote, so that a producer watching its configs can ignore the echo of
 // its own writes and react only to other people's edits and deletions.
@@ -199,6 +208,12 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 		rec.spec = spec
 		switch {
 		case rec.resourceVersion == cur.ResourceVersion:
+			w.keep(name, rec)
+			return false, nil
+		case cur.Generation == rec.generation && labelsCover(cur.Labels, w.Labels(src)):
+			// Only the status moved (the producer's own Programmed write): the
+			// spec is what this writer wrote, and Written must stay the
+			// resourceVersion of that write, which is what nodes report progress on.
 			w.keep(name, rec)
 			return false, nil
 		case cur.Generation < rec.generation:

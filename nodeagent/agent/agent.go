@@ -29,6 +29,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/scheme"
+	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
@@ -74,6 +75,10 @@ type Config struct {
 	HeartbeatInterval, HeartbeatDuration time.Duration
 	// Memberlist runs L2 liveness between the agents; nil falls back to the Lease.
 	Memberlist *MemberlistConfig
+	// RedirectMapSize is the redirect map capacity per address family for a fresh
+	// pin path (zero: 65,536); a map already pinned keeps its size. Configs beyond it
+	// are rejected, newest first, with reason RedirectCapacity.
+	RedirectMapSize uint32
 	// DisableDatapath runs xDS only, e.g. without root or in tests; NodeProxy says so.
 	DisableDatapath bool
 	// DisableL2 turns off the ARP/NDP responder (it needs CAP_NET_RAW).
@@ -197,6 +202,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: creating a client: %w", err)
 	}
 	rep := newReporter(direct, cfg.NodeName, cfg.ReportInterval, log.WithName("report"))
+	kube, err := kubernetes.NewForConfig(cfg.RestConfig)
+	if err != nil {
+		return fmt.Errorf("agent: creating a client: %w", err)
+	}
 
 	a := &agent{
 		cfg:     cfg,
@@ -207,8 +216,11 @@ func Run(ctx context.Context, cfg Config) error {
 		report:  rep,
 		trigger: make(chan struct{}, 1),
 	}
+	// A Secret read, changed or deleted changes what render serves: same as a config change.
+	a.secrets = secrets.NewWatcher(kube, func() { a.kick(true) })
+	defer a.secrets.Stop()
 	if !cfg.DisableDatapath {
-		a.dp = newDatapath(cfg.PinPath, cfg.Devices)
+		a.dp = newDatapath(cfg.PinPath, cfg.Devices, cfg.RedirectMapSize)
 		defer a.dp.close()
 	}
 	runnables := []manager.Runnable{}

@@ -22,7 +22,6 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
-	"github.com/portico-dev/portico/nodeagent/render"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -158,7 +157,7 @@ func TestAgentAppliesAndReports(t *testing.T) {
 			st.AppliedResourceVersion != "" && len(st.Proxies) == 1
 	})
 	st := np.Status
-	if st.Rejected[0].Reason != render.ReasonConflict || st.Rejected[0].Message == "" {
+	if st.Rejected[0].Reason != v1alpha1.ReasonConflict || st.Rejected[0].Message == "" {
 		t.Fatalf("rejection without reason: %+v", st.Rejected[0])
 	}
 	if cmpRV(st.AppliedResourceVersion, bad.ResourceVersion) < 0 {
@@ -207,7 +206,8 @@ func TestAgentServesEveryVersion(t *testing.T) {
 		Spec: v1alpha1.NodeProxyConfigSpec{
 			NodeSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"versions": "yes"}},
 			Envoy: &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{
-				envoyResource(t, benchListenerJSON), envoyResource(t, benchClusterJSON)}},
+				envoyResource(t, benchListenerJSON), envoyResource(t, benchClusterJSON)},
+				BackendServices: []v1alpha1.BackendService{benchBackend}},
 			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*", Routes: []v1alpha1.FragmentRoute{
 				route("/a"),
 				// An unknown field: Envoy would drop it silently, the agent rejects the config.
@@ -250,7 +250,7 @@ func TestAgentServesEveryVersion(t *testing.T) {
 				return false
 			}
 			if rejected {
-				return len(st.Rejected) == 1 && st.Rejected[0].Name == "versions" && st.Rejected[0].Reason == render.ReasonInvalidRoute
+				return len(st.Rejected) == 1 && st.Rejected[0].Name == "versions" && st.Rejected[0].Reason == v1alpha1.ReasonInvalidRoute
 			}
 			return st.RejectedCount == 0
 		}

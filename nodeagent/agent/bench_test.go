@@ -31,7 +31,10 @@ const benchListenerJSON = `{"@type":"type.googleapis.com/envoy.config.listener.v
   "httpFilters":[{"name":"envoy.filters.http.router","typedConfig":{"@type":"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`
 
 const benchClusterJSON = `{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"bench-backend","type":"EDS",
- "connectTimeout":"1s","edsClusterConfig":{"edsConfig":{"ads":{},"resourceApiVersion":"V3"}}}`
+ "connectTimeout":"1s","edsClusterConfig":{"edsConfig":{"ads":{},"resourceApiVersion":"V3"},"serviceName":"default/bench:80"}}`
+
+// benchBackend gives the EDS name benchClusterJSON asks for.
+var benchBackend = v1alpha1.BackendService{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "bench"}, Ports: []string{"80"}}
 
 func benchRoutes(n int, gen int) []v1alpha1.FragmentRoute {
 	routes := make([]v1alpha1.FragmentRoute, n)
@@ -79,7 +82,8 @@ func BenchmarkConfigChangeToSnapshot(b *testing.B) {
 		ObjectMeta: metav1.ObjectMeta{Name: "bench"},
 		Spec: v1alpha1.NodeProxyConfigSpec{
 			Envoy: &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{
-				mustResource(benchListenerJSON), mustResource(benchClusterJSON)}},
+				mustResource(benchListenerJSON), mustResource(benchClusterJSON)},
+				BackendServices: []v1alpha1.BackendService{benchBackend}},
 			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*", Routes: benchRoutes(routes, 0)}},
 		},
 	}

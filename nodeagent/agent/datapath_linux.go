@@ -21,11 +21,23 @@ import (
 type datapath struct {
 	pinPath string
 	devices *regexp.Regexp
+	size    uint32
 	dp      *bpf.Datapath
 }
 
-func newDatapath(pinPath string, devices *regexp.Regexp) *datapath {
-	return &datapath{pinPath: pinPath, devices: devices}
+// newDatapath: size is the redirect map capacity per family for a fresh pin path
+// (zero: bpf's default); a pinned map keeps its own.
+func newDatapath(pinPath string, devices *regexp.Regexp, size uint32) *datapath {
+	return &datapath{pinPath: pinPath, devices: devices, size: size}
+}
+
+// capacity is how many redirects per address family the open map holds (zero
+// while it is not open: render then does not bound them, and sync reports why).
+func (d *datapath) capacity() int {
+	if d.dp == nil {
+		return 0
+	}
+	return int(d.dp.MaxEntries())
 }
 
 // ensure opens the datapath if it is not open yet, installs the policy routing and
@@ -34,7 +46,7 @@ func newDatapath(pinPath string, devices *regexp.Regexp) *datapath {
 // missing capability fixed by a restart of the pod, a bpffs mounted late) recovers.
 func (d *datapath) ensure() error {
 	if d.dp == nil {
-		dp, err := bpf.Open(d.pinPath, bpf.Options{})
+		dp, err := bpf.Open(d.pinPath, bpf.Options{MaxEntries: d.size})
 		if err != nil {
 			return fmt.Errorf("opening the eBPF datapath at %s: %w", d.pinPath, err)
 		}

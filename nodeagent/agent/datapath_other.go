@@ -15,8 +15,9 @@ var errNoDatapath = errors.New("the eBPF datapath needs Linux")
 
 type datapath struct{}
 
-func newDatapath(string, *regexp.Regexp) *datapath { return &datapath{} }
+func newDatapath(string, *regexp.Regexp, uint32) *datapath { return &datapath{} }
 
 func (*datapath) ensure() error                    { return errNoDatapath }
 func (*datapath) sync(map[render.Key]uint16) error { return errNoDatapath }
 func (*datapath) close()                           {}
+func (*datapath) capacity() int                    { return 0 }

@@ -11,17 +11,13 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/envoykit"
 )
 
-// CLAName is the EDS name of a backend Service's endpoints on one port ("" = every port):
-// "<namespace>/<name>:<port>" with the port as the producer wrote it (name or number),
-// or "<namespace>/<name>" for every port (see v1alpha1.BackendService).
-func CLAName(namespace, name, port string) string {
-	if port == "" {
-		return namespace + "/" + name
-	}
-	return namespace + "/" + name + ":" + port
-}
+// CLAName is the EDS name of a backend Service's endpoints on one port ("" = every
+// port), with the port as the producer wrote it (name or number): the contract
+// producers build their EDS clusters with (envoykit.EDSName).
+func CLAName(namespace, name, port string) string { return envoykit.EDSName(namespace, name, port) }
 
 // BuildEndpoints turns the EndpointSlices of one backend Service into its
 // ClusterLoadAssignments. svc may be nil (not found): a numeric port then matches
@@ -40,6 +36,9 @@ func BuildEndpoints(b v1alpha1.BackendService, svc *corev1.Service, eps []*disco
 	for _, p := range b.Ports {
 		name := CLAName(b.Namespace, b.Name, p)
 		match := portMatcher(p, svc)
+		if p == "" { // every port, next to specific ones (render.mergeBackend)
+			match = func(discoveryv1.EndpointPort) bool { return true }
+		}
 		out[name] = cla(name, eps, match)
 	}
 	return out

@@ -24,10 +24,6 @@ import (
 // maxReportedProxies is NodeProxyStatus.Proxies' schema limit.
 const maxReportedProxies = 16
 
-// ReasonInvalidSelector rejects a config whose spec.nodeSelector does not parse: the
-// agent cannot tell whether it selects the node, so it reports it rather than guess.
-const ReasonInvalidSelector v1alpha1.ConditionReason = "InvalidSelector"
-
 // Report is everything the NodeProxy status is computed from, gathered by one sync.
 type Report struct {
 	// Selected are the configs selecting this node: name → resourceVersion.
@@ -143,6 +139,12 @@ func BuildStatus(prev v1alpha1.NodeProxyStatus, generation int64, r Report) v1al
 	default:
 		conditions.True(&st.Conditions, gen, v1alpha1.ConditionProxyConnected, v1alpha1.ReasonConnected,
 			fmt.Sprintf("%d proxies connected", connected))
+	}
+	// What the proxies acknowledged: the served watermark once every connected proxy
+	// is in sync without a NACK, else where it was.
+	st.ProgrammedResourceVersion = prev.ProgrammedResourceVersion
+	if connected > 0 && inSync && len(nacks) == 0 && r.XDSErr == nil {
+		st.ProgrammedResourceVersion = st.AppliedResourceVersion
 	}
 	switch {
 	case r.XDSErr != nil:

@@ -21,7 +21,7 @@ func TestBuildStatusBoundsRejections(t *testing.T) {
 		rv := strconv.Itoa(10999 - i) // listed order must follow resourceVersion, not name
 		r.Selected[name] = rv
 		r.RejectedRV[name] = rv
-		r.Rejected = append(r.Rejected, v1alpha1.RejectedConfig{Name: name, Generation: 1, Reason: render.ReasonConflict, Message: "conflict"})
+		r.Rejected = append(r.Rejected, v1alpha1.RejectedConfig{Name: name, Generation: 1, Reason: v1alpha1.ReasonConflict, Message: "conflict"})
 	}
 	r.Selected["good"] = "20000"
 	r.Applied = []render.Applied{{Name: "good", Generation: 1, ResourceVersion: "20000"}}
@@ -46,7 +46,7 @@ func TestBuildStatusWatermarkAndConditions(t *testing.T) {
 	r := Report{
 		Selected:   map[string]string{"a": "10", "b": "12", "c": "15", "held": "14"},
 		Applied:    []render.Applied{{Name: "a", ResourceVersion: "10"}, {Name: "c", ResourceVersion: "15"}},
-		Rejected:   []v1alpha1.RejectedConfig{{Name: "b", Reason: render.ReasonConflict}},
+		Rejected:   []v1alpha1.RejectedConfig{{Name: "b", Reason: v1alpha1.ReasonConflict}},
 		RejectedRV: map[string]string{"b": "12"},
 		XDSVersion: "7",
 	}
@@ -62,6 +62,9 @@ func TestBuildStatusWatermarkAndConditions(t *testing.T) {
 	if conditions.IsTrue(st.Conditions, 1, v1alpha1.ConditionReady) || conditions.IsTrue(st.Conditions, 1, v1alpha1.ConditionProxyConnected) {
 		t.Fatal("ready or connected without a proxy")
 	}
+	if st.ProgrammedResourceVersion != "" {
+		t.Fatalf("programmed watermark %q without a proxy", st.ProgrammedResourceVersion)
+	}
 	if !conditions.IsTrue(st.Conditions, 1, v1alpha1.ConditionDatapathReady) {
 		t.Fatal("datapath not ready without an error")
 	}
@@ -72,6 +75,20 @@ func TestBuildStatusWatermarkAndConditions(t *testing.T) {
 	st = BuildStatus(st, 1, r)
 	if !conditions.IsTrue(st.Conditions, 1, v1alpha1.ConditionReady) || len(st.Proxies) != 1 || st.Proxies[0].AckedVersion != "7" {
 		t.Fatalf("not ready with an in-sync proxy: %+v", st)
+	}
+	if st.ProgrammedResourceVersion != "15" {
+		t.Fatalf("programmed watermark %q with an in-sync proxy, want 15", st.ProgrammedResourceVersion)
+	}
+	// A newer config is served but the proxy has not acknowledged its version yet:
+	// applied moves, programmed stays.
+	r.Selected["d"], r.Applied = "16", append(r.Applied, render.Applied{Name: "d", ResourceVersion: "16"})
+	r.Proxies[0].Types["cds"] = xds.TypeState{Acked: "7", Current: "8", InSync: false}
+	if st = BuildStatus(st, 1, r); st.AppliedResourceVersion != "16" || st.ProgrammedResourceVersion != "15" {
+		t.Fatalf("applied %q programmed %q, want 16 and 15", st.AppliedResourceVersion, st.ProgrammedResourceVersion)
+	}
+	r.Proxies[0].Types["cds"] = xds.TypeState{Acked: "8", Current: "8", InSync: true}
+	if st = BuildStatus(st, 1, r); st.ProgrammedResourceVersion != "16" {
+		t.Fatalf("programmed %q once acknowledged, want 16", st.ProgrammedResourceVersion)
 	}
 
 	r.DatapathErr = errors.New("loading BPF: operation not permitted")

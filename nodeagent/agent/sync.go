@@ -21,12 +21,9 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/nodeagent/render"
+	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
-
-// ReasonProxyPortsExhausted rejects a config whose redirected listeners could not get a
-// proxy port; it is retried on every sync, so freeing ports (or widening the range) heals it.
-const ReasonProxyPortsExhausted v1alpha1.ConditionReason = "ProxyPortsExhausted"
 
 // agent is the state of the sync loop. Only run's goroutine touches the fields below
 // the channels, so they need no lock.
@@ -47,6 +44,11 @@ type agent struct {
 	// the event handlers to ignore EndpointSlices nobody asked for.
 	backendsMu sync.RWMutex
 	backends   map[string]bool
+
+	// secrets watches the Secrets the selected configs list; converted keeps their
+	// SDS form until they change.
+	secrets   *secrets.Watcher
+	converted map[string]*convertedSecret
 
 	// renderer keeps each config's parse between syncs (created on first use).
 	renderer   *render.Renderer
@@ -237,7 +239,7 @@ func (a *agent) selectConfigs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig,
 		if err != nil {
 			rvs[c.Name] = c.ResourceVersion
 			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
-				Reason: ReasonInvalidSelector, Message: truncate("spec.nodeSelector: "+err.Error(), 1024)})
+				Reason: v1alpha1.ReasonInvalidSelector, Message: truncate("spec.nodeSelector: "+err.Error(), 1024)})
 			continue
 		}
 		if ok {
@@ -266,10 +268,16 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	configs, rejected = a.guardVIPs(ctx, configs, rejected)
 	if a.renderer == nil {
 		a.renderer = render.NewRenderer()
 	}
-	in := render.Input{Configs: configs, ProxyPorts: a.ports.Assigned()}
+	refs := render.SecretRefs(configs)
+	a.secrets.Set(refs)
+	in := render.Input{Configs: configs, ProxyPorts: a.ports.Assigned(), Secrets: a.secretStates(refs)}
+	if a.dp != nil {
+		in.RedirectCapacity = a.dp.capacity()
+	}
 	out := a.renderer.Render(in)
 	if len(out.ListenersNeedingPorts) > 0 {
 		if err := a.ports.Allocate(out.ListenersNeedingPorts); err != nil {
@@ -293,30 +301,39 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 		}
 		if held {
 			rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
-				Reason:  ReasonProxyPortsExhausted,
+				Reason:  v1alpha1.ReasonProxyPortsExhausted,
 				Message: fmt.Sprintf("no free proxy port in %d-%d for its listeners", a.cfg.ProxyPortMin, a.cfg.ProxyPortMax)})
 		}
 	}
 	if err := a.ports.Retain(keep); err != nil {
 		a.log.Error(err, "releasing proxy ports")
 	}
-	a.out, a.selected, a.rejectedRV = out, rvs, rvs
-	a.rejected = append(rejected, out.Rejected...)
 
+	// Envoy first, then the redirect map: a new redirect must find its listener, and
+	// render guarantees that what it returns is servable (it validates exactly what
+	// SetResources does), so a failure here is a bug, reported on NodeProxy. If it
+	// happens, nothing of this render counts as applied: the previous output, which
+	// is what Envoy still has, stays the one reported.
+	version, err := a.xds.SetResources(ctx, out.Resources)
+	a.xdsErr = err
+	if err != nil {
+		a.log.Error(err, "serving rendered resources; keeping the previous snapshot")
+		a.selected, a.rejectedRV = rvs, rvs
+		return nil
+	}
+	a.xdsVersion = version
 	if a.dp != nil {
 		// Synced even when attaching to some interface failed: the others still redirect.
 		a.dpSyncErr = a.dp.sync(out.Redirects)
+		if a.dpSyncErr != nil {
+			out.Applied = withoutRedirecting(out.Applied, configs)
+		}
 	}
 	if a.l2 != nil {
 		a.announced = a.l2.set(out.Announcements)
 	}
-	version, err := a.xds.SetResources(ctx, out.Resources)
-	a.xdsErr = err
-	if err == nil {
-		a.xdsVersion = version
-	} else {
-		a.log.Error(err, "serving rendered resources")
-	}
+	a.out, a.selected, a.rejectedRV = out, rvs, rvs
+	a.rejected = append(rejected, out.Rejected...)
 
 	set := map[string]bool{}
 	for _, b := range out.BackendServices {
@@ -376,4 +393,23 @@ func (a *agent) buildReport() Report {
 		AnnouncedIPs:     a.announced,
 	}
 	return r
+}
+
+// withoutRedirecting drops from applied the configs that have redirects: the
+// redirect map could not be programmed, so they are not applied on this node
+// (they stay pending, and DatapathReady says why) until a sync succeeds.
+func withoutRedirecting(applied []render.Applied, configs []*v1alpha1.NodeProxyConfig) []render.Applied {
+	redirecting := map[string]bool{}
+	for _, c := range configs {
+		if len(c.Spec.Redirects) > 0 {
+			redirecting[c.Name] = true
+		}
+	}
+	out := applied[:0:0]
+	for _, ap := range applied {
+		if !redirecting[ap.Name] {
+			out = append(out, ap)
+		}
+	}
+	return out
 }

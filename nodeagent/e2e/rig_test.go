@@ -95,13 +95,14 @@ func newRig(t *testing.T) *rig {
 	return r
 }
 
-// startAgent runs the node-agent binary in the node's namespace.
-func (r *rig) startAgent() {
+// startAgent runs the node-agent binary in the node's namespace, with extra flags.
+func (r *rig) startAgent(extra ...string) {
 	r.t.Helper()
-	r.agent = startAgentIn(r.t, r.node, r.bin, r.logs,
+	args := append([]string{
 		"--node-name", nodeName, "--kubeconfig", r.env.Kubeconfig, "--install-namespace", "portico-system",
 		"--bpf-pin-path", r.pinPath, "--state-dir", r.state, "--xds-socket", r.socket,
-		"--devices", "^"+netlab.HostInterface+"$", "--health-probe-bind-address", "")
+		"--devices", "^" + netlab.HostInterface + "$", "--health-probe-bind-address", ""}, extra...)
+	r.agent = startAgentIn(r.t, r.node, r.bin, r.logs, args...)
 }
 
 func (r *rig) stopAgent(sig unix.Signal) {

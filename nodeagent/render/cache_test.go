@@ -25,7 +25,10 @@ const bigListener = `{"@type":"type.googleapis.com/envoy.config.listener.v3.List
 "http_filters":[{"name":"envoy.filters.http.router","typed_config":{"@type":"type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}]}}]}]}`
 
 const bigCluster = `{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"big-backend","type":"EDS",
-"connect_timeout":"1s","eds_cluster_config":{"eds_config":{"ads":{},"resource_api_version":"V3"}}}`
+"connect_timeout":"1s","eds_cluster_config":{"eds_config":{"ads":{},"resource_api_version":"V3"},"service_name":"default/big:80"}}`
+
+// bigBackend gives the EDS name bigCluster asks for.
+var bigBackend = v1alpha1.BackendService{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "big"}, Ports: []string{"80"}}
 
 // bigConfig is the agent benchmark's shape: one config with a listener, a cluster and
 // n routes in one table, whose first route's prefix carries gen; rv is its resourceVersion.
@@ -43,7 +46,8 @@ func bigConfig(t testing.TB, n, gen int, rv string) *v1alpha1.NodeProxyConfig {
 		ObjectMeta: metav1.ObjectMeta{Name: "big", ResourceVersion: rv, Generation: int64(gen + 1),
 			CreationTimestamp: metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))},
 		Spec: v1alpha1.NodeProxyConfigSpec{
-			Envoy:          &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{resource(t, bigListener), resource(t, bigCluster)}},
+			Envoy: &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{resource(t, bigListener), resource(t, bigCluster)},
+				BackendServices: []v1alpha1.BackendService{bigBackend}},
 			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "big-routes", Host: "*", Routes: routes}},
 		},
 	}
@@ -69,7 +73,8 @@ func BenchmarkRenderChangedConfig(b *testing.B) {
 // withVersions gives every config the resourceVersion rv and a UID, as the apiserver
 // would (golden inputs have neither, and a Renderer caches only what has both).
 func withVersions(in Input, rv string) Input {
-	out := Input{ProxyPorts: in.ProxyPorts}
+	out := in
+	out.Configs = nil
 	for _, c := range in.Configs {
 		c = c.DeepCopy()
 		c.ResourceVersion, c.UID = rv, types.UID("uid-"+c.Name)
@@ -91,7 +96,9 @@ func TestRendererMatchesRender(t *testing.T) {
 		for pass := range 4 {
 			configs := slices.Clone(in.Configs)
 			rng.Shuffle(len(configs), func(i, j int) { configs[i], configs[j] = configs[j], configs[i] })
-			got := marshalOutput(t, r.Render(Input{Configs: configs, ProxyPorts: in.ProxyPorts}))
+			shuffled := in
+			shuffled.Configs = configs
+			got := marshalOutput(t, r.Render(shuffled))
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%s, pass %d: Renderer differs from Render:\n%s", dir, pass, lineDiff(string(want), string(got)))
 			}
@@ -108,12 +115,13 @@ func TestRendererKeepsParsesIntact(t *testing.T) {
 		{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "a"}, Ports: []string{"http", "80", "http"}},
 		{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "b"}, Ports: []string{"http", "80"}},
 		{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "b"}, Ports: []string{"9090"}},
+		bigBackend,
 	}
 	in := Input{Configs: []*v1alpha1.NodeProxyConfig{cfg}}
 	r := NewRenderer()
 	for pass := range 3 {
 		got := r.Render(in).BackendServices
-		if len(got) != 2 || !slices.Equal(got[0].Ports, []string{"80", "http"}) || !slices.Equal(got[1].Ports, []string{"80", "9090", "http"}) {
+		if len(got) != 3 || !slices.Equal(got[0].Ports, []string{"80", "http"}) || !slices.Equal(got[1].Ports, []string{"80", "9090", "http"}) {
 			t.Fatalf("pass %d: backend services %+v, want default/a with ports 80, http and default/b with 80, 9090, http", pass, got)
 		}
 	}
@@ -146,7 +154,7 @@ func TestRendererSeesChanges(t *testing.T) {
 	broken := bigConfig(t, 50, 3, "3")
 	broken.Spec.RouteFragments[0].Routes[7].Route.Raw = []byte(`{"match":{"prefx":"/"},"route":{"cluster":"big-backend"}}`)
 	out := render(broken)
-	if len(out.Rejected) != 1 || out.Rejected[0].Reason != ReasonInvalidRoute || len(out.Applied) != 0 {
+	if len(out.Rejected) != 1 || out.Rejected[0].Reason != v1alpha1.ReasonInvalidRoute || len(out.Applied) != 0 {
 		t.Fatalf("a broken route is not rejected: applied %v, rejected %v", out.Applied, out.Rejected)
 	}
 	// Rendering the same version again must give the same verdict from the cache.

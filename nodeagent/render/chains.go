@@ -16,16 +16,6 @@ import (
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
-// Reasons of rejections caused by filter-chain fragments.
-const (
-	// ReasonInvalidFilterChain: a contributed filter chain does not decode, fails
-	// validation, or references a route table or Secret that no applied config provides.
-	ReasonInvalidFilterChain v1alpha1.ConditionReason = "InvalidFilterChain"
-	// ReasonListenerNotFound: filter chains are contributed to a listener that no
-	// applied config defines.
-	ReasonListenerNotFound v1alpha1.ConditionReason = "ListenerNotFound"
-)
-
 // closedChainName names the filter chain render gives a listener that has none:
 // a listener defined without chains waits for fragments, and until one arrives
 // (or while every contributor is rejected) Envoy must still accept it, or the
@@ -44,24 +34,24 @@ func (p *parsed) parseFilterChainFragments() *rejection {
 	names := map[string]bool{}
 	for fi, f := range p.cfg.Spec.FilterChainFragments {
 		if f.Listener == "" {
-			return reject(ReasonInvalidFilterChain, "filterChainFragments[%d]: listener is empty", fi)
+			return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d]: listener is empty", fi)
 		}
 		frag := chainFragment{listener: f.Listener, index: fi}
 		for ci, raw := range f.FilterChains {
 			fc := &listenerv3.FilterChain{}
 			if err := strict.Unmarshal(raw.Raw, fc); err != nil {
-				return reject(ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: %s", fi, ci, errText(err))
+				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: %s", fi, ci, errText(err))
 			}
 			name := fc.GetName()
 			switch {
 			case name == "":
-				return reject(ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: name is empty (chains merged into a shared listener need names)", fi, ci)
+				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: name is empty (chains merged into a shared listener need names)", fi, ci)
 			case names[f.Listener+"\x00"+name]:
-				return reject(ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: chain %q is contributed to listener %q twice", fi, ci, name, f.Listener)
+				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: chain %q is contributed to listener %q twice", fi, ci, name, f.Listener)
 			}
 			names[f.Listener+"\x00"+name] = true
 			if err := xds.ValidateMessage(fc); err != nil {
-				return reject(ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d] %q: %s", fi, ci, name, errText(err))
+				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d] %q: %s", fi, ci, name, errText(err))
 			}
 			frag.chains = append(frag.chains, fc)
 		}
@@ -121,7 +111,7 @@ func contributedChainKeys(p *parsed) []sharedName {
 // route tables and Secrets some winner provides. A contributor to a listener held
 // back for its proxy port is held back too (with the listener named in
 // missingPorts), so that it is applied together with it.
-func settleChainFragments(winners []*parsed) ([]*parsed, map[string]*rejection) {
+func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
 	listeners := map[string]*parsed{}
 	routes, secrets := map[string]bool{}, map[string]bool{}
 	for _, p := range winners {
@@ -137,8 +127,10 @@ func settleChainFragments(winners []*parsed) ([]*parsed, map[string]*rejection) 
 		for _, s := range p.secrets {
 			secrets[s.GetName()] = true
 		}
-		for _, s := range p.secretRefs {
-			secrets[s] = true
+		for _, ref := range p.secretRefs {
+			for _, s := range known[ref].Resources {
+				secrets[s.GetName()] = true
+			}
 		}
 	}
 	var rejected map[string]*rejection
@@ -155,7 +147,7 @@ func settleChainFragments(winners []*parsed) ([]*parsed, map[string]*rejection) 
 				rejected = map[string]*rejection{}
 			}
 			rejected[p.cfg.Name] = rej
-		case len(waitFor) > 0 && len(p.missingPorts) == 0:
+		case len(waitFor) > 0 && !p.held():
 			held := *p // parsed values may be shared with a cache: copy, never modify
 			held.missingPorts = waitFor
 			kept = append(kept, &held)
@@ -171,9 +163,9 @@ func checkContribution(p *parsed, listeners map[string]*parsed, routes, secrets 
 	for _, f := range p.chainFragments {
 		owner := listeners[f.listener]
 		if owner == nil {
-			return reject(ReasonListenerNotFound, "filterChainFragments[%d]: listener %q is not defined by any config applied on this node", f.index, f.listener), nil
+			return reject(v1alpha1.ReasonListenerNotFound, "filterChainFragments[%d]: listener %q is not defined by any config applied on this node", f.index, f.listener), nil
 		}
-		if len(owner.missingPorts) > 0 && owner != p {
+		if owner.held() && owner != p {
 			waitFor = append(waitFor, f.listener)
 		}
 		// References are checked on a listener made of this contribution alone, with
@@ -188,7 +180,7 @@ func checkContribution(p *parsed, listeners map[string]*parsed, routes, secrets 
 		}
 		for _, e := range xds.Validate(res) {
 			if e.Kind == xds.KindListener && e.Name == probeName {
-				return reject(ReasonInvalidFilterChain, "filterChainFragments[%d] (listener %q): %s", f.index, f.listener, e.Message), nil
+				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d] (listener %q): %s", f.index, f.listener, e.Message), nil
 			}
 		}
 	}

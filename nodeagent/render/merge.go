@@ -12,6 +12,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
@@ -44,14 +45,14 @@ type claimant struct {
 // first to claim a name keeps it and every later claimant is rejected whole.
 // Configs held back for missing proxy ports still claim, so that allocating a
 // port never flips a verdict.
-func claim(candidates []*parsed, invalid map[string]*rejection) ([]*parsed, map[string]*rejection) {
+func claim(candidates []*parsed, invalid map[string]*rejection, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
 	// A contribution to another config's listener can only be judged once the
 	// winners are known; rejecting it releases its claims, so claiming runs again
 	// without it and a younger config it was blocking gets its turn.
 	unfit := map[string]*rejection{}
 	for {
 		winners, conflicts := claimOnce(candidates, invalid, unfit)
-		settled, rejected := settleChainFragments(winners)
+		settled, rejected := settleChainFragments(winners, known)
 		if len(rejected) == 0 {
 			for name, r := range unfit {
 				conflicts[name] = r
@@ -83,7 +84,7 @@ func claimOnce(candidates []*parsed, invalid, unfit map[string]*rejection) ([]*p
 }
 
 func conflict(mine string, holder claimant) *rejection {
-	return reject(ReasonConflict, "%s collides with %s of older NodeProxyConfig %q", mine, holder.what, holder.config)
+	return reject(v1alpha1.ReasonConflict, "%s collides with %s of older NodeProxyConfig %q", mine, holder.what, holder.config)
 }
 
 // check runs before take so that a rejected config leaves no claim behind.
@@ -192,20 +193,31 @@ func describe(name string) string {
 	return fmt.Sprintf("%s %q", kind, n)
 }
 
-// build assembles the xDS resources of the winners that are not held back, and
-// for each resource ("<Kind>/<name>") the configs that produced it. It also
-// returns a placeholder for every Secret read from Kubernetes: the agent adds
-// the real ones, and without them every listener using one would look broken.
-func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Secret) {
+// built is what build assembled.
+type built struct {
+	res xds.Resources
+	// owners are, for each resource ("<Kind>/<name>"), the configs that produced it.
+	owners map[string][]*parsed
+	// derived are the resources render made itself rather than took from a
+	// config ("<Kind>/<name>"): the SDS secrets of Kubernetes Secrets and the route
+	// tables built from fragments. Whether a listener references one is only
+	// known once every listener is merged; one that nothing references is left
+	// out (Envoy would never ask for it) instead of being held against anyone.
+	derived map[string]bool
+}
+
+// build assembles the xDS resources of the winners that are not held back,
+// with the SDS secrets made from the Kubernetes Secrets they list and the route
+// tables made from their fragments.
+func build(winners []*parsed, known map[string]SecretState) built {
 	var res xds.Resources
 	owners := map[string][]*parsed{}
-	var placeholders []*tlsv3.Secret
-	refs := map[string]bool{}
+	derived := map[string]bool{}
 	tables := map[string]*table{}
 	var tableNames []string
 	contributions := map[string][]contribution{}
 	for _, p := range winners {
-		if len(p.missingPorts) > 0 {
+		if p.held() {
 			continue
 		}
 		for _, n := range names(p) {
@@ -219,10 +231,14 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 			}
 		}
 		res.Secrets = append(res.Secrets, p.secrets...)
-		for _, s := range p.secretRefs {
-			if !refs[s] {
-				refs[s] = true
-				placeholders = append(placeholders, &tlsv3.Secret{Name: s})
+		for _, ref := range p.secretRefs {
+			for _, s := range known[ref].Resources {
+				key := xds.KindSecret + "/" + s.GetName()
+				if !derived[key] {
+					derived[key] = true
+					res.Secrets = append(res.Secrets, s)
+				}
+				owners[key] = append(owners[key], p)
 			}
 		}
 		for _, f := range p.chainFragments {
@@ -250,14 +266,14 @@ func build(winners []*parsed) (xds.Resources, map[string][]*parsed, []*tlsv3.Sec
 	}
 	for _, name := range tableNames {
 		res.Routes = append(res.Routes, tables[name].routeConfiguration(name))
+		derived[xds.KindRouteConfiguration+"/"+name] = true
 	}
 	res.Listeners = mergeChains(res.Listeners, contributions)
 	sortByName(res.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(res.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(res.Clusters, (*clusterv3.Cluster).GetName)
 	sortByName(res.Secrets, (*tlsv3.Secret).GetName)
-	sortByName(placeholders, (*tlsv3.Secret).GetName)
-	return res, owners, placeholders
+	return built{res: res, owners: owners, derived: derived}
 }
 
 func sortByName[T any](s []T, name func(T) string) {

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/envoykit"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
 
@@ -43,7 +44,14 @@ type parsed struct {
 	// is held back whole (it still claims its names, so verdicts do not flip
 	// while ports are being allocated).
 	missingPorts []string
+	// waitSecrets: a cluster needs a Secret the agent has not read yet, so the
+	// config is held back whole (claiming its names) until it is read.
+	waitSecrets bool
 }
+
+// held reports whether the config is held back whole: it claims its names but
+// contributes nothing until its proxy ports or Secrets are there.
+func (p *parsed) held() bool { return len(p.missingPorts) > 0 || p.waitSecrets }
 
 type redirect struct {
 	name     string
@@ -112,17 +120,17 @@ func (p *parsed) decodeResources() *rejection {
 	for i, r := range p.cfg.Spec.Envoy.Resources {
 		kind, ok := accepted[r.TypeURL]
 		if !ok {
-			return reject(ReasonInvalidResource, "envoy.resources[%d]: unsupported @type %q (want a Listener, RouteConfiguration, Cluster or Secret)", i, r.TypeURL)
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d]: unsupported @type %q (want a Listener, RouteConfiguration, Cluster or Secret)", i, r.TypeURL)
 		}
 		// Decoding through Any lets protojson consume "@type" itself and resolve
 		// the typed_config Anys nested inside with the same registry.
 		a := &anypb.Any{}
 		if err := strict.Unmarshal(r.Raw, a); err != nil {
-			return reject(ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
 		}
 		msg, err := a.UnmarshalNew()
 		if err != nil {
-			return reject(ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
 		}
 		var name string
 		switch m := msg.(type) {
@@ -137,16 +145,16 @@ func (p *parsed) decodeResources() *rejection {
 		}
 		switch {
 		case name == "":
-			return reject(ReasonInvalidResource, "envoy.resources[%d] (%s): name is empty", i, r.TypeURL)
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d] (%s): name is empty", i, r.TypeURL)
 		case seen[kind+"/"+name]:
-			return reject(ReasonInvalidResource, "envoy.resources[%d]: %s %q is defined twice", i, kind, name)
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d]: %s %q is defined twice", i, kind, name)
 		}
 		seen[kind+"/"+name] = true
 	}
 	for i, ref := range p.cfg.Spec.Envoy.Secrets {
 		ns, name, ok := strings.Cut(ref, "/")
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-			return reject(ReasonInvalidResource, "envoy.secrets[%d]: %q is not <namespace>/<name>", i, ref)
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.secrets[%d]: %q is not <namespace>/<name>", i, ref)
 		}
 		p.secretRefs = append(p.secretRefs, ref)
 	}
@@ -168,10 +176,10 @@ func (p *parsed) parseRedirects(ports map[string]uint16) *rejection {
 	for i, r := range p.cfg.Spec.Redirects {
 		addr, err := netip.ParseAddr(r.VIP)
 		if err != nil || addr.Zone() != "" {
-			return reject(ReasonInvalidRedirect, "redirects[%d] %q: vip %q is not an IP address", i, r.Name, r.VIP)
+			return reject(v1alpha1.ReasonInvalidRedirect, "redirects[%d] %q: vip %q is not an IP address", i, r.Name, r.VIP)
 		}
 		if r.Port < 1 || r.Port > 65535 {
-			return reject(ReasonInvalidRedirect, "redirects[%d] %q: port %d is out of range", i, r.Name, r.Port)
+			return reject(v1alpha1.ReasonInvalidRedirect, "redirects[%d] %q: port %d is out of range", i, r.Name, r.Port)
 		}
 		var proto uint8
 		switch r.Protocol {
@@ -180,16 +188,16 @@ func (p *parsed) parseRedirects(ports map[string]uint16) *rejection {
 		case v1alpha1.ProtocolUDP:
 			proto = ProtoUDP
 		default:
-			return reject(ReasonInvalidRedirect, "redirects[%d] %q: unknown protocol %q", i, r.Name, r.Protocol)
+			return reject(v1alpha1.ReasonInvalidRedirect, "redirects[%d] %q: unknown protocol %q", i, r.Name, r.Protocol)
 		}
 		if listeners[r.Listener] == nil {
-			return reject(ReasonInvalidRedirect, "redirects[%d] %q: listener %q is not defined by this config", i, r.Name, r.Listener)
+			return reject(v1alpha1.ReasonInvalidRedirect, "redirects[%d] %q: listener %q is not defined by this config", i, r.Name, r.Listener)
 		}
 		// The datapath treats IPv4-mapped addresses as IPv4; unmapping here makes
 		// ::ffff:10.0.0.1 and 10.0.0.1 the same claim.
 		k := Key{Addr: addr.Unmap(), Port: uint16(r.Port), Proto: proto}
 		if other, dup := keys[k]; dup {
-			return reject(ReasonInvalidRedirect, "redirects[%d] %q: %s is also claimed by redirect %q of this config", i, r.Name, k, other)
+			return reject(v1alpha1.ReasonInvalidRedirect, "redirects[%d] %q: %s is also claimed by redirect %q of this config", i, r.Name, k, other)
 		}
 		keys[k] = r.Name
 		t := targets[r.Listener]
@@ -198,7 +206,7 @@ func (p *parsed) parseRedirects(ports map[string]uint16) *rejection {
 			targets[r.Listener] = t
 			order = append(order, r.Listener)
 		} else if t.proto != proto {
-			return reject(ReasonInvalidRedirect, "redirects[%d] %q: listener %q receives both TCP and UDP redirects", i, r.Name, r.Listener)
+			return reject(v1alpha1.ReasonInvalidRedirect, "redirects[%d] %q: listener %q receives both TCP and UDP redirects", i, r.Name, r.Listener)
 		}
 		t.v6 = t.v6 || k.Addr.Is6()
 		p.redirects = append(p.redirects, redirect{name: r.Name, key: k, listener: r.Listener})
@@ -250,10 +258,10 @@ func (p *parsed) parseFragments(routes *routeCache) *rejection {
 	probe := &routev3.RouteConfiguration{Name: probeName}
 	for fi, f := range p.cfg.Spec.RouteFragments {
 		if own[f.RouteTable] {
-			return reject(ReasonInvalidRoute, "routeFragments[%d]: route table %q is also defined as a RouteConfiguration by this config", fi, f.RouteTable)
+			return reject(v1alpha1.ReasonInvalidRoute, "routeFragments[%d]: route table %q is also defined as a RouteConfiguration by this config", fi, f.RouteTable)
 		}
 		if f.Host == "" {
-			return reject(ReasonInvalidRoute, "routeFragments[%d]: host is empty", fi)
+			return reject(v1alpha1.ReasonInvalidRoute, "routeFragments[%d]: host is empty", fi)
 		}
 		// Envoy matches domains case-insensitively and refuses two virtual hosts
 		// whose domains differ only in case.
@@ -262,7 +270,7 @@ func (p *parsed) parseFragments(routes *routeCache) *rejection {
 		for ri, fr := range f.Routes {
 			route, err := routes.decode(fr.Route.Raw)
 			if err != nil {
-				return reject(ReasonInvalidRoute, "routeFragments[%d].routes[%d] (precedence %q): %v", fi, ri, fr.Precedence, errText(err))
+				return reject(v1alpha1.ReasonInvalidRoute, "routeFragments[%d].routes[%d] (precedence %q): %v", fi, ri, fr.Precedence, errText(err))
 			}
 			frag.routes = append(frag.routes, fragmentRoute{
 				precedence: fr.Precedence, config: p.cfg.Name, fragment: fi, index: ri, route: route,
@@ -276,7 +284,7 @@ func (p *parsed) parseFragments(routes *routeCache) *rejection {
 	// merged into a shared table a bad route would be blamed on every contributor.
 	for _, e := range xds.Validate(xds.Resources{Routes: []*routev3.RouteConfiguration{probe}}) {
 		if !probeBaseline[e.Message] {
-			return reject(ReasonInvalidRoute, "routeFragments: %s", e.Message)
+			return reject(v1alpha1.ReasonInvalidRoute, "routeFragments: %s", e.Message)
 		}
 	}
 	return nil
@@ -313,10 +321,37 @@ func (p *parsed) parseBackends() *rejection {
 			b.Namespace = p.cfg.Labels[v1alpha1.LabelSourceNamespace]
 		}
 		if b.Namespace == "" || b.Name == "" {
-			return reject(ReasonInvalidResource, "envoy.backendServices[%d]: namespace and name are required", i)
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.backendServices[%d]: namespace and name are required", i)
 		}
 		b.Ports = append([]string(nil), b.Ports...)
 		p.backends = append(p.backends, b)
+	}
+	return p.checkEDSClusters()
+}
+
+// checkEDSClusters refuses an EDS cluster whose endpoints the agent would never
+// serve: the agent serves EDS only for the config's backendServices, and Envoy
+// keeps such a cluster warming (its listeners and routes with it) until its
+// initial fetch times out, then routes to no endpoint. The name the cluster asks
+// for must be one a backendService gives (envoykit.BackendEDSNames).
+func (p *parsed) checkEDSClusters() *rejection {
+	served := map[string]bool{}
+	for _, b := range p.backends {
+		for _, n := range envoykit.BackendEDSNames(b) {
+			served[n] = true
+		}
+	}
+	for _, cl := range p.clusters {
+		if cl.GetType() != clusterv3.Cluster_EDS || cl.GetEdsClusterConfig().GetEdsConfig().GetAds() == nil {
+			continue
+		}
+		name := cl.GetEdsClusterConfig().GetServiceName()
+		if name == "" {
+			name = cl.GetName()
+		}
+		if !served[name] {
+			return reject(v1alpha1.ReasonInvalidResource, "cluster %q asks EDS for %q, which no envoy.backendServices entry of this config gives (an entry {namespace, name, ports: [port]} serves \"<namespace>/<name>:<port>\")", cl.GetName(), name)
+		}
 	}
 	return nil
 }
@@ -325,11 +360,11 @@ func (p *parsed) parseAnnouncements() *rejection {
 	for i, a := range p.cfg.Spec.Announcements {
 		addr, err := netip.ParseAddr(a.IP)
 		if err != nil || addr.Zone() != "" {
-			return reject(ReasonInvalidAnnouncement, "announcements[%d]: %q is not an IP address", i, a.IP)
+			return reject(v1alpha1.ReasonInvalidAnnouncement, "announcements[%d]: %q is not an IP address", i, a.IP)
 		}
 		for j, re := range a.Interfaces {
 			if _, err := regexp.Compile(re); err != nil {
-				return reject(ReasonInvalidAnnouncement, "announcements[%d].interfaces[%d]: %v", i, j, err)
+				return reject(v1alpha1.ReasonInvalidAnnouncement, "announcements[%d].interfaces[%d]: %v", i, j, err)
 			}
 		}
 		a.IP = addr.Unmap().String()

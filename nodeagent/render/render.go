@@ -16,27 +16,14 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/nodeagent/xds"
-)
-
-// Reasons of RejectedConfig entries produced by Render.
-const (
-	// ReasonInvalidResource: an Envoy resource does not decode, has an unsupported
-	// @type, or fails xds.Validate; or a backend Service or Secret reference is malformed.
-	ReasonInvalidResource v1alpha1.ConditionReason = "InvalidResource"
-	// ReasonInvalidRedirect: a redirect is malformed or targets a listener its config does not define.
-	ReasonInvalidRedirect v1alpha1.ConditionReason = "InvalidRedirect"
-	// ReasonInvalidRoute: a route fragment does not decode or fails validation.
-	ReasonInvalidRoute v1alpha1.ConditionReason = "InvalidRoute"
-	// ReasonInvalidAnnouncement: an announcement's IP or interface pattern is malformed.
-	ReasonInvalidAnnouncement v1alpha1.ConditionReason = "InvalidAnnouncement"
-	// ReasonConflict: an older config already claims a VIP:port or a resource name.
-	ReasonConflict v1alpha1.ConditionReason = "Conflict"
 )
 
 // maxMessage is RejectedConfig.Message's schema limit.
@@ -72,6 +59,14 @@ type Input struct {
 	// ProxyPorts maps a listener name to the proxy port allocated for it on this
 	// node. The agent's allocator owns it; Render only reads it.
 	ProxyPorts map[string]uint16
+	// Secrets is what the agent read of the Kubernetes Secrets the configs list
+	// (SecretRefs), by "<namespace>/<name>". A listed Secret missing here has not
+	// been read yet: what needs it waits, neither applied nor rejected.
+	Secrets map[string]SecretState
+	// RedirectCapacity is how many redirects the node's maps hold per address
+	// family (zero: unbounded). Configs that do not fit, newest first, are rejected
+	// with v1alpha1.ReasonRedirectCapacity rather than the whole set failing to program.
+	RedirectCapacity int
 }
 
 // Applied identifies a config applied whole.
@@ -89,9 +84,9 @@ type Output struct {
 	// BackendServices are the Services whose EndpointSlices feed EDS, one per
 	// namespace/name with the union of the ports asked for (none = every port).
 	BackendServices []v1alpha1.BackendService
-	// Secrets are the Kubernetes Secrets ("<namespace>/<name>") to serve over SDS
-	// under the same name: those listed by applied configs and used by a rendered
-	// listener or cluster. Resources pass xds.Validate once these are added.
+	// Secrets are the Kubernetes Secrets ("<namespace>/<name>") served over SDS
+	// (their SDS secrets are in Resources): those listed by configs and used by a
+	// rendered listener or cluster.
 	Secrets       []string
 	Announcements []v1alpha1.Announcement
 	// Applied are the configs applied whole, by name.
@@ -126,34 +121,51 @@ func Render(in Input) Output {
 // it from its cache.
 func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rejection)) Output {
 	configs := byAge(in.Configs)
-	rejected := map[string]*rejection{}
+	st := renderState{rejected: map[string]*rejection{}, partial: map[string]*rejection{}, pending: map[string]bool{}}
 	var candidates []*parsed
 	for _, cfg := range configs {
 		p, rej := parseConfig(cfg)
 		if rej != nil {
-			rejected[cfg.Name] = rej
+			st.rejected[cfg.Name] = rej
 			continue
+		}
+		p, so := applySecrets(p, in.Secrets)
+		switch {
+		case so.whole != nil:
+			st.rejected[cfg.Name] = so.whole
+			continue
+		case so.holdWhole && !p.waitSecrets:
+			held := *p
+			held.waitSecrets = true
+			p = &held
+		}
+		if so.partial != nil {
+			st.partial[cfg.Name] = so.partial
+		}
+		if so.pending {
+			st.pending[cfg.Name] = true
 		}
 		candidates = append(candidates, p)
 	}
+	candidates = st.fitCapacity(candidates, in.RedirectCapacity)
 
 	// Each round rejects at least one more config or ends, and a config rejected
 	// for producing an invalid resource no longer claims anything, so a younger
 	// config it was blocking gets its turn in the next round.
 	invalid := map[string]*rejection{}
 	for {
-		winners, conflicts := claim(candidates, invalid)
-		res, owners, placeholders := build(winners)
-		errs, unused := validate(res, placeholders)
+		winners, conflicts := claim(candidates, invalid, in.Secrets)
+		b := build(winners, in.Secrets)
+		errs, unused := validate(b.res, b.derived)
 		if len(errs) == 0 {
-			return finish(configs, winners, res, unused, rejected, conflicts, invalid)
+			return st.finish(configs, winners, dropUnused(b.res, unused), conflicts, invalid)
 		}
-		culprits := blame(errs, owners)
+		culprits := blame(errs, b.owners)
 		if len(culprits) == 0 {
 			// Every resource has an owner, so this is unreachable unless xds.Validate
 			// learns a check that names no resource; serve what is valid rather than nothing.
-			res = prune(res, placeholders)
-			return finish(configs, winners, res, unused, rejected, conflicts, invalid)
+			res, _ := xds.Prune(dropUnused(b.res, unused))
+			return st.finish(configs, winners, res, conflicts, invalid)
 		}
 		for name, r := range culprits {
 			invalid[name] = r
@@ -161,24 +173,29 @@ func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rej
 	}
 }
 
-// validate runs xds.Validate with the placeholders of Kubernetes Secrets added.
-// Errors about the placeholders themselves can only say that nothing uses them;
-// they are not held against the config (listing a Secret only allows the agent
-// to read it) but returned as unused, so the agent does not serve a Secret that
-// the snapshot cache would refuse as unreferenced.
-func validate(res xds.Resources, placeholders []*tlsv3.Secret) (errs []xds.ResourceError, unused map[string]bool) {
-	if len(placeholders) == 0 {
-		return xds.Validate(res), nil
-	}
-	isPlaceholder := make(map[string]bool, len(placeholders))
-	for _, s := range placeholders {
-		isPlaceholder[s.GetName()] = true
-	}
-	res.Secrets = append(slices.Clip(res.Secrets), placeholders...)
+// renderState is what render learns about configs before the merge.
+type renderState struct {
+	rejected map[string]*rejection
+	// partial: served without the filter chains whose Secrets cannot be served.
+	partial map[string]*rejection
+	// pending: waiting for a Secret to be read.
+	pending map[string]bool
+}
+
+// validate runs xds.Validate. A resource render derived itself (an SDS secret
+// made from a listed Kubernetes Secret, a route table made from fragments) that
+// nothing references is not held against anyone: listing a Secret only allows
+// the agent to read it, and a table whose listener is held back or rejected
+// (a Gateway listener waiting for its port, a TLS listener whose only chain
+// waits for its Secret) must not take every route contributor down with it.
+// They are returned as unused and left out, since the snapshot cache refuses an
+// unreferenced RouteConfiguration or Secret.
+func validate(res xds.Resources, derived map[string]bool) (errs []xds.ResourceError, unused map[string]bool) {
 	unused = map[string]bool{}
 	errs = slices.DeleteFunc(xds.Validate(res), func(e xds.ResourceError) bool {
-		if e.Kind == xds.KindSecret && isPlaceholder[e.Name] {
-			unused[e.Name] = true
+		key := e.Kind + "/" + e.Name
+		if derived[key] && strings.HasPrefix(e.Message, "not referenced") {
+			unused[key] = true
 			return true
 		}
 		return false
@@ -186,14 +203,14 @@ func validate(res xds.Resources, placeholders []*tlsv3.Secret) (errs []xds.Resou
 	return errs, unused
 }
 
-func prune(res xds.Resources, placeholders []*tlsv3.Secret) xds.Resources {
-	isPlaceholder := make(map[string]bool, len(placeholders))
-	for _, s := range placeholders {
-		isPlaceholder[s.GetName()] = true
+func dropUnused(res xds.Resources, unused map[string]bool) xds.Resources {
+	if len(unused) == 0 {
+		return res
 	}
-	res.Secrets = append(slices.Clip(res.Secrets), placeholders...)
-	res, _ = xds.Prune(res)
-	res.Secrets = slices.DeleteFunc(res.Secrets, func(s *tlsv3.Secret) bool { return isPlaceholder[s.GetName()] })
+	res.Secrets = slices.DeleteFunc(slices.Clone(res.Secrets), func(s *tlsv3.Secret) bool { return unused[xds.KindSecret+"/"+s.GetName()] })
+	res.Routes = slices.DeleteFunc(slices.Clone(res.Routes), func(r *routev3.RouteConfiguration) bool {
+		return unused[xds.KindRouteConfiguration+"/"+r.GetName()]
+	})
 	return res
 }
 
@@ -233,22 +250,31 @@ func blame(errs []xds.ResourceError, owners map[string][]*parsed) map[string]*re
 				r.message += "; " + e.Error()
 				continue
 			}
-			out[p.cfg.Name] = &rejection{reason: ReasonInvalidResource, message: e.Error()}
+			out[p.cfg.Name] = &rejection{reason: v1alpha1.ReasonInvalidResource, message: e.Error()}
 		}
 	}
 	return out
 }
 
-func finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Resources, unusedSecrets map[string]bool,
-	rejected, conflicts, invalid map[string]*rejection) Output {
+func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Resources,
+	conflicts, invalid map[string]*rejection) Output {
 	out := Output{Redirects: map[Key]uint16{}, Resources: res}
+	rejected := st.rejected
 	for _, m := range []map[string]*rejection{conflicts, invalid} {
 		for name, r := range m {
 			rejected[name] = r
 		}
 	}
+	won := make(map[string]bool, len(winners))
+	for _, p := range winners {
+		won[p.cfg.Name] = true
+	}
 	for _, cfg := range configs {
-		if r := rejected[cfg.Name]; r != nil {
+		r := rejected[cfg.Name]
+		if r == nil && won[cfg.Name] {
+			r = st.partial[cfg.Name]
+		}
+		if r != nil {
 			out.Rejected = append(out.Rejected, v1alpha1.RejectedConfig{
 				Name: cfg.Name, Generation: cfg.Generation, Reason: r.reason, Message: truncate(r.message),
 			})
@@ -259,15 +285,26 @@ func finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Reso
 	for _, l := range res.Listeners {
 		listenerPorts[l.GetName()] = uint16(l.GetAddress().GetSocketAddress().GetPortValue())
 	}
+	served := map[string]bool{}
+	for _, s := range res.Secrets {
+		served[s.GetName()] = true
+	}
 	backends := map[string]*v1alpha1.BackendService{}
 	for _, p := range winners {
 		if len(p.missingPorts) > 0 {
 			out.ListenersNeedingPorts = append(out.ListenersNeedingPorts, p.missingPorts...)
 			continue
 		}
-		out.Applied = append(out.Applied, Applied{
-			Name: p.cfg.Name, Generation: p.cfg.Generation, ResourceVersion: p.cfg.ResourceVersion,
-		})
+		if p.waitSecrets {
+			continue
+		}
+		// A config served without some of its chains is reported as rejected;
+		// one waiting for a Secret is neither applied nor rejected yet.
+		if st.partial[p.cfg.Name] == nil && !st.pending[p.cfg.Name] {
+			out.Applied = append(out.Applied, Applied{
+				Name: p.cfg.Name, Generation: p.cfg.Generation, ResourceVersion: p.cfg.ResourceVersion,
+			})
+		}
 		for _, r := range p.redirects {
 			if port, ok := listenerPorts[r.listener]; ok {
 				out.Redirects[r.key] = port
@@ -276,14 +313,19 @@ func finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Reso
 		for _, b := range p.backends {
 			mergeBackend(backends, b)
 		}
-		out.Secrets = append(out.Secrets, p.secretRefs...)
+		for _, ref := range p.secretRefs {
+			if served[ref] || served[ref+caSuffix] {
+				out.Secrets = append(out.Secrets, ref)
+			}
+		}
 		out.Announcements = append(out.Announcements, p.announcements...)
 	}
 
 	slices.SortFunc(out.Applied, func(a, b Applied) int { return cmp.Compare(a.Name, b.Name) })
 	out.ListenersNeedingPorts = sortedUnique(out.ListenersNeedingPorts)
-	out.Secrets = sortedUnique(slices.DeleteFunc(out.Secrets, func(s string) bool { return unusedSecrets[s] }))
+	out.Secrets = sortedUnique(out.Secrets)
 	for _, b := range backends {
+		wholeOnly(b)
 		out.BackendServices = append(out.BackendServices, *b)
 	}
 	slices.SortFunc(out.BackendServices, func(a, b v1alpha1.BackendService) int {
@@ -293,22 +335,32 @@ func finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Reso
 	return out
 }
 
-// mergeBackend keeps one entry per Service: asking for every port (no ports)
-// wins over a subset, otherwise the ports are united.
+// mergeBackend keeps one entry per Service with the union of the ports asked
+// for. Asking for every port (no ports) is the port "" in the union, because the
+// clusters asking for specific ports still need their own EDS names: a Service
+// asked for whole by one config and for port 80 by another is served as both
+// "<ns>/<svc>" and "<ns>/<svc>:80". A Service only ever asked for whole keeps no ports.
 func mergeBackend(into map[string]*v1alpha1.BackendService, b v1alpha1.BackendService) {
 	key := b.Namespace + "/" + b.Name
+	ports := b.Ports
+	if len(ports) == 0 {
+		ports = []string{""}
+	}
 	have, ok := into[key]
-	switch {
-	case !ok:
+	if !ok {
 		// b.Ports is the parsed config's own slice, which a Renderer keeps for the
 		// next render: sorting it in place would corrupt that.
-		b.Ports = sortedUnique(slices.Clone(b.Ports))
+		b.Ports = sortedUnique(slices.Clone(ports))
 		into[key] = &b
-	case len(have.Ports) == 0:
-	case len(b.Ports) == 0:
-		have.Ports = nil
-	default:
-		have.Ports = sortedUnique(append(have.Ports, b.Ports...))
+		return
+	}
+	have.Ports = sortedUnique(append(have.Ports, ports...))
+}
+
+// wholeOnly turns the port list of a Service asked for whole only back into none.
+func wholeOnly(b *v1alpha1.BackendService) {
+	if len(b.Ports) == 1 && b.Ports[0] == "" {
+		b.Ports = nil
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -26,8 +27,47 @@ var update = flag.Bool("update", false, "rewrite testdata/*/output.yaml from the
 
 // goldenInput is testdata/<case>/input.yaml.
 type goldenInput struct {
-	ProxyPorts map[string]uint16           `json:"proxyPorts,omitempty"`
-	Configs    []*v1alpha1.NodeProxyConfig `json:"configs"`
+	ProxyPorts map[string]uint16 `json:"proxyPorts,omitempty"`
+	// Secrets are the Kubernetes Secrets the agent has read, by "<namespace>/<name>":
+	// "valid" (a certificate), "valid+ca" (and a CA bundle), "ca" (a CA bundle
+	// only), or "notFound" / "invalid"; a listed Secret absent here is not read yet.
+	Secrets          map[string]string           `json:"secrets,omitempty"`
+	RedirectCapacity int                         `json:"redirectCapacity,omitempty"`
+	Configs          []*v1alpha1.NodeProxyConfig `json:"configs"`
+}
+
+// secretStates stands in for nodeagent/secrets.FromKube: render never looks
+// inside a certificate, so short fixed bytes keep the golden outputs readable.
+func secretStates(t testing.TB, in map[string]string) map[string]SecretState {
+	out := map[string]SecretState{}
+	inline := func(s string) *corev3.DataSource {
+		return &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: s}}
+	}
+	cert := func(ref string) *tlsv3.Secret {
+		return &tlsv3.Secret{Name: ref, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+			CertificateChain: inline("cert of " + ref), PrivateKey: inline("key of " + ref)}}}
+	}
+	ca := func(name string) *tlsv3.Secret {
+		return &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+			TrustedCa: inline("ca of " + name)}}}
+	}
+	for ref, kind := range in {
+		switch kind {
+		case "valid":
+			out[ref] = SecretState{Resources: []*tlsv3.Secret{cert(ref)}}
+		case "valid+ca":
+			out[ref] = SecretState{Resources: []*tlsv3.Secret{cert(ref), ca(ref + caSuffix)}}
+		case "ca":
+			out[ref] = SecretState{Resources: []*tlsv3.Secret{ca(ref)}}
+		case "notFound":
+			out[ref] = SecretState{Reason: "SecretNotFound", Message: "Secret " + ref + " not found"}
+		case "invalid":
+			out[ref] = SecretState{Reason: "InvalidSecret", Message: "Secret " + ref + ": tls.crt and tls.key are not a valid key pair"}
+		default:
+			t.Fatalf("secret %s: unknown state %q", ref, kind)
+		}
+	}
+	return out
 }
 
 // goldenOutput is Output in a form that marshals the same every time: protos go
@@ -57,7 +97,7 @@ func loadInput(t testing.TB, dir string) Input {
 	if err := yaml.UnmarshalStrict(raw, &in); err != nil {
 		t.Fatalf("%s: %v", dir, err)
 	}
-	return Input{Configs: in.Configs, ProxyPorts: in.ProxyPorts}
+	return Input{Configs: in.Configs, ProxyPorts: in.ProxyPorts, Secrets: secretStates(t, in.Secrets), RedirectCapacity: in.RedirectCapacity}
 }
 
 func marshalOutput(t testing.TB, out Output) []byte {
@@ -115,13 +155,8 @@ func TestGolden(t *testing.T) {
 	for _, dir := range cases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			out := Render(loadInput(t, dir))
-			// The agent serves the Kubernetes Secrets in out.Secrets next to the
-			// rendered resources; empty ones stand in for them here.
-			served := out.Resources
-			for _, name := range out.Secrets {
-				served.Secrets = append(slices.Clip(served.Secrets), &tlsv3.Secret{Name: name})
-			}
-			if errs := xds.Validate(served); len(errs) > 0 {
+			// What render returns is served as it is: the Secrets too.
+			if errs := xds.Validate(out.Resources); len(errs) > 0 {
 				t.Errorf("rendered resources fail xds.Validate: %v", errs)
 			}
 			got := marshalOutput(t, out)
@@ -172,7 +207,9 @@ func TestDeterministic(t *testing.T) {
 		for range 20 {
 			configs := slices.Clone(in.Configs)
 			rng.Shuffle(len(configs), func(i, j int) { configs[i], configs[j] = configs[j], configs[i] })
-			got := marshalOutput(t, Render(Input{Configs: configs, ProxyPorts: in.ProxyPorts}))
+			shuffled := in
+			shuffled.Configs = configs
+			got := marshalOutput(t, Render(shuffled))
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%s: shuffled input renders differently:\n%s", dir, lineDiff(string(want), string(got)))
 			}
@@ -236,7 +273,7 @@ func benchInput(b testing.TB, n int) Input {
 					Resources: []v1alpha1.EnvoyResource{resource(b, fmt.Sprintf(
 						`{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":%q,"type":"EDS",`+
 							`"connect_timeout":"5s","eds_cluster_config":{"eds_config":{"ads":{},"resource_api_version":"V3"}}}`, cluster))},
-					BackendServices: []v1alpha1.BackendService{{ServiceRef: v1alpha1.ServiceRef{Name: fmt.Sprintf("svc-%d", i), Namespace: "default"}}},
+					BackendServices: []v1alpha1.BackendService{{ServiceRef: v1alpha1.ServiceRef{Name: fmt.Sprintf("svc-%d", i), Namespace: "default"}, Ports: []string{"80"}}},
 				},
 				RouteFragments: []v1alpha1.RouteFragment{{
 					RouteTable: "gw-http",

@@ -217,13 +217,29 @@ func listenerReferences(l *listenerv3.Listener) (routes, secrets []string) {
 				}
 			}
 		}
-		tls := &tlsv3.DownstreamTlsContext{}
-		if unpackTransportSocket(fc.GetTransportSocket(), tls) {
-			addSecretRefs(ss, tls.GetCommonTlsContext())
-			addADSSecret(ss, tls.GetSessionTicketKeysSdsSecretConfig())
-		}
+		addChainSecretRefs(ss, fc)
 	}
 	return sortedKeys(rs), sortedKeys(ss)
+}
+
+// ChainSecretReferences returns the names of the Secrets a filter chain's TLS
+// transport socket fetches over ADS, sorted.
+func ChainSecretReferences(fc *listenerv3.FilterChain) []string {
+	ss := map[string]bool{}
+	addChainSecretRefs(ss, fc)
+	return sortedKeys(ss)
+}
+
+// ClusterSecretReferences returns the names of the Secrets a cluster's TLS
+// transport sockets fetch over ADS, sorted.
+func ClusterSecretReferences(c *clusterv3.Cluster) []string { return clusterSecretReferences(c) }
+
+func addChainSecretRefs(ss map[string]bool, fc *listenerv3.FilterChain) {
+	tls := &tlsv3.DownstreamTlsContext{}
+	if unpackTransportSocket(fc.GetTransportSocket(), tls) {
+		addSecretRefs(ss, tls.GetCommonTlsContext())
+		addADSSecret(ss, tls.GetSessionTicketKeysSdsSecretConfig())
+	}
 }
 
 func clusterSecretReferences(c *clusterv3.Cluster) []string {

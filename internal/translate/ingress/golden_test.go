@@ -24,6 +24,7 @@ type goldenInput struct {
 	SharedAddresses    []string                `json:"sharedAddresses,omitempty"`
 	DedicatedAddresses map[string][]string     `json:"dedicatedAddresses,omitempty"` // "<ns>/<name>"
 	Secrets            []string                `json:"secrets,omitempty"`            // "<ns>/<name>"
+	DefaultCertificate string                  `json:"defaultCertificate,omitempty"` // "<ns>/<name>"
 	Services           []*corev1.Service       `json:"services,omitempty"`
 	Ingresses          []*networkingv1.Ingress `json:"ingresses"`
 }
@@ -38,6 +39,7 @@ type goldenOutput struct {
 	Configs  []goldenConfig       `json:"configs"`
 	Modes    map[string]Mode      `json:"modes,omitempty"`
 	Problems map[string][]Problem `json:"problems,omitempty"`
+	Class    []Problem            `json:"classProblems,omitempty"`
 }
 
 func splitKey(s string) types.NamespacedName {
@@ -71,12 +73,16 @@ func loadCase(t testing.TB, dir string) (Input, Options) {
 	for k, v := range g.DedicatedAddresses {
 		in.DedicatedAddresses[splitKey(k)] = v
 	}
+	if g.DefaultCertificate != "" {
+		dc := splitKey(g.DefaultCertificate)
+		in.DefaultCertificate = &dc
+	}
 	return in, g.Options
 }
 
 func marshalOutput(t testing.TB, out Output) []byte {
 	t.Helper()
-	g := goldenOutput{Modes: map[string]Mode{}, Problems: map[string][]Problem{}}
+	g := goldenOutput{Modes: map[string]Mode{}, Problems: map[string][]Problem{}, Class: out.ClassProblems}
 	for _, c := range out.Configs {
 		gc := goldenConfig{Name: c.Name, Spec: c.Spec}
 		if c.Source != nil {

@@ -92,8 +92,16 @@ func (c tlsCover) covers(host string) bool {
 	return false
 }
 
-// addTLS claims ing's spec.tls hosts and returns the hosts it got.
-func (ls *listenerSet) addTLS(ing *networkingv1.Ingress, secrets map[types.NamespacedName]bool) (tlsCover, []Problem) {
+// addTLS claims ing's spec.tls hosts and returns the hosts it got. denied are
+// hosts another namespace owns on this (shared) listener set.
+//
+// A tls entry without hosts means "every host of this Ingress". On a dedicated
+// listener that is the listener's default certificate. On the shared listener
+// it covers the Ingress's own named hosts by SNI and nothing else: were it the
+// listener's default, one tenant's certificate would be presented to every
+// client of every other tenant whose SNI matched no chain. The shared default
+// certificate is the IngressClass's to set (Input.DefaultCertificate).
+func (ls *listenerSet) addTLS(ing *networkingv1.Ingress, secrets map[types.NamespacedName]bool, denied map[string]types.NamespacedName) (tlsCover, []Problem) {
 	cover := tlsCover{hosts: map[string]bool{}}
 	var problems []Problem
 	key := types.NamespacedName{Namespace: ing.Namespace, Name: ing.Name}
@@ -110,26 +118,34 @@ func (ls *listenerSet) addTLS(ing *networkingv1.Ingress, secrets map[types.Names
 			continue
 		}
 		secret := sk.String()
-		if len(t.Hosts) == 0 {
-			switch {
-			case ls.fallback == nil:
-				ls.fallback = &chain{secret: secret, owner: key}
-				cover.all = true
-			case ls.fallback.secret == secret:
-				cover.all = true
-			default:
-				problems = append(problems, Problem{ReasonTLSConflict, field,
-					fmt.Sprintf("the default certificate (a tls entry without hosts) is already Secret %s of Ingress %s", ls.fallback.secret, ls.fallback.owner)})
-			}
+		hosts := t.Hosts
+		if len(hosts) == 0 && !ls.fragments {
+			problems = append(problems, ls.addFallback(secret, key, field, &cover)...)
 			continue
 		}
-		for j, h := range t.Hosts {
+		if len(hosts) == 0 {
+			hosts = namedHosts(ing, denied)
+			if len(hosts) == 0 {
+				problems = append(problems, Problem{ReasonTLSConflict, field, "a tls entry without hosts covers this Ingress's named hosts, and it has none it may serve: " +
+					"rules without a host cannot be matched by SNI on the shared load balancer (its default certificate is set on the IngressClass)"})
+				continue
+			}
+		}
+		for j, h := range hosts {
 			h = strings.ToLower(h)
+			hostField := fmt.Sprintf("%s.hosts[%d]", field, j)
+			if len(t.Hosts) == 0 {
+				hostField = field
+			}
+			if owner, taken := denied[h]; taken {
+				problems = append(problems, hostConflict(hostField, h, owner))
+				continue
+			}
 			if have := ls.sni[h]; have != nil {
 				if have.secret == secret {
 					cover.hosts[h] = true
 				} else {
-					problems = append(problems, Problem{ReasonTLSConflict, fmt.Sprintf("%s.hosts[%d]", field, j),
+					problems = append(problems, Problem{ReasonTLSConflict, hostField,
 						fmt.Sprintf("host %s is already served with Secret %s by Ingress %s", h, have.secret, have.owner)})
 				}
 				continue
@@ -145,6 +161,35 @@ func (ls *listenerSet) addTLS(ing *networkingv1.Ingress, secrets map[types.Names
 		}
 	}
 	return cover, problems
+}
+
+// addFallback makes secret the default certificate of a dedicated listener.
+func (ls *listenerSet) addFallback(secret string, owner types.NamespacedName, field string, cover *tlsCover) []Problem {
+	switch {
+	case ls.fallback == nil:
+		ls.fallback = &chain{secret: secret, owner: owner}
+		cover.all = true
+	case ls.fallback.secret == secret:
+		cover.all = true
+	default:
+		return []Problem{{ReasonTLSConflict, field,
+			fmt.Sprintf("the default certificate (a tls entry without hosts) is already Secret %s", ls.fallback.secret)}}
+	}
+	return nil
+}
+
+// namedHosts are the hosts ing's rules name, other than the catch-all and those
+// another namespace owns, in rule order.
+func namedHosts(ing *networkingv1.Ingress, denied map[string]types.NamespacedName) []string {
+	var out []string
+	for _, r := range ing.Spec.Rules {
+		h := hostOf(r.Host)
+		if _, taken := denied[h]; h == "*" || taken || slices.Contains(out, h) {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // addTo adds the listeners, their redirects and their (empty) route tables to spec.
@@ -175,6 +220,14 @@ func (ls *listenerSet) addTo(spec *v1alpha1.NodeProxyConfigSpec) {
 	https := listener(httpsName)
 	https.ListenerFilters = []namedTyped{{Name: "envoy.filters.listener.tls_inspector", TypedConfig: typed{Type: typeTLSInsp}}}
 	https.FilterChains = []filterChainJSON{} // fragments only: the agent adds them
+	if ls.fragments && ls.fallback != nil && ls.fallback.owner == (types.NamespacedName{}) {
+		// The IngressClass's default certificate belongs to the shared config itself.
+		chains, secrets := ls.filterChains(func(c *chain) bool { return c == ls.fallback })
+		for _, fc := range chains {
+			https.FilterChains = append(https.FilterChains, fc.filterChainJSON)
+		}
+		spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
+	}
 	if !ls.fragments {
 		chains, secrets := ls.filterChains(func(*chain) bool { return true })
 		for _, fc := range chains {
@@ -239,6 +292,9 @@ func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]namedChainJSON, [
 	name := func(c *chain, suffix string) string {
 		if !ls.fragments {
 			return ""
+		}
+		if c.owner == (types.NamespacedName{}) {
+			return "ingressclass/default-certificate"
 		}
 		_, secret, _ := strings.Cut(c.secret, "/")
 		return c.owner.Namespace + "/" + c.owner.Name + "/" + secret + suffix

@@ -49,6 +49,7 @@ type memoEntry struct {
 	tables   tableNames
 	coverAll bool
 	cover    map[string]bool
+	denied   map[string]types.NamespacedName
 	// final: spec includes what the listener sets add, for these chains.
 	final    bool
 	chains   []chainSig
@@ -97,8 +98,9 @@ func (m *Memo) compareServices(now map[types.NamespacedName]*corev1.Service) {
 // with the memo: callers may append to its slices but must not change their
 // elements.
 func (m *Memo) ingress(ing *networkingv1.Ingress, key types.NamespacedName, services map[types.NamespacedName]*corev1.Service,
-	t tableNames, tls tlsCover, final bool, chains []*chain, finish func(*v1alpha1.NodeProxyConfigSpec)) (v1alpha1.NodeProxyConfigSpec, []Problem) {
-	if e := m.entries[key]; e != nil && e.valid(ing, m.changed, t, tls, final, chains) {
+	t tableNames, tls tlsCover, denied map[string]types.NamespacedName, final bool, chains []*chain,
+	finish func(*v1alpha1.NodeProxyConfigSpec)) (v1alpha1.NodeProxyConfigSpec, []Problem) {
+	if e := m.entries[key]; e != nil && e.valid(ing, m.changed, t, tls, denied, final, chains) {
 		m.Hits++
 		e.pass = m.pass
 		spec := e.share()
@@ -108,7 +110,7 @@ func (m *Memo) ingress(ing *networkingv1.Ingress, key types.NamespacedName, serv
 		return spec, e.problems
 	}
 	m.Misses++
-	r := translateIngress(ing, services, t, tls)
+	r := translateIngress(ing, services, t, tls, denied)
 	spec := r.spec()
 	deps, ok := serviceDeps(ing, services)
 	if !ok || ing.ResourceVersion == "" {
@@ -120,7 +122,7 @@ func (m *Memo) ingress(ing *networkingv1.Ingress, key types.NamespacedName, serv
 		finish(&spec)
 	}
 	e := &memoEntry{uid: ing.UID, rv: ing.ResourceVersion, services: deps, tables: t, coverAll: tls.all, cover: maps.Clone(tls.hosts),
-		final: final, chains: signature(chains), spec: spec, problems: slices.Clip(r.problems), pass: m.pass}
+		denied: maps.Clone(denied), final: final, chains: signature(chains), spec: spec, problems: slices.Clip(r.problems), pass: m.pass}
 	m.entries[key] = e
 	spec = e.share()
 	if !final {
@@ -147,8 +149,10 @@ func sameChains(sig []chainSig, chains []*chain) bool {
 	return slices.EqualFunc(sig, chains, func(s chainSig, c *chain) bool { return s.secret == c.secret && slices.Equal(s.hosts, c.hosts) })
 }
 
-func (e *memoEntry) valid(ing *networkingv1.Ingress, changed map[types.NamespacedName]bool, t tableNames, tls tlsCover, final bool, chains []*chain) bool {
+func (e *memoEntry) valid(ing *networkingv1.Ingress, changed map[types.NamespacedName]bool, t tableNames, tls tlsCover,
+	denied map[string]types.NamespacedName, final bool, chains []*chain) bool {
 	if e.uid != ing.UID || e.rv != ing.ResourceVersion || e.tables != t || e.coverAll != tls.all || !maps.Equal(e.cover, tls.hosts) ||
+		!maps.Equal(e.denied, denied) ||
 		e.final != final || (final && !sameChains(e.chains, chains)) {
 		return false
 	}

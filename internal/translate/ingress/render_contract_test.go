@@ -1,27 +1,44 @@
 package ingress
 
 import (
+	"context"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/nodeagent/render"
+	"github.com/portico-dev/portico/nodeagent/secrets"
+	"github.com/portico-dev/portico/nodeagent/xds/xdsfetch"
 )
 
 // TestRendersCleanly is the contract with the node agent: every golden output,
-// fed to the agent's own render with proxy ports for its listeners, is applied
-// whole, with no config rejected and every generated resource passing the
-// agent's strict decoding and xds.Validate.
+// fed to the agent's own render with proxy ports for its listeners and the TLS
+// Secrets it lists (real key pairs, converted as the agent converts them), is
+// applied whole, with no config rejected; the agent's real xDS server accepts
+// the result, and an Envoy-like client fetching it (LDS, CDS, then RDS, EDS and
+// SDS by name) finds every reference resolved.
 func TestRendersCleanly(t *testing.T) {
+	pair := testcerts.TLSData(t, "*.example.com")
 	for _, dir := range cases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			in, opts := loadCase(t, dir)
 			out := Translate(in, opts)
-			rin := render.Input{ProxyPorts: map[string]uint16{}}
+			rin := render.Input{ProxyPorts: map[string]uint16{}, Secrets: map[string]render.SecretState{}}
+			for key := range in.Secrets {
+				ref := key.String()
+				res, problem := secrets.FromKube(ref, &corev1.Secret{Type: corev1.SecretTypeTLS, Data: pair})
+				if problem != nil {
+					t.Fatal(problem)
+				}
+				rin.Secrets[ref] = render.SecretState{Resources: res}
+			}
 			port := uint16(15000)
 			for i, c := range out.Configs {
 				npc := &v1alpha1.NodeProxyConfig{Spec: c.Spec}
@@ -57,6 +74,13 @@ func TestRendersCleanly(t *testing.T) {
 				if !l.GetTransparent().GetValue() || l.GetEnableReusePort() == nil || l.GetEnableReusePort().GetValue() {
 					t.Errorf("listener %s: transparent=%v enable_reuse_port=%v", l.GetName(), l.GetTransparent(), l.GetEnableReusePort())
 				}
+			}
+			got, err := xdsfetch.Fetch(context.Background(), res.Resources, res.BackendServices, 10*time.Second)
+			if err != nil {
+				t.Fatalf("served as Envoy fetches it: %v", err)
+			}
+			if n := len(got[resourcev3.SecretType]); n != len(res.Resources.Secrets) {
+				t.Errorf("fetched %d Secrets over SDS, rendered %d", n, len(res.Resources.Secrets))
 			}
 		})
 	}

@@ -35,7 +35,10 @@ type ingressResult struct {
 
 type fragKey struct{ table, host string }
 
-func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedName]*corev1.Service, t tableNames, tls tlsCover) *ingressResult {
+// denied are the hosts the Ingress may not serve (another namespace owns them on
+// the shared listener): their rules are left out with a HostConflict problem.
+func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedName]*corev1.Service, t tableNames, tls tlsCover,
+	denied map[string]types.NamespacedName) *ingressResult {
 	r := &ingressResult{
 		fragments: map[fragKey][]v1alpha1.FragmentRoute{},
 		clusters:  map[string]bool{},
@@ -67,6 +70,10 @@ func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedNa
 	hosts := []string{"*"}
 	for i, rule := range ing.Spec.Rules {
 		host := hostOf(rule.Host)
+		if owner, taken := denied[host]; taken {
+			r.problems = append(r.problems, hostConflict(fmt.Sprintf("spec.rules[%d].host", i), host, owner))
+			continue
+		}
 		if !slices.Contains(hosts, host) {
 			hosts = append(hosts, host)
 		}
@@ -96,6 +103,10 @@ func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedNa
 		r.setAction(&route, ing.Namespace, b, "spec.defaultBackend", services)
 		prec := precedence(rankDefault, 0, created, prefix, 0, 0)
 		for _, h := range hosts {
+			if owner, taken := denied[h]; taken {
+				r.problems = append(r.problems, hostConflict("spec.defaultBackend", h, owner))
+				continue
+			}
 			hr := route
 			if strings.HasPrefix(h, "*.") {
 				hr.Match.Headers = []headerMatch{authorityMatch(h)}

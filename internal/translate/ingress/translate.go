@@ -21,6 +21,7 @@ package ingress
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,11 +55,19 @@ type Input struct {
 	SharedAddresses []string
 	// DedicatedAddresses are the status addresses of each dedicated Ingress's Service.
 	DedicatedAddresses map[types.NamespacedName][]string
+	// DefaultCertificate is the Secret the IngressClass names in spec.parameters
+	// (kind Secret): the shared HTTPS listener presents it to clients whose SNI
+	// names no host (or who send none). Without it such handshakes fail.
+	DefaultCertificate *types.NamespacedName
 }
 
 // Options are the controller's settings.
 type Options struct {
-	DefaultMode Mode
+	DefaultMode Mode `json:"defaultMode,omitempty"`
+	// AllowCrossNamespaceHosts lets Ingresses of every namespace add paths to a
+	// host of the shared listener (see hostOwners); off, a host belongs to the
+	// namespace of the oldest Ingress claiming it.
+	AllowCrossNamespaceHosts bool `json:"allowCrossNamespaceHosts,omitempty"`
 }
 
 // Config is one NodeProxyConfig to write.
@@ -77,6 +86,8 @@ type Output struct {
 	Modes map[types.NamespacedName]Mode
 	// Problems are what could not be served, per Ingress, in spec order.
 	Problems map[types.NamespacedName][]Problem
+	// ClassProblems are about the IngressClass's parameters (the default certificate).
+	ClassProblems []Problem
 }
 
 // Reason of a Problem; used as the reason of the Event on the Ingress.
@@ -116,12 +127,22 @@ func translate(in Input, opts Options, m *Memo) Output {
 	out := Output{Modes: make(map[types.NamespacedName]Mode, len(ings)), Problems: make(map[types.NamespacedName][]Problem, len(ings))}
 	shared := newListenerSet(SharedConfigName, in.SharedAddresses)
 	shared.fragments = true
+	if dc := in.DefaultCertificate; dc != nil {
+		if in.Secrets[*dc] {
+			shared.fallback = &chain{secret: dc.String()}
+		} else {
+			out.ClassProblems = append(out.ClassProblems, Problem{ReasonTLSSecretNotFound, "spec.parameters",
+				fmt.Sprintf("default certificate Secret %s not found: clients without a matching SNI get no certificate", dc)})
+		}
+	}
+	owners := newHostOwners(opts.AllowCrossNamespaceHosts)
 	type pending struct {
-		ing  *networkingv1.Ingress
-		key  types.NamespacedName
-		name string       // of its config
-		ls   *listenerSet // the listeners the Ingress's routes attach to
-		tls  tlsCover
+		ing    *networkingv1.Ingress
+		key    types.NamespacedName
+		name   string       // of its config
+		ls     *listenerSet // the listeners the Ingress's routes attach to
+		tls    tlsCover
+		denied map[string]types.NamespacedName
 	}
 	work := make([]pending, 0, len(ings))
 	for _, ing := range ings {
@@ -132,14 +153,17 @@ func translate(in Input, opts Options, m *Memo) Output {
 		}
 		out.Modes[key] = mode
 		ls := shared
+		var denied map[string]types.NamespacedName
 		if mode == ModeDedicated {
 			ls = newListenerSet(ConfigName(key), in.DedicatedAddresses[key])
+		} else {
+			denied = owners.claim(ing)
 		}
-		cover, problems := ls.addTLS(ing, in.Secrets)
+		cover, problems := ls.addTLS(ing, in.Secrets, denied)
 		if len(problems) > 0 {
 			out.Problems[key] = append(out.Problems[key], problems...)
 		}
-		work = append(work, pending{ing: ing, key: key, name: ConfigName(key), ls: ls, tls: cover})
+		work = append(work, pending{ing: ing, key: key, name: ConfigName(key), ls: ls, tls: cover, denied: denied})
 	}
 
 	out.Configs = make([]Config, 0, len(work)+1)
@@ -174,9 +198,9 @@ func translate(in Input, opts Options, m *Memo) Output {
 		var spec v1alpha1.NodeProxyConfigSpec
 		var problems []Problem
 		if m != nil {
-			spec, problems = m.ingress(w.ing, w.key, in.Services, tables(w.ls), w.tls, w.ls == shared, owned[w.key], finish)
+			spec, problems = m.ingress(w.ing, w.key, in.Services, tables(w.ls), w.tls, w.denied, w.ls == shared, owned[w.key], finish)
 		} else {
-			r := translateIngress(w.ing, in.Services, tables(w.ls), w.tls)
+			r := translateIngress(w.ing, in.Services, tables(w.ls), w.tls, w.denied)
 			spec, problems = r.spec(), r.problems
 			finish(&spec)
 		}

@@ -1,8 +1,14 @@
 // Package xdstest provides an ADS client that talks to an xDS server the way
 // Envoy does, for tests that cannot run a real Envoy: it subscribes to
-// clusters and listeners, follows them to the endpoints and route
-// configurations they name, ACKs what it accepts and NACKs what a test tells
-// it to reject.
+// clusters and listeners (wildcard), follows them to the route configurations,
+// endpoints and secrets they name (RDS, EDS and SDS by name), ACKs what it
+// accepts and NACKs what a test tells it to reject.
+//
+// Unresolved reports every name the client subscribed to and never received:
+// Envoy would keep such a listener or cluster warming for ever (the ADS snapshot
+// cache answers a by-name request only once it can answer every name), which is
+// how a TLS listener with a Secret nobody serves once froze a node's config while
+// every test that never asked for Secrets passed.
 package xdstest
 
 import (
@@ -16,6 +22,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -24,6 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 )
 
 // RejectFunc decides whether to NACK a response: a non-empty return is sent
@@ -228,15 +236,52 @@ func (c *Client) handle(resp *discoveryv3.DiscoveryResponse) error {
 	return nil
 }
 
-// followLocked subscribes to the endpoints of EDS clusters and the route
-// configurations of RDS listeners just accepted, when that set changed.
-func (c *Client) followLocked(typeURL string, ts *typeState) []*discoveryv3.DiscoveryRequest {
-	var depType string
-	names := map[string]bool{}
+// followLocked subscribes, by name, to what the resources of the type just
+// accepted reference, as Envoy does when it warms them: the route
+// configurations of RDS listeners, the endpoints of EDS clusters, and the
+// secrets of SDS transport sockets (listeners and clusters both name those, so
+// the subscription is their union). A subscription is only sent when its set of
+// names changed; resources no longer named are dropped, as Envoy drops them.
+func (c *Client) followLocked(typeURL string, _ *typeState) []*discoveryv3.DiscoveryRequest {
+	var deps []string
 	switch typeURL {
 	case resourcev3.ClusterType:
-		depType = resourcev3.EndpointType
-		for _, m := range ts.Resources {
+		deps = []string{resourcev3.EndpointType, resourcev3.SecretType}
+	case resourcev3.ListenerType:
+		deps = []string{resourcev3.RouteType, resourcev3.SecretType}
+	default:
+		return nil
+	}
+	var out []*discoveryv3.DiscoveryRequest
+	for _, depType := range deps {
+		want := c.referencedLocked(depType)
+		dep := c.typeLocked(depType)
+		if slices.Equal(want, dep.Subscribed) || (len(want) == 0 && dep.Subscribed == nil) {
+			continue
+		}
+		if want == nil {
+			want = []string{} // unsubscribe from everything, not wildcard
+		}
+		dep.Subscribed = want
+		for name := range dep.Resources {
+			if !slices.Contains(want, name) {
+				delete(dep.Resources, name)
+			}
+		}
+		out = append(out, c.requestLocked(depType, dep))
+	}
+	return out
+}
+
+// referencedLocked lists the names of depType that the accepted listeners and
+// clusters reference, sorted.
+func (c *Client) referencedLocked(depType string) []string {
+	names := map[string]bool{}
+	listeners := c.typeLocked(resourcev3.ListenerType).Resources
+	clusters := c.typeLocked(resourcev3.ClusterType).Resources
+	switch depType {
+	case resourcev3.EndpointType:
+		for _, m := range clusters {
 			cl := m.(*clusterv3.Cluster)
 			if cl.GetType() != clusterv3.Cluster_EDS {
 				continue
@@ -247,10 +292,9 @@ func (c *Client) followLocked(typeURL string, ts *typeState) []*discoveryv3.Disc
 				names[cl.GetName()] = true
 			}
 		}
-	case resourcev3.ListenerType:
-		depType = resourcev3.RouteType
-		for _, m := range ts.Resources {
-			for _, fc := range m.(*listenerv3.Listener).GetFilterChains() {
+	case resourcev3.RouteType:
+		for _, m := range listeners {
+			for _, fc := range chainsOf(m.(*listenerv3.Listener)) {
 				for _, f := range fc.GetFilters() {
 					if hcm := resourcev3.GetHTTPConnectionManager(f); hcm != nil && hcm.GetRds() != nil {
 						names[hcm.GetRds().GetRouteConfigName()] = true
@@ -258,16 +302,118 @@ func (c *Client) followLocked(typeURL string, ts *typeState) []*discoveryv3.Disc
 				}
 			}
 		}
-	default:
+	case resourcev3.SecretType:
+		for _, m := range listeners {
+			for _, fc := range chainsOf(m.(*listenerv3.Listener)) {
+				tls := &tlsv3.DownstreamTlsContext{}
+				if unpack(fc.GetTransportSocket(), tls) {
+					addSDS(names, tls.GetCommonTlsContext())
+					addADSSecret(names, tls.GetSessionTicketKeysSdsSecretConfig())
+				}
+			}
+		}
+		for _, m := range clusters {
+			cl := m.(*clusterv3.Cluster)
+			sockets := []*corev3.TransportSocket{cl.GetTransportSocket()}
+			for _, tm := range cl.GetTransportSocketMatches() {
+				sockets = append(sockets, tm.GetTransportSocket())
+			}
+			for _, ts := range sockets {
+				tls := &tlsv3.UpstreamTlsContext{}
+				if unpack(ts, tls) {
+					addSDS(names, tls.GetCommonTlsContext())
+				}
+			}
+		}
+	}
+	if len(names) == 0 {
 		return nil
 	}
-	want := slices.Sorted(maps.Keys(names))
-	dep := c.typeLocked(depType)
-	if len(want) == 0 || slices.Equal(want, dep.Subscribed) {
-		return nil
+	return slices.Sorted(maps.Keys(names))
+}
+
+func chainsOf(l *listenerv3.Listener) []*listenerv3.FilterChain {
+	chains := l.GetFilterChains()
+	if d := l.GetDefaultFilterChain(); d != nil {
+		chains = append(slices.Clip(chains), d)
 	}
-	dep.Subscribed = want
-	return []*discoveryv3.DiscoveryRequest{c.requestLocked(depType, dep)}
+	return chains
+}
+
+func unpack(ts *corev3.TransportSocket, into proto.Message) bool {
+	a := ts.GetTypedConfig()
+	return a != nil && a.MessageIs(into) && anypb.UnmarshalTo(a, into, proto.UnmarshalOptions{}) == nil
+}
+
+func addSDS(out map[string]bool, ctx *tlsv3.CommonTlsContext) {
+	for _, sc := range ctx.GetTlsCertificateSdsSecretConfigs() {
+		addADSSecret(out, sc)
+	}
+	addADSSecret(out, ctx.GetValidationContextSdsSecretConfig())
+	addADSSecret(out, ctx.GetCombinedValidationContext().GetValidationContextSdsSecretConfig())
+}
+
+// addADSSecret follows only secrets Envoy would fetch over this ADS stream;
+// static ones and those of another SDS server are not the agent's to serve.
+func addADSSecret(out map[string]bool, sc *tlsv3.SdsSecretConfig) {
+	if sc.GetName() != "" && sc.GetSdsConfig().GetAds() != nil {
+		out[sc.GetName()] = true
+	}
+}
+
+// Unresolved lists, as "<type>/<name>", every resource the accepted listeners
+// and clusters reference that the client has not received: what Envoy would be
+// waiting on. Right after a change it may be non-empty for the time of one
+// round trip; WaitResolved waits for it to empty.
+func (c *Client) Unresolved() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.unresolvedLocked()
+}
+
+func (c *Client) unresolvedLocked() []string {
+	var out []string
+	for _, t := range []string{resourcev3.RouteType, resourcev3.EndpointType, resourcev3.SecretType} {
+		have := c.typeLocked(t).Resources
+		for _, name := range c.referencedLocked(t) {
+			if _, ok := have[name]; !ok {
+				out = append(out, shortType(t)+"/"+name)
+			}
+		}
+	}
+	return out
+}
+
+func shortType(typeURL string) string {
+	switch typeURL {
+	case resourcev3.RouteType:
+		return "RDS"
+	case resourcev3.EndpointType:
+		return "EDS"
+	case resourcev3.SecretType:
+		return "SDS"
+	}
+	return typeURL
+}
+
+// WaitResolved waits until every listener and cluster type has been received
+// at least once and nothing they reference is missing, and then also cond
+// (nil: none). On timeout the error names what is still unresolved, so a test
+// says which reference Envoy would wait on for ever.
+func (c *Client) WaitResolved(ctx context.Context, cond func(*Client) bool) error {
+	err := c.WaitFor(ctx, func(cl *Client) bool {
+		cl.mu.Lock()
+		ready := cl.typeLocked(resourcev3.ListenerType).Responses > 0 &&
+			cl.typeLocked(resourcev3.ClusterType).Responses > 0 && len(cl.unresolvedLocked()) == 0
+		cl.mu.Unlock()
+		return ready && (cond == nil || cond(cl))
+	})
+	if err != nil {
+		if u := c.Unresolved(); len(u) > 0 {
+			return fmt.Errorf("%w; unresolved references: %v", err, u)
+		}
+	}
+	return err
 }
 
 func (c *Client) broadcastLocked() {

@@ -1,0 +1,32 @@
+// Package envoykit holds the contracts between the controllers that write
+// NodeProxyConfigs and the node agent that serves them: the names both sides
+// must spell the same way, and the builders of the Envoy resources every
+// producer needs. It is a leaf (it imports no Portico package but the API), so
+// that a producer and the agent can never disagree on a name because each kept
+// its own copy.
+package envoykit
+
+import "github.com/portico-dev/portico/apis/v1alpha1"
+
+// EDSName is the EDS service name (and the ClusterLoadAssignment's cluster_name)
+// of one backend Service port: "<namespace>/<service>:<port>", or
+// "<namespace>/<service>" for every port, as Cilium spells them, so that
+// EnvoyConfigs written for Cilium keep working.
+func EDSName(namespace, service, port string) string {
+	if port == "" {
+		return namespace + "/" + service
+	}
+	return namespace + "/" + service + ":" + port
+}
+
+// BackendEDSNames are the EDS names the agent serves for a backendServices entry.
+func BackendEDSNames(b v1alpha1.BackendService) []string {
+	if len(b.Ports) == 0 {
+		return []string{EDSName(b.Namespace, b.Name, "")}
+	}
+	out := make([]string, 0, len(b.Ports))
+	for _, p := range b.Ports {
+		out = append(out, EDSName(b.Namespace, b.Name, p))
+	}
+	return out
+}

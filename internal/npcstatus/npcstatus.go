@@ -1,0 +1,232 @@
+// Package npcstatus closes the loop from the nodes back to a producer: it turns
+// the nodes' NodeProxy reports into a verdict per NodeProxyConfig of one producer
+// (internal/verdict), writes it as the config's status (the PROGRAMMED column of
+// `kubectl get npc`), and hands every change of verdict to the producer, which
+// mirrors it on its source object (an Event on the Ingress, a condition on the
+// Gateway or EnvoyConfig).
+//
+// Writes are bounded: a status is written only when its verdict changed, so a
+// steady state writes nothing, and one config changing costs one write per
+// change of its verdict, whatever the number of other configs. Passes are
+// spaced by MinInterval, since every agent may report once a second.
+package npcstatus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/npcwriter"
+	"github.com/portico-dev/portico/internal/verdict"
+)
+
+// Change is a config whose verdict changed in a pass.
+type Change struct {
+	Config *v1alpha1.NodeProxyConfig
+	// Previous is nil the first time a verdict is computed for the config in this process.
+	Previous *verdict.Verdict
+	Verdict  verdict.Verdict
+}
+
+// Transition reports whether the Programmed condition's status or reason moved:
+// what deserves an Event on the source (a message that only counts nodes does not).
+func (c Change) Transition() bool {
+	s, r, _ := c.Verdict.Condition()
+	if c.Previous == nil {
+		return true
+	}
+	ps, pr, _ := c.Previous.Condition()
+	return s != ps || r != pr
+}
+
+// Options configure a Reporter.
+type Options struct {
+	// Writer is the producer's writer: it knows the resourceVersion of each spec write.
+	Writer *npcwriter.Writer
+	// OnChange receives the configs whose verdict changed, after their status was
+	// written. It runs on the reporter's goroutine and must not block for long.
+	OnChange func(ctx context.Context, changes []Change)
+	// MinInterval spaces passes (default 200 ms).
+	MinInterval time.Duration
+}
+
+// Reporter is the status loop of one producer.
+type Reporter struct {
+	client client.Client
+	opts   Options
+
+	mu       sync.Mutex
+	last     map[string]verdict.Verdict
+	lastPass time.Time
+}
+
+// passKey is the single reconcile key: a pass looks at every config at once.
+var passKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "status"}}
+
+// Setup registers the status loop of opts.Writer.Producer with mgr. It watches the
+// producer's configs, every NodeProxy and the labels of every Node (metadata only).
+func Setup(mgr ctrl.Manager, opts Options) (*Reporter, error) {
+	if opts.Writer == nil || opts.Writer.Producer == "" {
+		return nil, errors.New("npcstatus: a Writer with a Producer is required")
+	}
+	if opts.MinInterval <= 0 {
+		opts.MinInterval = 200 * time.Millisecond
+	}
+	r := &Reporter{client: mgr.GetClient(), opts: opts, last: map[string]verdict.Verdict{}}
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{passKey}
+	})
+	producer := opts.Writer.Producer
+	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelProducer] == producer })
+	labelsChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		return !mapsEqual(e.ObjectOld.GetLabels(), e.ObjectNew.GetLabels())
+	}}
+	err := ctrl.NewControllerManagedBy(mgr).
+		Named(producer+"-status").
+		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
+		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ours)).
+		Watches(&v1alpha1.NodeProxy{}, all).
+		WatchesMetadata(&corev1.Node{}, all, builder.WithPredicates(labelsChanged)).
+		Complete(r)
+	return r, err
+}
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Reconcile is one pass over every config of the producer.
+func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if wait := r.opts.MinInterval - time.Since(r.lastPass); wait > 0 {
+		return reconcile.Result{RequeueAfter: wait}, nil
+	}
+	r.lastPass = time.Now()
+
+	configs, inputs, err := r.configs(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	nodes, err := r.nodes(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	verdicts := verdict.Compute(inputs, nodes)
+
+	var changes []Change
+	var errs []error
+	seen := make(map[string]bool, len(configs))
+	for _, c := range configs {
+		v, ok := verdicts[c.Name]
+		if !ok {
+			continue // not written by this process yet: its progress cannot be told
+		}
+		seen[c.Name] = true
+		st := *c.Status.DeepCopy()
+		if v.Apply(&st, c.Generation) {
+			upd := c.DeepCopy()
+			upd.Status = st
+			if err := r.client.Status().Patch(ctx, upd, client.MergeFrom(c)); client.IgnoreNotFound(err) != nil {
+				errs = append(errs, fmt.Errorf("status of NodeProxyConfig %s: %w", c.Name, err))
+				continue
+			}
+		}
+		prev, had := r.last[c.Name]
+		if had && sameVerdict(prev, v) {
+			continue
+		}
+		r.last[c.Name] = v
+		ch := Change{Config: c, Verdict: v}
+		if had {
+			ch.Previous = &prev
+		}
+		changes = append(changes, ch)
+	}
+	for name := range r.last {
+		if !seen[name] {
+			delete(r.last, name)
+		}
+	}
+	if len(changes) > 0 && r.opts.OnChange != nil {
+		r.opts.OnChange(ctx, changes)
+	}
+	return reconcile.Result{}, errors.Join(errs...)
+}
+
+// configs lists the producer's configs and the verdict inputs of those its writer wrote.
+func (r *Reporter) configs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig, []verdict.Config, error) {
+	var list v1alpha1.NodeProxyConfigList
+	// Read-only: the pass copies the one it writes.
+	if err := r.client.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelProducer: r.opts.Writer.Producer}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, nil, err
+	}
+	configs := make([]*v1alpha1.NodeProxyConfig, 0, len(list.Items))
+	inputs := make([]verdict.Config, 0, len(list.Items))
+	for i := range list.Items {
+		c := &list.Items[i]
+		if c.DeletionTimestamp != nil {
+			continue
+		}
+		written := r.opts.Writer.Written(c.Name)
+		if written == "" {
+			continue
+		}
+		configs = append(configs, c)
+		inputs = append(inputs, verdict.Config{Name: c.Name, Generation: c.Generation, Written: written,
+			NodeSelector: c.Spec.NodeSelector, Redirects: len(c.Spec.Redirects) > 0})
+	}
+	return configs, inputs, nil
+}
+
+// nodes are the nodes running the agent (those with a NodeProxy), with their labels.
+func (r *Reporter) nodes(ctx context.Context) ([]verdict.Node, error) {
+	var nps v1alpha1.NodeProxyList
+	if err := r.client.List(ctx, &nps, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	var meta metav1.PartialObjectMetadataList
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NodeList"))
+	if err := r.client.List(ctx, &meta, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	labels := make(map[string]map[string]string, len(meta.Items))
+	for _, n := range meta.Items {
+		labels[n.Name] = n.Labels
+	}
+	out := make([]verdict.Node, 0, len(nps.Items))
+	for _, np := range nps.Items {
+		out = append(out, verdict.Node{Name: np.Name, Labels: labels[np.Name], Status: np.Status})
+	}
+	return out, nil
+}
+
+// sameVerdict: the producer is told only of verdicts that changed.
+func sameVerdict(a, b verdict.Verdict) bool {
+	as, ar, am := a.Condition()
+	bs, br, bm := b.Condition()
+	return as == bs && ar == br && am == bm && len(a.Programmed) == len(b.Programmed)
+}
