@@ -1,8 +1,9 @@
 // Command l2writes measures the apiserver writes L2 liveness costs in steady state and
-// per death, with the L2 controller in memberlist mode and N simulated agents: each is
-// the agent's real membership (nodeagent/membership: memberlist member on loopback,
-// quorum pings, gate) plus the one Lease write a real agent makes at start to publish
-// its address. The apiserver is a real kube-apiserver (internal/testenv); writes are
+// per death, with the L2 controller in memberlist mode and N simulated agents: each is a
+// memberlist member on loopback publishing the metadata a real agent publishes, plus the
+// one Lease write a real agent makes at start to publish its address. The agents' quorum
+// pings are left out: they never touch the apiserver, and 100 of them in one process
+// would only measure this machine's two cores. The apiserver is a real kube-apiserver (internal/testenv); writes are
 // counted as watch events on every kind the L2 components write.
 //
 //	go run ./bench/l2writes -agents 3,100 -window 30s
@@ -34,9 +35,10 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/l2"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/l2member"
+	"github.com/portico-dev/portico/internal/l2quorum"
 	"github.com/portico-dev/portico/internal/testenv"
 	"github.com/portico-dev/portico/nodeagent/agent"
-	"github.com/portico-dev/portico/nodeagent/membership"
 )
 
 func main() {
@@ -110,7 +112,7 @@ func run(n, services int, window time.Duration) error {
 	}
 	go func() { _ = mgr.Start(ctx) }()
 
-	agents := make([]*membership.Agent, n)
+	agents := make([]*l2member.Member, n)
 	for i, name := range names {
 		a, err := startAgent(ctx, c, ns, name)
 		if err != nil {
@@ -121,7 +123,7 @@ func run(n, services int, window time.Duration) error {
 	// Agents publish what they applied: the set their NodeProxyConfig lists.
 	go publishApplied(ctx, c, names, agents)
 
-	deadline := time.Now().Add(3 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for !settled(ctx, c, n, services) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%d agents: the assignment did not settle", n)
@@ -153,7 +155,7 @@ func run(n, services int, window time.Duration) error {
 	}
 	w.reset()
 	killed := time.Now()
-	agents[victim].Member().Shutdown()
+	agents[victim].Shutdown()
 	var moved time.Duration
 	for time.Since(killed) < 15*time.Second {
 		if err := c.Get(ctx, client.ObjectKey{Name: l2.NPCName(names[victim])}, &v1alpha1.NodeProxyConfig{}); client.IgnoreNotFound(err) == nil && err != nil {
@@ -168,16 +170,14 @@ func run(n, services int, window time.Duration) error {
 	return nil
 }
 
-// startAgent runs one simulated agent: membership on loopback, and the one Lease write
-// a real agent makes to publish its memberlist address.
-func startAgent(ctx context.Context, c client.Client, ns, name string) (*membership.Agent, error) {
-	gate := membership.NewGate(0)
-	a, err := membership.Start(membership.Options{Node: name, Bind: "127.0.0.1:0", Log: logr.Discard()}, gate)
+// startAgent runs one simulated agent: a member on loopback, and the one Lease write a
+// real agent makes to publish its memberlist address.
+func startAgent(ctx context.Context, c client.Client, ns, name string) (*l2member.Member, error) {
+	a, err := l2member.Start(l2member.Config{Name: name, Bind: "127.0.0.1:0", Log: logr.Discard()})
 	if err != nil {
 		return nil, err
 	}
-	go gate.Watch(ctx)
-	go func() { _ = a.Run(ctx) }()
+	go func() { <-ctx.Done(); a.Shutdown() }()
 	now := metav1.NewMicroTime(time.Now())
 	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: agent.LeaseName(name),
 		Annotations: map[string]string{agent.AnnotationMemberlistAddress: a.Addr()}},
@@ -185,7 +185,7 @@ func startAgent(ctx context.Context, c client.Client, ns, name string) (*members
 	return a, c.Create(ctx, l)
 }
 
-func publishApplied(ctx context.Context, c client.Client, names []string, agents []*membership.Agent) {
+func publishApplied(ctx context.Context, c client.Client, names []string, agents []*l2member.Member) {
 	for ctx.Err() == nil {
 		var npcs v1alpha1.NodeProxyConfigList
 		if err := c.List(ctx, &npcs); err == nil {
@@ -196,8 +196,7 @@ func publishApplied(ctx context.Context, c client.Client, names []string, agents
 				}
 			}
 			for i, name := range names {
-				agents[i].SetAnnouncing(len(sets[name]) > 0)
-				agents[i].PublishMeta(true, sets[name])
+				_ = agents[i].SetMeta(l2member.Meta{Ready: true, Applied: true, Hash: l2quorum.SetHash(sets[name])})
 			}
 		}
 		time.Sleep(200 * time.Millisecond)

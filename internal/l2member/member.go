@@ -126,6 +126,10 @@ func Start(cfg Config) (*Member, error) {
 	// rejoins without waiting for anyone to re-run Join.
 	mc.GossipToTheDeadTime = 2 * time.Minute
 	mc.DeadNodeReclaimTime = 10 * time.Second
+	// A full state exchange with a random member this often (memberlist's default is
+	// 30 s): the safety net that ends any disagreement gossip left behind, such as a
+	// member others still believe dead after a partition healed.
+	mc.PushPullInterval = 5 * time.Second
 	mc.SecretKey = cfg.SecretKey
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)

@@ -106,6 +106,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer ping.Stop()
 	rejoin := time.NewTicker(time.Second)
 	defer rejoin.Stop()
+	wasQuorate := false
 	for tick := 0; ; tick++ {
 		select {
 		case <-ctx.Done():
@@ -121,11 +122,17 @@ func (a *Agent) Run(ctx context.Context) error {
 				a.pingRound()
 			}
 		case <-rejoin.C:
-			// In the background: discovery asks the apiserver, which may be the thing
-			// that is down, and the pings must go on meanwhile.
-			if !a.gate.Quorate() && a.joining.CompareAndSwap(false, true) {
+			// While cut off, and once more right after contact came back: a join is a
+			// full state exchange, which is how this agent learns it was declared dead
+			// and refutes it. The gossip that would tell it may be spent by the time a
+			// partition heals, and pings alone do not carry it, so without this the
+			// others could keep it dead until the next periodic exchange. In the
+			// background: discovery asks the apiserver, which may be what is down.
+			quorate := a.gate.Quorate()
+			if (!quorate || !wasQuorate) && a.joining.CompareAndSwap(false, true) {
 				go func() { defer a.joining.Store(false); a.join(ctx) }()
 			}
+			wasQuorate = quorate
 		}
 	}
 }
