@@ -126,7 +126,9 @@ func run(n, services int, window time.Duration) error {
 	deadline := time.Now().Add(5 * time.Minute)
 	for !settled(ctx, c, n, services) {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d agents: the assignment did not settle", n)
+			p := &v1alpha1.L2AnnouncementPolicy{}
+			_ = c.Get(ctx, client.ObjectKey{Name: "p"}, p)
+			return fmt.Errorf("%d agents: the assignment did not settle (eligible nodes %d, announced %d)", n, p.Status.EligibleNodes, p.Status.AnnouncedIPs)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}

@@ -52,6 +52,7 @@ type members struct {
 	view   map[string]l2quorum.Verdict
 	meta   map[string]l2quorum.Member
 	frozen bool
+	// joined: addresses published on Leases, true once joined (or being joined).
 	joined map[string]bool
 }
 
@@ -68,12 +69,17 @@ func (ms *members) run(ctx context.Context, kick func()) error {
 	ms.mu.Unlock()
 	ms.join(ms.opts.Join)
 	ms.log.Info("joined L2 liveness as a non-announcing member", "address", m.Addr())
+	retry := time.NewTicker(5 * time.Second)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			m.Leave(time.Second)
 			return nil
 		case <-m.Changes():
+		case <-retry.C:
+			ms.join(nil) // addresses seen before the member started, or whose join failed
+			continue
 		}
 		if ms.update() {
 			kick()
@@ -81,19 +87,32 @@ func (ms *members) run(ctx context.Context, kick func()) error {
 	}
 }
 
-// join joins addresses not joined yet (agents publish theirs on their Leases).
+// join joins addresses not joined yet (agents publish theirs on their Leases); before
+// the member runs it only remembers them.
 func (ms *members) join(addrs []string) {
 	ms.mu.Lock()
+	for _, a := range addrs {
+		if _, ok := ms.joined[a]; a != "" && !ok {
+			ms.joined[a] = false
+		}
+	}
 	m := ms.m
 	var todo []string
-	for _, a := range addrs {
-		if a != "" && !ms.joined[a] {
+	for a, done := range ms.joined {
+		if !done {
 			ms.joined[a] = true
 			todo = append(todo, a)
 		}
 	}
 	ms.mu.Unlock()
 	if m == nil || len(todo) == 0 {
+		if m == nil {
+			ms.mu.Lock()
+			for _, a := range todo {
+				ms.joined[a] = false
+			}
+			ms.mu.Unlock()
+		}
 		return
 	}
 	go func() {
@@ -101,7 +120,7 @@ func (ms *members) join(addrs []string) {
 			ms.log.V(1).Info("joining agents", "addresses", todo, "error", err.Error())
 			ms.mu.Lock()
 			for _, a := range todo {
-				delete(ms.joined, a) // retried on the next Lease event
+				ms.joined[a] = false // retried
 			}
 			ms.mu.Unlock()
 		}
