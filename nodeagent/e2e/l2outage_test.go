@@ -232,3 +232,25 @@ func keys[V any](m map[string]V) []string {
 	}
 	return out
 }
+
+// Without memberlist (the fallback) the heartbeat Lease is the liveness source, through
+// the same gate: kill -9 hands over once the Lease expired, with no request answered by
+// two nodes.
+func TestL2LeaseFallbackFailsOverWithoutDoubleAnswers(t *testing.T) {
+	r := newL2RigWith(t, []string{"n1", "n2", "n3"}, true)
+	g := NewWithT(t)
+	setupS1S2(t, r)
+	r.waitEligible(g, "policy1", 3)
+	owner := r.waitAnswered(g, "default", "web4", lbIPv4)
+	ownerMAC := r.nodes[owner].MAC.String()
+	probe := r.startSlotProbe(t, lbIPv4, 2*time.Millisecond)
+	defer probe.stop()
+	killed := time.Now()
+	r.stopAgent(owner, unix.SIGKILL)
+	mac, at, ok := probe.firstOther(ownerMAC, killed, 20*time.Second)
+	g.Expect(ok).To(BeTrue(), "nobody took over after the Lease expired")
+	t.Logf("Lease fallback (1 s renew, 3 s lease), %s killed: %s answered after %v", owner, r.nodeOfMAC(mac), at.Sub(killed).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	probe.stop()
+	g.Expect(probe.stats(time.Time{}, time.Time{}).doubles).To(BeEmpty())
+}

@@ -45,8 +45,10 @@ type l2rig struct {
 	started map[string]time.Time
 	env     *testenv.Env
 	bin     string
-	dir     string
-	logs    *lockedBuffer
+	// leaseLiveness: no memberlist, the heartbeat Lease is the liveness source.
+	leaseLiveness bool
+	dir           string
+	logs          *lockedBuffer
 }
 
 // dump prints what an operator would look at when the test fails.
@@ -68,8 +70,15 @@ func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
 
 // newL2RigOf builds the rig with the given nodes.
 func newL2RigOf(t testing.TB, names []string, prepare ...func(*l2rig)) *l2rig {
+	return newL2RigWith(t, names, false, prepare...)
+}
+
+// newL2RigWith builds the rig; leaseLiveness runs the controller and the agents without
+// memberlist, on the heartbeat Lease (the fallback).
+func newL2RigWith(t testing.TB, names []string, leaseLiveness bool, prepare ...func(*l2rig)) *l2rig {
 	privileged.Require(t)
-	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{}}
+	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{},
+		leaseLiveness: leaseLiveness}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
 	for _, n := range names {
 		r.nodes[n] = r.lab.AddHost(n)
@@ -98,8 +107,12 @@ func newL2RigOf(t testing.TB, names []string, prepare ...func(*l2rig)) *l2rig {
 	must(t, lbipam.Setup(mgr, lbipam.Options{}))
 	// The L2 controller joins the agents' memberlist cluster from the root namespace,
 	// on the management address the agents reach the apiserver at.
-	must(t, l2.Setup(mgr, l2.Options{Namespace: "portico-system", Memberlist: &l2.MemberlistOptions{
-		Name: "l2-controller", Bind: net.JoinHostPort(r.lab.Mgmt.Addr().String(), "0")}}))
+	opts := l2.Options{Namespace: "portico-system", Memberlist: &l2.MemberlistOptions{
+		Name: "l2-controller", Bind: net.JoinHostPort(r.lab.Mgmt.Addr().String(), "0")}}
+	if leaseLiveness {
+		opts.Memberlist = nil
+	}
+	must(t, l2.Setup(mgr, opts))
 	mctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mgr.Start(mctx) }()
@@ -131,11 +144,14 @@ func (r *l2rig) startAgent(node string) {
 	}
 	r.t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	r.started[node] = time.Now()
-	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
+	liveness := []string{"--memberlist-bind-address", net.JoinHostPort(h.IPv4.Addr().String(), "7946")}
+	if r.leaseLiveness {
+		liveness = []string{"--memberlist-bind-address", "", "--heartbeat-interval", "1s", "--heartbeat-duration", "3s"}
+	}
+	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, append(liveness, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
 		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
-		"--memberlist-bind-address", net.JoinHostPort(h.IPv4.Addr().String(), "7946"),
 		"--zap-time-encoding", "rfc3339nano", // handovers take milliseconds: the logs must show them
-		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
+		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))...)
 }
 
 func (r *l2rig) stopAgent(node string, sig unix.Signal) {
