@@ -52,7 +52,7 @@ type members struct {
 	view   map[string]l2quorum.Verdict
 	meta   map[string]l2quorum.Member
 	frozen bool
-	// joined: addresses published on Leases, true once joined (or being joined).
+	// joined: the addresses agents published on their Leases.
 	joined map[string]bool
 }
 
@@ -87,42 +87,38 @@ func (ms *members) run(ctx context.Context, kick func()) error {
 	}
 }
 
-// join joins addresses not joined yet (agents publish theirs on their Leases); before
-// the member runs it only remembers them.
+// join remembers the addresses agents publish on their Leases and joins the new ones;
+// with nil it joins every remembered address that is not an alive member (seen before
+// the member started, or whose join failed: memberlist reports an error only when all
+// of a batch failed).
 func (ms *members) join(addrs []string) {
 	ms.mu.Lock()
+	var todo []string
 	for _, a := range addrs {
 		if _, ok := ms.joined[a]; a != "" && !ok {
-			ms.joined[a] = false
-		}
-	}
-	m := ms.m
-	var todo []string
-	for a, done := range ms.joined {
-		if !done {
 			ms.joined[a] = true
 			todo = append(todo, a)
 		}
 	}
+	m := ms.m
+	if addrs == nil && m != nil {
+		alive := map[string]bool{}
+		for _, x := range m.AliveAddrs() {
+			alive[x] = true
+		}
+		for a := range ms.joined {
+			if !alive[a] {
+				todo = append(todo, a)
+			}
+		}
+	}
 	ms.mu.Unlock()
 	if m == nil || len(todo) == 0 {
-		if m == nil {
-			ms.mu.Lock()
-			for _, a := range todo {
-				ms.joined[a] = false
-			}
-			ms.mu.Unlock()
-		}
 		return
 	}
 	go func() {
 		if _, err := m.Join(todo); err != nil {
 			ms.log.V(1).Info("joining agents", "addresses", todo, "error", err.Error())
-			ms.mu.Lock()
-			for _, a := range todo {
-				ms.joined[a] = false // retried
-			}
-			ms.mu.Unlock()
 		}
 	}()
 }

@@ -210,6 +210,15 @@ func (m *Member) Addrs() []string {
 	return out
 }
 
+// AliveAddrs returns the addresses of the members memberlist sees alive.
+func (m *Member) AliveAddrs() []string {
+	var out []string
+	for _, n := range m.ml.Members() {
+		out = append(out, net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port))))
+	}
+	return out
+}
+
 // Changes is signalled (coalesced) when a member joined, left, died or changed its metadata.
 func (m *Member) Changes() <-chan struct{} { return m.changes }
 
