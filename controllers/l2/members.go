@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -53,7 +54,8 @@ type members struct {
 	meta   map[string]l2quorum.Member
 	frozen bool
 	// joined: the addresses agents published on their Leases.
-	joined map[string]bool
+	joined   map[string]bool
+	retrying atomic.Bool
 }
 
 // run starts the member (only in the leader: one controller votes) and recomputes
@@ -113,10 +115,13 @@ func (ms *members) join(addrs []string) {
 		}
 	}
 	ms.mu.Unlock()
-	if m == nil || len(todo) == 0 {
+	if m == nil || len(todo) == 0 || (addrs == nil && !ms.retrying.CompareAndSwap(false, true)) {
 		return
 	}
 	go func() {
+		if addrs == nil {
+			defer ms.retrying.Store(false) // one retry at a time: a dead address may take a TCP timeout
+		}
 		if _, err := m.Join(todo); err != nil {
 			ms.log.V(1).Info("joining agents", "addresses", todo, "error", err.Error())
 		}
