@@ -56,6 +56,7 @@ type members struct {
 	// joined: the addresses agents published on their Leases.
 	joined   map[string]bool
 	retrying atomic.Bool
+	ready    atomic.Bool
 }
 
 // run starts the member (only in the leader: one controller votes) and recomputes
@@ -70,7 +71,9 @@ func (ms *members) run(ctx context.Context, kick func()) error {
 	ms.m = m
 	ms.mu.Unlock()
 	ms.join(ms.opts.Join)
+	ms.join(nil)
 	ms.log.Info("joined L2 liveness as a non-announcing member", "address", m.Addr())
+	started := time.Now()
 	retry := time.NewTicker(5 * time.Second)
 	defer retry.Stop()
 	for {
@@ -81,9 +84,18 @@ func (ms *members) run(ctx context.Context, kick func()) error {
 		case <-m.Changes():
 		case <-retry.C:
 			ms.join(nil) // addresses seen before the member started, or whose join failed
+			if !ms.ready.Load() && time.Since(started) > viewGrace {
+				ms.ready.Store(true) // no agent to be found: a new cluster
+				kick()
+			}
 			continue
 		}
-		if ms.update() {
+		changed := ms.update()
+		if !ms.ready.Load() && ms.agentsSeen() {
+			ms.ready.Store(true)
+			changed = true
+		}
+		if changed {
 			kick()
 		}
 	}
@@ -148,6 +160,26 @@ func (ms *members) update() bool {
 	}
 	ms.view, ms.meta, ms.frozen = view, meta, frozen
 	return changed
+}
+
+// viewGrace bounds how long a starting controller waits to see any agent before it
+// takes an empty view for the truth (a cluster with no agent yet).
+const viewGrace = 10 * time.Second
+
+// Ready reports whether the view can be acted on: a controller that just started (or
+// just became leader) sees nobody until its joins complete, and acting on that would
+// withdraw every address for a moment.
+func (ms *members) Ready() bool { return ms.ready.Load() }
+
+func (ms *members) agentsSeen() bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, v := range ms.view {
+		if v.Live {
+			return true
+		}
+	}
+	return false
 }
 
 // Live is the liveness of node for assignment.

@@ -29,6 +29,9 @@ import (
 
 // Reconcile recomputes the whole assignment from the cache and writes only differences.
 func (c *Controller) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	if c.members != nil && !c.members.Ready() {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil // the membership view is not built yet
+	}
 	now := time.Now()
 	in, svcs, policies, err := c.gather(ctx, now)
 	if err != nil {

@@ -254,3 +254,27 @@ func TestL2LeaseFallbackFailsOverWithoutDoubleAnswers(t *testing.T) {
 	probe.stop()
 	g.Expect(probe.stats(time.Time{}, time.Time{}).doubles).To(BeEmpty())
 }
+
+// A restarted L2 controller (an upgrade, a new leader) starts with an empty memberlist
+// view; it must not act on it and withdraw every address until its joins complete.
+func TestL2ControllerRestartMovesNothing(t *testing.T) {
+	r := newL2Rig(t)
+	g := NewWithT(t)
+	setupS1S2(t, r)
+	r.waitEligible(g, "policy1", 3)
+	owner := r.waitAnswered(g, "default", "web4", lbIPv4)
+	probe := r.startSlotProbe(t, lbIPv4, 10*time.Millisecond)
+	defer probe.stop()
+	from := time.Now()
+	r.stopControllers()
+	r.stopControllers = r.startControllers()
+	time.Sleep(15 * time.Second)
+	probe.stop()
+	st := probe.stats(from, time.Time{})
+	t.Logf("controller restarted: %d of %d probes answered, longest silence %v", st.answered, st.requests, st.maxGap)
+	g.Expect(st.doubles).To(BeEmpty())
+	// A withdrawal and a new assignment would take hundreds of milliseconds; a probe
+	// reply delayed past its 10 ms slot on a busy machine is not one.
+	g.Expect(st.maxGap).To(BeNumerically("<", 200*time.Millisecond), "the address was withdrawn while the new controller built its view")
+	g.Expect(keys(st.first)).To(ConsistOf(r.nodes[owner].MAC.String()))
+}

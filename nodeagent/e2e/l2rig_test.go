@@ -46,9 +46,10 @@ type l2rig struct {
 	env     *testenv.Env
 	bin     string
 	// leaseLiveness: no memberlist, the heartbeat Lease is the liveness source.
-	leaseLiveness bool
-	dir           string
-	logs          *lockedBuffer
+	leaseLiveness   bool
+	stopControllers func()
+	dir             string
+	logs            *lockedBuffer
 }
 
 // dump prints what an operator would look at when the test fails.
@@ -99,24 +100,8 @@ func newL2RigWith(t testing.TB, names []string, leaseLiveness bool, prepare ...f
 			Labels: map[string]string{"kubernetes.io/hostname": name}}}))
 	}
 
-	// Several rigs run in one test binary, each with its own manager: controller names
-	// repeat, which only matters to the (disabled) metrics.
-	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	must(t, err)
-	must(t, lbipam.Setup(mgr, lbipam.Options{}))
-	// The L2 controller joins the agents' memberlist cluster from the root namespace,
-	// on the management address the agents reach the apiserver at.
-	opts := l2.Options{Namespace: "portico-system", Memberlist: &l2.MemberlistOptions{
-		Name: "l2-controller", Bind: net.JoinHostPort(r.lab.Mgmt.Addr().String(), "0")}}
-	if leaseLiveness {
-		opts.Memberlist = nil
-	}
-	must(t, l2.Setup(mgr, opts))
-	mctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mgr.Start(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r.stopControllers = r.startControllers()
+	t.Cleanup(func() { r.stopControllers() })
 
 	for _, p := range prepare {
 		p(r)
@@ -134,6 +119,37 @@ func newL2RigWith(t testing.TB, names []string, leaseLiveness bool, prepare ...f
 		}
 	})
 	return r
+}
+
+// startControllers runs LB-IPAM and the L2 controller in a manager of their own and
+// returns the function stopping them (as a controller restart or upgrade would).
+func (r *l2rig) startControllers() func() {
+	t := r.t
+	// Several rigs run in one test binary, each with its own manager: controller names
+	// repeat, which only matters to the (disabled) metrics.
+	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	must(t, err)
+	must(t, lbipam.Setup(mgr, lbipam.Options{}))
+	// The L2 controller joins the agents' memberlist cluster from the root namespace,
+	// on the management address the agents reach the apiserver at.
+	opts := l2.Options{Namespace: "portico-system", Memberlist: &l2.MemberlistOptions{
+		Name: "l2-controller", Bind: net.JoinHostPort(r.lab.Mgmt.Addr().String(), "0")}}
+	if r.leaseLiveness {
+		opts.Memberlist = nil
+	}
+	must(t, l2.Setup(mgr, opts))
+	mctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(mctx) }()
+	stopped := false
+	return func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
 }
 
 func (r *l2rig) startAgent(node string) {

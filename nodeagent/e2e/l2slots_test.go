@@ -112,8 +112,9 @@ type slotStats struct {
 	// doubles are the slots answered by two MACs, with when and by whom; missed (the
 	// first 20) those nobody answered.
 	doubles, missed []string
-	// first and last reply per MAC.
+	// first and last reply per MAC; maxGap is the longest time between two replies.
 	first, last map[string]time.Time
+	maxGap      time.Duration
 }
 
 func (p *slotProbe) stats(from, to time.Time) slotStats {
@@ -149,10 +150,15 @@ func (p *slotProbe) stats(from, to time.Time) slotStats {
 			st.doubles = append(st.doubles, fmt.Sprintf("%s: %v", s.Format("15:04:05.000000"), list))
 		}
 	}
+	var prev time.Time
 	for _, r := range p.replies {
 		if (!from.IsZero() && r.at.Before(from)) || (!to.IsZero() && !r.at.Before(to)) {
 			continue
 		}
+		if !prev.IsZero() && r.at.Sub(prev) > st.maxGap {
+			st.maxGap = r.at.Sub(prev)
+		}
+		prev = r.at
 		if _, ok := st.first[r.mac]; !ok {
 			st.first[r.mac] = r.at
 		}
