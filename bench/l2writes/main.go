@@ -78,33 +78,9 @@ func run(n, services int, window time.Duration) error {
 	defer cancel()
 	c := env.Client
 	const ns = "portico-system"
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	names, err := createObjects(ctx, c, ns, n, services)
+	if err != nil {
 		return err
-	}
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("node-%03d", i)
-		if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[i], Labels: map[string]string{"kubernetes.io/hostname": names[i]}}}); err != nil {
-			return err
-		}
-		np := &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: names[i]}}
-		if err := c.Create(ctx, np); err != nil {
-			return err
-		}
-		np.Status.Interfaces = []string{"eth1"}
-		if err := c.Status().Update(ctx, np); err != nil {
-			return err
-		}
-	}
-	if err := c.Create(ctx, &v1alpha1.L2AnnouncementPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.L2AnnouncementPolicySpec{
-		Interfaces: []string{"^eth1$"}, ExternalIPs: true, ExternalIPCIDRs: []string{"10.77.0.0/16"}}}); err != nil {
-		return err
-	}
-	for i := range services {
-		if err := c.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
-			Spec: corev1.ServiceSpec{ExternalIPs: []string{fmt.Sprintf("10.77.%d.%d", i/250, i%250+1)}, Ports: []corev1.ServicePort{{Port: 80}}}}); err != nil {
-			return err
-		}
 	}
 
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
@@ -175,6 +151,41 @@ func run(n, services int, window time.Duration) error {
 	fmt.Printf("%-8d %-10d %-22.2f %-22d %v\n", n, services, steady, w.count.Load(), moved.Round(time.Millisecond))
 	fmt.Printf("         writes for the death by kind: %s\n", w)
 	return nil
+}
+
+// createObjects creates the namespace, n Nodes with their agents' reported interfaces,
+// the policy and the Services; it returns the node names.
+func createObjects(ctx context.Context, c client.Client, ns string, n, services int) ([]string, error) {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return nil, err
+	}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("node-%03d", i)
+		if err := c.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[i], Labels: map[string]string{"kubernetes.io/hostname": names[i]}}}); err != nil {
+			return nil, err
+		}
+		np := &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: names[i]}}
+		if err := c.Create(ctx, np); err != nil {
+			return nil, err
+		}
+		np.Status.Interfaces = []string{"eth1"}
+		if err := c.Status().Update(ctx, np); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Create(ctx, &v1alpha1.L2AnnouncementPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1alpha1.L2AnnouncementPolicySpec{
+		Interfaces: []string{"^eth1$"}, ExternalIPs: true, ExternalIPCIDRs: []string{"10.77.0.0/16"}}}); err != nil {
+		return nil, err
+	}
+	for i := range services {
+		if err := c.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: fmt.Sprintf("svc-%d", i)},
+			Spec: corev1.ServiceSpec{ExternalIPs: []string{fmt.Sprintf("10.77.%d.%d", i/250, i%250+1)}, Ports: []corev1.ServicePort{{Port: 80}}}}); err != nil {
+			return nil, err
+		}
+	}
+
+	return names, nil
 }
 
 // startAgent runs one simulated agent: a member on loopback, and the one Lease write a
