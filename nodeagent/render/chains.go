@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // closedChainName names the filter chain render gives a listener that has none:
@@ -39,7 +39,7 @@ func (p *parsed) parseFilterChainFragments() *rejection {
 		frag := chainFragment{listener: f.Listener, index: fi}
 		for ci, raw := range f.FilterChains {
 			fc := &listenerv3.FilterChain{}
-			if err := strict.Unmarshal(raw.Raw, fc); err != nil {
+			if err := xdsres.Strict.Unmarshal(raw.Raw, fc); err != nil {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: %s", fi, ci, errText(err))
 			}
 			name := fc.GetName()
@@ -50,7 +50,7 @@ func (p *parsed) parseFilterChainFragments() *rejection {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: chain %q is contributed to listener %q twice", fi, ci, name, f.Listener)
 			}
 			names[f.Listener+"\x00"+name] = true
-			if err := xds.ValidateMessage(fc); err != nil {
+			if err := xdsres.ValidateMessage(fc); err != nil {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d] %q: %s", fi, ci, name, errText(err))
 			}
 			frag.chains = append(frag.chains, fc)
@@ -111,7 +111,11 @@ func contributedChainKeys(p *parsed) []sharedName {
 // route tables and Secrets some winner provides. A contributor to a listener held
 // back for its proxy port is held back too (with the listener named in
 // missingPorts), so that it is applied together with it.
-func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
+//
+// A contribution to a listener that no config applied on this node defines is not
+// for this node (a route attached to Gateways that run on other nodes): it is left
+// out and counted in notHere, not rejected.
+func settleChainFragments(winners []*parsed, known map[string]SecretState) (kept []*parsed, rejected map[string]*rejection, notHere int) {
 	listeners := map[string]*parsed{}
 	routes, secrets := map[string]bool{}, map[string]bool{}
 	for _, p := range winners {
@@ -133,13 +137,15 @@ func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*p
 			}
 		}
 	}
-	var rejected map[string]*rejection
-	kept := make([]*parsed, 0, len(winners))
+	kept = make([]*parsed, 0, len(winners))
 	for _, p := range winners {
 		if len(p.chainFragments) == 0 {
 			kept = append(kept, p)
 			continue
 		}
+		var dropped int
+		p, dropped = onlyHere(p, listeners)
+		notHere += dropped
 		rej, waitFor := checkContribution(p, listeners, routes, secrets)
 		switch {
 		case rej != nil:
@@ -155,31 +161,49 @@ func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*p
 			kept = append(kept, p)
 		}
 	}
-	return kept, rejected
+	return kept, rejected, notHere
+}
+
+// onlyHere is p without its chain fragments for listeners no winner defines.
+func onlyHere(p *parsed, listeners map[string]*parsed) (*parsed, int) {
+	n := 0
+	for _, f := range p.chainFragments {
+		if listeners[f.listener] == nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return p, 0
+	}
+	q := *p // parsed values may be shared with a cache: copy, never modify
+	q.chainFragments = nil
+	for _, f := range p.chainFragments {
+		if listeners[f.listener] != nil {
+			q.chainFragments = append(q.chainFragments, f)
+		}
+	}
+	return &q, n
 }
 
 func checkContribution(p *parsed, listeners map[string]*parsed, routes, secrets map[string]bool) (*rejection, []string) {
 	var waitFor []string
 	for _, f := range p.chainFragments {
 		owner := listeners[f.listener]
-		if owner == nil {
-			return reject(v1alpha1.ReasonListenerNotFound, "filterChainFragments[%d]: listener %q is not defined by any config applied on this node", f.index, f.listener), nil
-		}
 		if owner.held() && owner != p {
 			waitFor = append(waitFor, f.listener)
 		}
 		// References are checked on a listener made of this contribution alone, with
 		// stand-ins for everything that exists, so the errors are this config's own.
 		probe := &listenerv3.Listener{Name: probeName, Address: socketAddress("127.0.0.1", 1, ProtoTCP), FilterChains: f.chains}
-		res := xds.Resources{Listeners: []*listenerv3.Listener{probe}}
+		res := xdsres.Resources{Listeners: []*listenerv3.Listener{probe}}
 		for name := range routes {
 			res.Routes = append(res.Routes, &routev3.RouteConfiguration{Name: name})
 		}
 		for name := range secrets {
 			res.Secrets = append(res.Secrets, &tlsv3.Secret{Name: name})
 		}
-		for _, e := range xds.Validate(res) {
-			if e.Kind == xds.KindListener && e.Name == probeName {
+		for _, e := range xdsres.Validate(res) {
+			if e.Kind == xdsres.KindListener && e.Name == probeName {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d] (listener %q): %s", f.index, f.listener, e.Message), nil
 			}
 		}

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/output.yaml from the current output")
@@ -85,6 +85,7 @@ type goldenOutput struct {
 	Announcements         []v1alpha1.Announcement   `json:"announcements,omitempty"`
 	Applied               []Applied                 `json:"applied,omitempty"`
 	Rejected              []v1alpha1.RejectedConfig `json:"rejected,omitempty"`
+	FragmentsNotHere      int                       `json:"fragmentsNotHere,omitempty"`
 }
 
 func loadInput(t testing.TB, dir string) Input {
@@ -109,6 +110,7 @@ func marshalOutput(t testing.TB, out Output) []byte {
 		Announcements:         out.Announcements,
 		Applied:               out.Applied,
 		Rejected:              out.Rejected,
+		FragmentsNotHere:      out.FragmentsNotHere,
 	}
 	for k, port := range out.Redirects {
 		g.Redirects = append(g.Redirects, fmt.Sprintf("%s -> %d", k, port))
@@ -156,8 +158,8 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			out := Render(loadInput(t, dir))
 			// What render returns is served as it is: the Secrets too.
-			if errs := xds.Validate(out.Resources); len(errs) > 0 {
-				t.Errorf("rendered resources fail xds.Validate: %v", errs)
+			if errs := xdsres.Validate(out.Resources); len(errs) > 0 {
+				t.Errorf("rendered resources fail xdsres.Validate: %v", errs)
 			}
 			got := marshalOutput(t, out)
 			path := filepath.Join(dir, "output.yaml")
