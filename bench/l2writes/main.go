@@ -122,6 +122,7 @@ func run(n, services int, window time.Duration) error {
 	w.reset()
 	time.Sleep(window)
 	steady := float64(w.count.Load()) / window.Seconds()
+	steadyKinds := w.String()
 
 	// One death: crash an announcing agent and count the writes it causes.
 	victim := -1
@@ -140,7 +141,7 @@ func run(n, services int, window time.Duration) error {
 	killed := time.Now()
 	agents[victim].Shutdown()
 	var moved time.Duration
-	for time.Since(killed) < 15*time.Second {
+	for time.Since(killed) < 60*time.Second {
 		if err := c.Get(ctx, client.ObjectKey{Name: l2.NPCName(names[victim])}, &v1alpha1.NodeProxyConfig{}); client.IgnoreNotFound(err) == nil && err != nil {
 			moved = time.Since(killed)
 			break
@@ -149,6 +150,7 @@ func run(n, services int, window time.Duration) error {
 	}
 	time.Sleep(5 * time.Second)
 	fmt.Printf("%-8d %-10d %-22.2f %-22d %v\n", n, services, steady, w.count.Load(), moved.Round(time.Millisecond))
+	fmt.Printf("         steady-state writes by kind: %s\n", steadyKinds)
 	fmt.Printf("         writes for the death by kind: %s\n", w)
 	return nil
 }
