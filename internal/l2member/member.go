@@ -130,6 +130,9 @@ func Start(cfg Config) (*Member, error) {
 	// 30 s): the safety net that ends any disagreement gossip left behind, such as a
 	// member others still believe dead after a partition healed.
 	mc.PushPullInterval = 5 * time.Second
+	// Joins, state exchanges and user messages use TCP: on a node network a peer that
+	// has not answered in 2 s is not there (memberlist's default waits 10 s).
+	mc.TCPTimeout = 2 * time.Second
 	mc.SecretKey = cfg.SecretKey
 	mc.Delegate = (*delegate)(m)
 	mc.Events = (*events)(m)

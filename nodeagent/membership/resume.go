@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/portico-dev/portico/internal/l2quorum"
@@ -92,12 +91,11 @@ func (a *Agent) Unheld(ctx context.Context, ips []string, timeout time.Duration)
 		a.mu.Unlock()
 	}()
 	msg, _ := json.Marshal(heldMsg{Kind: "q", ID: id, From: a.opts.Node, IPs: ips})
-	var wg sync.WaitGroup
+	// Not waited for: a send to a peer that died meanwhile may take a TCP timeout, and
+	// its missing reply fails the query anyway.
 	for _, p := range peers {
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = a.member.Send(p, msg) }()
+		go func() { _ = a.member.Send(p, msg) }()
 	}
-	wg.Wait()
 	deadline := time.After(timeout)
 	for {
 		a.mu.Lock()
