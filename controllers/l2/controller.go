@@ -58,6 +58,7 @@ const DefaultNamespace = "portico-system"
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update,namespace=portico-system
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -67,6 +68,9 @@ const DefaultNamespace = "portico-system"
 type Options struct {
 	// Namespace holds the agents' heartbeat Leases (default portico-system).
 	Namespace string
+	// Memberlist takes node liveness from the agents' memberlist cluster; nil takes it
+	// from their heartbeat Leases (the slow fallback).
+	Memberlist *MemberlistOptions
 }
 
 // Controller owns the L2 assignment of one manager.
@@ -83,6 +87,11 @@ type Controller struct {
 
 	// kick carries the expiry watcher's wake-ups into the work queue.
 	kick chan event.GenericEvent
+
+	// members is the memberlist view (nil: liveness from Leases); holdSince times the
+	// handovers held without memberlist (see holdHandovers).
+	members   *members
+	holdSince map[string]time.Time
 }
 
 // globalKey is the one reconcile request: the assignment is computed as a whole.
@@ -94,11 +103,18 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.Namespace = DefaultNamespace
 	}
 	c := &Controller{
-		client:   mgr.GetClient(),
-		recorder: mgr.GetEventRecorder("l2-controller"),
-		opts:     opts,
-		tracker:  l2assign.NewTracker(),
-		kick:     make(chan event.GenericEvent, 1),
+		client:    mgr.GetClient(),
+		recorder:  mgr.GetEventRecorder("l2-controller"),
+		opts:      opts,
+		tracker:   l2assign.NewTracker(),
+		kick:      make(chan event.GenericEvent, 1),
+		holdSince: map[string]time.Time{},
+	}
+	if opts.Memberlist != nil {
+		c.members = &members{opts: *opts.Memberlist, log: mgr.GetLogger().WithName("l2-members"), joined: map[string]bool{}}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return c.members.run(ctx, c.kickReconcile) })); err != nil {
+			return err
+		}
 	}
 	if err := mgr.Add(manager.RunnableFunc(c.watchExpiry)); err != nil {
 		return err
@@ -114,6 +130,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Watches(&coordinationv1.Lease{}, c.leaseHandler()).
 		Watches(&v1alpha1.NodeProxy{}, all, builder.WithPredicates(interfacesChanged())).
 		Watches(&v1alpha1.L2AnnouncementPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Pools decide which spec.externalIPs may be announced.
+		Watches(&v1alpha1.LoadBalancerIPPool{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Our own objects: someone else's edit or deletion is repaired.
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownNPC(), predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(c.kick, all)).
@@ -142,10 +160,7 @@ func (c *Controller) watchExpiry(ctx context.Context) error {
 		case <-t.C:
 		}
 		if c.tracker.Sweep(time.Now()) {
-			select {
-			case c.kick <- event.GenericEvent{Object: &v1alpha1.L2AnnouncementPolicy{}}:
-			default: // a reconcile is already pending
-			}
+			c.kickReconcile()
 		}
 	}
 }
@@ -163,6 +178,13 @@ func (c *Controller) leaseHandler() handler.EventHandler {
 		}
 		node, ok := l2assign.NodeOfLease(l.Name)
 		if !ok {
+			return
+		}
+		if c.members != nil {
+			// Liveness is memberlist's; a Lease only says where to join the agent.
+			if !deleted && l.Spec.HolderIdentity != nil {
+				c.members.join([]string{l.Annotations[AnnotationMemberlistAddress]})
+			}
 			return
 		}
 		var lease *l2assign.Lease

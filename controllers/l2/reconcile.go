@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,11 +23,15 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/ipam"
 	"github.com/portico-dev/portico/internal/l2assign"
 )
 
 // Reconcile recomputes the whole assignment from the cache and writes only differences.
 func (c *Controller) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	if c.members != nil && !c.members.Ready() {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil // the membership view is not built yet
+	}
 	now := time.Now()
 	in, svcs, policies, err := c.gather(ctx, now)
 	if err != nil {
@@ -44,14 +49,18 @@ func (c *Controller) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	in.Previous = c.prev
 	res := l2assign.Assign(in)
+	held, retry := c.holdHandovers(res, in.Nodes, npcs.Items, now)
 
 	if err := c.writeNPCs(ctx, res, in.Nodes, npcs.Items); err != nil {
 		return ctrl.Result{}, err
 	}
 	c.recordMoves(res.Moves, svcs)
 	c.prev = assigned(res)
+	for k, from := range held {
+		c.prev[k] = from // still the owner until it let go
+	}
 
-	return ctrl.Result{}, errors.Join(c.writeServices(ctx, res, svcs), c.writePolicies(ctx, res, policies))
+	return ctrl.Result{RequeueAfter: retry}, errors.Join(c.writeServices(ctx, res, svcs), c.writePolicies(ctx, res, policies))
 }
 
 // gather builds the assignment input from the cache. Lists skip the deep copy: nothing
@@ -68,6 +77,19 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	for i := range pl.Items {
 		policies[i] = &pl.Items[i]
 		in.Policies = append(in.Policies, l2assign.ParsePolicy(&pl.Items[i]))
+	}
+
+	// spec.externalIPs are announced only inside a pool (or a policy's allow-list).
+	var pools v1alpha1.LoadBalancerIPPoolList
+	if err := c.client.List(ctx, &pools, noCopy); err != nil {
+		return in, nil, nil, err
+	}
+	for i := range pools.Items {
+		// Every valid block counts, even of a disabled or conflicting pool: the question
+		// is whether the address belongs to the load-balancer ranges, not whether LB-IPAM
+		// would hand it out now.
+		ranges, _ := ipam.ParseBlocks(field.NewPath("spec", "blocks"), pools.Items[i].Spec.Blocks, true)
+		in.Pools = append(in.Pools, ranges...)
 	}
 
 	// The Lease handler normally observes every renewal first; observing the listed
@@ -101,6 +123,9 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		live, why := c.tracker.Live(n.Name, now)
+		if c.members != nil {
+			live, why = c.members.Live(n.Name)
+		}
 		in.Nodes = append(in.Nodes, l2assign.Node{Name: n.Name, Labels: n.Labels, Live: live, Down: why, Interfaces: ifaces[n.Name]})
 	}
 
@@ -171,10 +196,13 @@ func (c *Controller) recordMoves(moves []l2assign.Move, svcs map[types.Namespace
 		}
 		switch {
 		case m.To != "" && m.From == "":
-			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
+			c.recorder.Eventf(svc, nodeRef(m.To), corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
 				"%s announced by %s", m.IP, m.To)
 		case m.To != "":
-			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
+			// The new node is the related object: the events API folds events of one
+			// object with equal type, reason, action and related object into a series
+			// that keeps the first message, which would hide where later moves went.
+			c.recorder.Eventf(svc, nodeRef(m.To), corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Move",
 				"%s announced by %s (was %s: %s)", m.IP, m.To, m.From, m.Why)
 		case m.Why == l2assign.WhyNotSelected:
 			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonNotSelected), "Announce",
@@ -184,6 +212,10 @@ func (c *Controller) recordMoves(moves []l2assign.Move, svcs map[types.Namespace
 				"%s no longer announced, no eligible node (was %s: %s)", m.IP, m.From, m.Why)
 		}
 	}
+}
+
+func nodeRef(name string) *corev1.Node {
+	return &corev1.Node{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}, ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
 
 // writeServices applies the L2Announced condition where it differs from what the Service
