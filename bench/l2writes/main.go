@@ -135,7 +135,7 @@ func run(n, services int, window time.Duration) error {
 	}
 	for i, name := range names {
 		for _, x := range npcs.Items {
-			if x.Annotations[l2.AnnotationNode] == name {
+			if l2.NodeOf(&x) == name {
 				victim = i
 			}
 		}
@@ -215,7 +215,7 @@ func publishApplied(ctx context.Context, c client.Client, names []string, agents
 			sets := map[string][]string{}
 			for _, x := range npcs.Items {
 				for _, a := range x.Spec.Announcements {
-					sets[x.Annotations[l2.AnnotationNode]] = append(sets[x.Annotations[l2.AnnotationNode]], a.IP)
+					sets[l2.NodeOf(&x)] = append(sets[l2.NodeOf(&x)], a.IP)
 				}
 			}
 			for i, name := range names {

@@ -36,6 +36,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/npcstatus"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/l2assign"
 )
@@ -61,6 +63,7 @@ const DefaultNamespace = "portico-system"
 // +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -92,6 +95,11 @@ type Controller struct {
 	// handovers held without memberlist (see holdHandovers).
 	members   *members
 	holdSince map[string]time.Time
+
+	// npcs writes the l2 NodeProxyConfigs; status reports the nodes' verdict on them,
+	// which the Service condition repeats (is the announcement in effect on its node).
+	npcs   *npcwriter.Writer
+	status *npcstatus.Reporter
 }
 
 // globalKey is the one reconcile request: the assignment is computed as a whole.
@@ -109,6 +117,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		tracker:   l2assign.NewTracker(),
 		kick:      make(chan event.GenericEvent, 1),
 		holdSince: map[string]time.Time{},
+		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: Producer},
+	}
+	var err error
+	c.status, err = npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: func(context.Context, []npcstatus.Change) { c.kickReconcile() }})
+	if err != nil {
+		return err
 	}
 	if opts.Memberlist != nil {
 		c.members = &members{opts: *opts.Memberlist, log: mgr.GetLogger().WithName("l2-members"), joined: map[string]bool{}}

@@ -225,7 +225,7 @@ func (c *Controller) holdHandovers(res *l2assign.Result, nodes []l2assign.Node, 
 	}
 	written := map[string]*v1alpha1.NodeProxyConfig{}
 	for i := range npcs {
-		written[npcs[i].Annotations[AnnotationNode]] = &npcs[i]
+		written[NodeOf(&npcs[i])] = &npcs[i]
 	}
 	held := map[l2assign.Key]string{}
 	waiting := map[string]bool{}

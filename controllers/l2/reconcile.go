@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -235,7 +236,7 @@ func (c *Controller) writeServices(ctx context.Context, res *l2assign.Result, sv
 			continue
 		}
 		cond := metav1.Condition{Type: string(v1alpha1.ConditionL2Announced), Status: sr.Status, Reason: string(sr.Reason),
-			Message: sr.Message, ObservedGeneration: svc.Generation}
+			Message: sr.Message + c.inEffect(sr), ObservedGeneration: svc.Generation}
 		if sameCondition(old, &cond) {
 			continue
 		}
@@ -349,4 +350,36 @@ func equalPolicyStatus(a, b *v1alpha1.L2AnnouncementPolicyStatus) bool {
 		}
 	}
 	return true
+}
+
+// inEffect says whether the announcing nodes have the announcement in effect,
+// from the nodes' verdict on their l2 configs: assigned is not yet answering,
+// and a node that rejected its set (a malformed announcement) says why here.
+func (c *Controller) inEffect(sr *l2assign.ServiceResult) string {
+	if c.status == nil || sr.Status != metav1.ConditionTrue {
+		return ""
+	}
+	nodes := map[string]bool{}
+	for _, n := range sr.Nodes {
+		nodes[n] = true
+	}
+	var pending, rejected []string
+	for _, n := range slices.Sorted(maps.Keys(nodes)) {
+		v, ok := c.status.Verdict(NPCName(n))
+		switch {
+		case !ok:
+			pending = append(pending, n)
+		case len(v.Rejected) > 0:
+			rejected = append(rejected, fmt.Sprintf("%s (%s: %s)", n, v.Rejected[0].Reason, v.Rejected[0].Message))
+		case len(v.Programmed) == 0:
+			pending = append(pending, n)
+		}
+	}
+	switch {
+	case len(rejected) > 0:
+		return "; rejected by " + strings.Join(rejected, ", ")
+	case len(pending) > 0:
+		return "; not yet in effect on " + strings.Join(pending, ", ")
+	}
+	return "; in effect"
 }

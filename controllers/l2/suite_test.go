@@ -387,7 +387,7 @@ func announcers(g Gomega, ns, name, ip string) []string {
 	for _, npc := range list.Items {
 		for _, a := range npc.Spec.Announcements {
 			if a.IP == ip && a.Service.Namespace == ns && a.Service.Name == name {
-				out = append(out, npc.Annotations[l2.AnnotationNode])
+				out = append(out, l2.NodeOf(&npc))
 			}
 		}
 	}
