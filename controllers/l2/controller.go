@@ -36,10 +36,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/internal/npcstatus"
-	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/l2assign"
+	"github.com/portico-dev/portico/internal/npcstatus"
+	"github.com/portico-dev/portico/internal/npcwriter"
 )
 
 // FieldOwner is the server-side-apply manager of the L2Announced condition on Services;
