@@ -86,7 +86,7 @@ func buildNode(n NodeInfo, lease *coordinationv1.Lease, now time.Time) Node {
 		out.Problems = append(out.Problems, fmt.Sprintf("not ready (%s: %s)", out.Ready.Reason, out.Ready.Message))
 	}
 	if out.Rejected > 0 {
-		out.Problems = append(out.Problems, fmt.Sprintf("%d configs rejected", out.Rejected))
+		out.Problems = append(out.Problems, fmt.Sprintf("%d rejected config(s): see kubectl get nodeproxy %s -o yaml", out.Rejected, n.Name))
 	}
 	return out
 }

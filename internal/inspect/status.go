@@ -43,7 +43,7 @@ func BuildStatus(in Inputs) Status {
 
 	st := Status{Source: in.Source, Configs: []Config{}, Addresses: []Address{}, Problems: slices.Clone(in.Problems)}
 	if in.PublishesAddress {
-		st.Published = slices.Clone(in.Published)
+		st.Published = append([]string{}, in.Published...)
 	}
 	configs := slices.Clone(in.Configs)
 	slices.SortFunc(configs, func(a, b v1alpha1.NodeProxyConfig) int { return cmp.Compare(a.Name, b.Name) })

@@ -10,73 +10,102 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 )
 
-// WriteStatus prints s as kubectl prints tables: the source, then one section per
+// WriteStatus prints s as kubectl prints tables: the source, then one table per
 // link of the chain, then the problems (or that there are none).
 func WriteStatus(w io.Writer, s Status) error {
-	tw := printers.GetNewTabWriter(w)
-	fmt.Fprintf(tw, "%s\n", s.Source)
-	for _, lb := range s.LoadBalancers {
-		fmt.Fprintf(tw, "load balancer:\t%s\n", lb)
-	}
-	if s.Published != nil {
-		fmt.Fprintf(tw, "published:\t%s\n", orDash(strings.Join(s.Published, ", ")))
-	}
-
+	out := &sections{w: w}
+	out.section(func(tw io.Writer) {
+		fmt.Fprintf(tw, "%s\n", s.Source)
+		for _, lb := range s.LoadBalancers {
+			fmt.Fprintf(tw, "load balancer:\t%s\n", lb)
+		}
+		if s.Published != nil {
+			fmt.Fprintf(tw, "published:\t%s\n", orDash(strings.Join(s.Published, ", ")))
+		}
+	})
 	if len(s.Configs) > 0 {
-		fmt.Fprintf(tw, "\nCONFIG\tPRODUCER\tGENERATION\tPROGRAMMED\tREASON\tNODES\n")
-		for _, c := range s.Configs {
-			status, reason := "-", ""
-			if p := c.Programmed; p != nil {
-				status, reason = string(p.Status), p.Reason
-				if !p.Current {
-					status += " (stale)"
+		out.section(func(tw io.Writer) {
+			fmt.Fprintf(tw, "\nCONFIG\tPRODUCER\tGENERATION\tPROGRAMMED\tREASON\tNODES\n")
+			for _, c := range s.Configs {
+				status, reason := "-", ""
+				if p := c.Programmed; p != nil {
+					status, reason = string(p.Status), p.Reason
+					if !p.Current {
+						status += " (stale)"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d/%d\n", c.Name, orDash(c.Producer), c.Generation, status, orDash(reason), programmed(c), c.SelectedNodes)
+			}
+		})
+		out.section(func(tw io.Writer) {
+			fmt.Fprintf(tw, "\nCONFIG\tNODE\tSTATE\tREASON\tMESSAGE\n")
+			for _, c := range s.Configs {
+				if len(c.Nodes) == 0 {
+					fmt.Fprintf(tw, "%s\t-\t-\t-\tno node running the agent is selected\n", c.Name)
+				}
+				for _, n := range c.Nodes {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, n.Node, n.State, orDash(n.Reason), orDash(oneLine(n.Message)))
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%d/%d\n", c.Name, orDash(c.Producer), c.Generation, status, orDash(reason), programmed(c), c.SelectedNodes)
-		}
-		fmt.Fprintf(tw, "\nCONFIG\tNODE\tSTATE\tREASON\tMESSAGE\n")
-		for _, c := range s.Configs {
-			if len(c.Nodes) == 0 {
-				fmt.Fprintf(tw, "%s\t-\t-\t\tno node running the agent is selected\n", c.Name)
-			}
-			for _, n := range c.Nodes {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", c.Name, n.Node, n.State, n.Reason, oneLine(n.Message))
-			}
-		}
+		})
 	}
 	if hasRedirects(s.Configs) {
-		fmt.Fprintf(tw, "\nCONFIG\tREDIRECT\tVIP\tPORT\tPROTOCOL\tLISTENER\n")
-		for _, c := range s.Configs {
-			for _, r := range c.Redirects {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Name, r.Name, r.VIP, r.Port, r.Protocol, r.Listener)
+		out.section(func(tw io.Writer) {
+			fmt.Fprintf(tw, "\nCONFIG\tREDIRECT\tVIP\tPORT\tPROTOCOL\tLISTENER\n")
+			for _, c := range s.Configs {
+				for _, r := range c.Redirects {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", c.Name, r.Name, r.VIP, r.Port, r.Protocol, r.Listener)
+				}
 			}
-		}
+		})
 	}
 	if hasAnnouncements(s.Configs) {
-		fmt.Fprintf(tw, "\nCONFIG\tANNOUNCES\tSERVICE\tINTERFACES\n")
-		for _, c := range s.Configs {
-			for _, a := range c.Announcements {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, a.IP, a.Service, orDash(strings.Join(a.Interfaces, ",")))
+		out.section(func(tw io.Writer) {
+			fmt.Fprintf(tw, "\nCONFIG\tANNOUNCES\tSERVICE\tINTERFACES\n")
+			for _, c := range s.Configs {
+				for _, a := range c.Announcements {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Name, a.IP, a.Service, orDash(strings.Join(a.Interfaces, ",")))
+				}
 			}
-		}
+		})
 	}
 	if len(s.Addresses) > 0 {
-		fmt.Fprintf(tw, "\nADDRESS\tSERVICE\tANNOUNCED BY\tCONFIG\tSTATE\tL2ANNOUNCED\n")
-		for _, a := range s.Addresses {
-			l2 := "-"
-			if a.L2Announced != nil {
-				l2 = string(a.L2Announced.Status)
+		out.section(func(tw io.Writer) {
+			fmt.Fprintf(tw, "\nADDRESS\tSERVICE\tANNOUNCED BY\tCONFIG\tSTATE\tL2ANNOUNCED\n")
+			for _, a := range s.Addresses {
+				l2 := "-"
+				if a.L2Announced != nil {
+					l2 = string(a.L2Announced.Status)
+				}
+				fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\n", a.IP, a.Service.Namespace, a.Service.Name,
+					orDash(a.AnnouncedBy), orDash(a.Config), orDash(string(a.State)), l2)
 			}
-			fmt.Fprintf(tw, "%s\t%s/%s\t%s\t%s\t%s\t%s\n", a.IP, a.Service.Namespace, a.Service.Name,
-				orDash(a.AnnouncedBy), orDash(a.Config), orDash(string(a.State)), l2)
-		}
+		})
 	}
-	writeVerdict(tw, s.OK, s.Problems, "in effect on every selected node, every address announced")
-	return tw.Flush()
+	out.section(func(tw io.Writer) {
+		writeVerdict(tw, s.OK, s.Problems, "in effect on every selected node, every address announced")
+	})
+	return out.err
+}
+
+// sections prints tables one after the other, each aligned on its own.
+type sections struct {
+	w   io.Writer
+	err error
+}
+
+func (s *sections) section(fill func(io.Writer)) {
+	if s.err != nil {
+		return
+	}
+	tw := printers.GetNewTabWriter(s.w)
+	fill(tw)
+	s.err = tw.Flush()
 }
 
 // WriteNodes prints one line per node, then the problems.
 func WriteNodes(w io.Writer, ns Nodes) error {
+	out := &sections{w: w}
 	tw := printers.GetNewTabWriter(w)
 	fmt.Fprintf(tw, "NODE\tREADY\tHEARTBEAT\tPROXY\tACKED\tSERVED\tCONFIGS\tREDIRECTS\tANNOUNCED\tREJECTED\n")
 	var problems []string
@@ -91,8 +120,11 @@ func WriteNodes(w io.Writer, ns Nodes) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\n", n.Name, conditionCell(n.Ready), heartbeatCell(n.Heartbeat),
 			conditionCell(n.Proxy), orDash(n.AckedVersion), orDash(n.XDSVersion), n.Configs, n.Redirects, n.AnnouncedIPs, n.Rejected)
 	}
-	writeVerdict(tw, ns.OK, problems, "every agent ready, nothing rejected")
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	out.section(func(tw io.Writer) { writeVerdict(tw, ns.OK, problems, "every agent ready, nothing rejected") })
+	return out.err
 }
 
 func writeVerdict(w io.Writer, ok bool, problems []string, fine string) {
