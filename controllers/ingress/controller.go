@@ -30,7 +30,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
-	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/npcstatus"
@@ -83,16 +82,11 @@ type Controller struct {
 	memo *translate.Memo
 	// pass counts passes, to tell which Ingresses a pass did not see.
 	pass uint64
-	// wanted is the configs the last pass wrote; nil until a pass has swept
-	// every config of ours that nothing wants.
-	wanted map[string]bool
 	// reported is the problem list last reported per Ingress (with its
 	// generation), so Events are sent when problems change, not on every pass.
 	reported map[types.NamespacedName]*reported
 	// classChecked: the IngressClass was created or found once.
 	classChecked bool
-	// repass asks for a pass when a config's verdict decides an address (onVerdicts).
-	repass chan event.GenericEvent
 }
 
 // reported is what was last reported about one Ingress.
@@ -125,7 +119,6 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
 		memo:      translate.NewMemo(),
 		reported:  map[types.NamespacedName]*reported{},
-		repass:    make(chan event.GenericEvent, 1),
 	}
 	if _, err := npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: c.onVerdicts}); err != nil {
 		return err
@@ -146,7 +139,6 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 			UpdateFunc: func(event.UpdateEvent) bool { return false },
 		})).
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownedConfigs(c.npcs))).
-		WatchesRawSource(source.Channel(c.repass, all)).
 		Complete(reconcile.Func(c.reconcile))
 }
 
@@ -168,13 +160,21 @@ func servicePredicate() predicate.Predicate {
 // echo of the controller's own writes is dropped: it would cost a whole pass
 // that finds nothing to do. Every event goes through the writer's Observe
 // first, which is what lets it trust its memory of unchanged configs.
+//
+// A config becoming programmed on its first node (or on none any more) also
+// passes: that decides whether its Ingress shows an address (servedSomewhere),
+// and the pass must read the status from this very cache, which the event proves
+// is up to date.
 func ownedConfigs(w *npcwriter.Writer) predicate.Predicate {
 	ours := func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelProducer] == translate.Producer }
 	return predicate.Funcs{
 		CreateFunc: func(e event.CreateEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			own := w.Observe(e.ObjectNew, false)
-			return ours(e.ObjectNew) && e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() && !own
+			if !ours(e.ObjectNew) {
+				return false
+			}
+			return (e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() && !own) || servedChanged(e.ObjectOld, e.ObjectNew)
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			w.Observe(e.Object, true)
@@ -182,4 +182,10 @@ func ownedConfigs(w *npcwriter.Writer) predicate.Predicate {
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
+}
+
+func servedChanged(old, cur client.Object) bool {
+	o, ok1 := old.(*v1alpha1.NodeProxyConfig)
+	n, ok2 := cur.(*v1alpha1.NodeProxyConfig)
+	return ok1 && ok2 && (o.Status.ProgrammedNodes > 0) != (n.Status.ProgrammedNodes > 0)
 }

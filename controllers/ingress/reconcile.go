@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
-	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
@@ -282,82 +281,22 @@ func (c *Controller) gather(ctx context.Context, ings []*networkingv1.Ingress, d
 	return in, nil
 }
 
-// writeConfigs writes the translation and deletes our configs nothing asks for.
-// The shared config goes first when it gains listeners and last when it loses
-// them, so that no Ingress config ever attaches routes to an HTTPS table whose
-// listener is not (or no longer) there, which the agent would reject.
+// writeConfigs writes the translation and deletes our configs nothing asks for,
+// in the order the writer's ApplySet keeps the nodes from rejecting anything
+// (the shared listeners before the Ingresses' chains for them).
 func (c *Controller) writeConfigs(ctx context.Context, out translate.Output) []error {
-	var errs []error
-	var sharedCfg translate.Config
-	configs := make([]translate.Config, 0, len(out.Configs))
+	set := make([]npcwriter.Config, 0, len(out.Configs))
 	for _, cfg := range out.Configs {
-		if cfg.Source == nil {
-			sharedCfg = cfg
-			continue
+		src := npcwriter.Source{Kind: "Service", Namespace: c.opts.InstallNamespace, Name: SharedServiceName}
+		if cfg.Source != nil {
+			src = npcwriter.Source{Kind: "Ingress", Namespace: cfg.Source.Namespace, Name: cfg.Source.Name}
 		}
-		configs = append(configs, cfg)
+		set = append(set, npcwriter.Config{Name: cfg.Name, Source: src, Spec: cfg.Spec})
 	}
-	writeShared := func() {
-		if _, err := c.npcs.Apply(ctx, sharedCfg.Name, npcwriter.Source{Kind: "Service", Namespace: c.opts.InstallNamespace, Name: SharedServiceName}, sharedCfg.Spec); err != nil {
-			errs = append(errs, err)
-		}
+	if err := c.npcs.ApplySet(ctx, set); err != nil {
+		return []error{err}
 	}
-	sharedFirst := len(sharedCfg.Spec.Redirects) == 0 || c.sharedGrows(ctx, sharedCfg)
-	if sharedFirst {
-		writeShared()
-	}
-	want := map[string]bool{sharedCfg.Name: true}
-	for _, cfg := range configs {
-		want[cfg.Name] = true
-		src := npcwriter.Source{Kind: "Ingress", Namespace: cfg.Source.Namespace, Name: cfg.Source.Name}
-		if _, err := c.npcs.Apply(ctx, cfg.Name, src, cfg.Spec); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if !sharedFirst {
-		writeShared()
-	}
-	// What to delete: every config of ours on the first pass (a previous run
-	// may have left some), afterwards what the last pass wanted and this one
-	// does not, rather than listing 5,000 configs on every pass.
-	var candidates []string
-	if c.wanted == nil {
-		owned, err := c.npcs.Owned(ctx)
-		if err != nil {
-			return append(errs, err)
-		}
-		candidates = owned
-	} else {
-		for name := range c.wanted {
-			if !want[name] {
-				candidates = append(candidates, name)
-			}
-		}
-	}
-	swept := true
-	for _, name := range candidates {
-		if !want[name] {
-			if err := c.npcs.Delete(ctx, name); err != nil {
-				errs = append(errs, err)
-				swept = false
-			}
-		}
-	}
-	c.wanted = want
-	if !swept {
-		c.wanted = nil // list everything again on the retry
-	}
-	return errs
-}
-
-// sharedGrows reports whether the new shared config has at least the listeners
-// of the current one.
-func (c *Controller) sharedGrows(ctx context.Context, cfg translate.Config) bool {
-	cur := &v1alpha1.NodeProxyConfig{}
-	if err := c.client.Get(ctx, client.ObjectKey{Name: cfg.Name}, cur, client.UnsafeDisableDeepCopy); err != nil || cur.Spec.Envoy == nil {
-		return true
-	}
-	return cfg.Spec.Envoy != nil && len(cfg.Spec.Envoy.Resources) >= len(cur.Spec.Envoy.Resources)
+	return nil
 }
 
 // updateStatus copies the Service's addresses to the Ingress.

@@ -7,7 +7,6 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/npcstatus"
@@ -26,16 +25,11 @@ const (
 )
 
 // onVerdicts mirrors the verdicts that changed onto their sources: an Event on the
-// Ingress (or on the shared Service, for ingress-shared) at every transition, and a
-// new pass when a config became programmed on its first node (or on none any
-// more), since that decides whether its Ingress shows an address.
+// Ingress (or on the shared Service, for ingress-shared) at every transition.
+// (Whether an Ingress shows its address follows the configs' status: see
+// ownedConfigs.)
 func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change) {
-	repass := false
 	for _, ch := range changes {
-		first := ch.Previous == nil || len(ch.Previous.Programmed) == 0
-		if first != (len(ch.Verdict.Programmed) == 0) {
-			repass = true
-		}
 		if !ch.Transition() {
 			continue
 		}
@@ -52,12 +46,6 @@ func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change)
 			why = EventPending
 		}
 		c.recorder.Eventf(obj, nil, typ, why, "Program", "%s: %s", ch.Config.Name, ch.Verdict.Summary())
-	}
-	if repass {
-		select {
-		case c.repass <- event.GenericEvent{Object: &networkingv1.Ingress{}}:
-		default:
-		}
 	}
 }
 

@@ -17,7 +17,9 @@ const maxName = 253
 const hashLen = 10
 
 // Name is the NodeProxyConfig name for a namespaced source object:
-// "<producer>.<namespace>.<name>", e.g. "ingress.default.basic-ingress".
+// "<kind>.<namespace>.<name>", e.g. "ingress.default.basic-ingress" (see NameFor;
+// the first label is the source's kind, lowercased, or a producer's own prefix for
+// configs that have no source object of their own, like "l2.<node>").
 //
 // Why dots: a namespace is a DNS label and cannot contain one, so the first dot
 // after the producer ends the namespace and the rest is the name. Joining with "-"
@@ -27,10 +29,10 @@ const hashLen = 10
 // A name longer than 253 characters is cut and given a hash of the whole name as
 // its own last label, so two long names stay distinct and the result is still a
 // valid DNS subdomain (no label grows past 63 characters, none ends in "-").
-func Name(producer, namespace, name string) string {
-	full := producer + "." + name
+func Name(prefix, namespace, name string) string {
+	full := prefix + "." + name
 	if namespace != "" {
-		full = producer + "." + namespace + "." + name
+		full = prefix + "." + namespace + "." + name
 	}
 	if len(full) <= maxName {
 		return full

@@ -40,6 +40,8 @@ type Writer struct {
 	// updating holds the object (UID, generation) each Update in flight will
 	// make: its watch event can arrive before Update returns.
 	updating map[string]version
+	// set is the names the last ApplySet wanted (nil: sweep everything owned).
+	set map[string]bool
 }
 
 type version struct {
@@ -246,7 +248,11 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 	if !same {
 		w.expect(name, &version{cur.UID, cur.Generation + 1})
 	}
-	err = w.Client.Update(ctx, upd)
+	// A merge patch, not an optimistic Update: the producer owns the spec
+	// outright, and its own status writes (the Programmed verdict) move the
+	// resourceVersion all the time, which would make an update from the cache fail
+	// with a conflict and cost the whole pass a retry.
+	err = w.Client.Patch(ctx, upd, client.MergeFrom(cur))
 	w.expect(name, nil)
 	if err != nil {
 		// A conflict means someone else wrote in between; their version's
@@ -339,6 +345,8 @@ func (w *Writer) Owned(ctx context.Context) ([]string, error) {
 	}
 	return out, nil
 }
+
+var jsonUnmarshal = json.Unmarshal
 
 // sameSpec compares specs as the apiserver sees them: Envoy resources are raw
 // JSON, which comes back from the server with its keys reordered, so bytes are

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // Renderer is Render with memory: it keeps what each config parsed to (decoded Envoy
@@ -114,7 +115,7 @@ func newRouteCache(prev map[string]*routev3.Route) *routeCache {
 	return &routeCache{prev: prev, cur: map[string]*routev3.Route{}}
 }
 
-// decode is strict.Unmarshal into a new Route. Errors are not kept: a route that fails
+// decode is xdsres.Strict.Unmarshal into a new Route. Errors are not kept: a route that fails
 // rejects its config, whose rejection is cached whole.
 func (c *routeCache) decode(raw []byte) (*routev3.Route, error) {
 	if c != nil {
@@ -127,7 +128,7 @@ func (c *routeCache) decode(raw []byte) (*routev3.Route, error) {
 		}
 	}
 	r := &routev3.Route{}
-	if err := strict.Unmarshal(raw, r); err != nil {
+	if err := xdsres.Strict.Unmarshal(raw, r); err != nil {
 		return nil, err
 	}
 	if c != nil {

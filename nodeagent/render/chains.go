@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // closedChainName names the filter chain render gives a listener that has none:
@@ -39,7 +39,7 @@ func (p *parsed) parseFilterChainFragments() *rejection {
 		frag := chainFragment{listener: f.Listener, index: fi}
 		for ci, raw := range f.FilterChains {
 			fc := &listenerv3.FilterChain{}
-			if err := strict.Unmarshal(raw.Raw, fc); err != nil {
+			if err := xdsres.Strict.Unmarshal(raw.Raw, fc); err != nil {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: %s", fi, ci, errText(err))
 			}
 			name := fc.GetName()
@@ -50,7 +50,7 @@ func (p *parsed) parseFilterChainFragments() *rejection {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d]: chain %q is contributed to listener %q twice", fi, ci, name, f.Listener)
 			}
 			names[f.Listener+"\x00"+name] = true
-			if err := xds.ValidateMessage(fc); err != nil {
+			if err := xdsres.ValidateMessage(fc); err != nil {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d].filterChains[%d] %q: %s", fi, ci, name, errText(err))
 			}
 			frag.chains = append(frag.chains, fc)
@@ -171,15 +171,15 @@ func checkContribution(p *parsed, listeners map[string]*parsed, routes, secrets 
 		// References are checked on a listener made of this contribution alone, with
 		// stand-ins for everything that exists, so the errors are this config's own.
 		probe := &listenerv3.Listener{Name: probeName, Address: socketAddress("127.0.0.1", 1, ProtoTCP), FilterChains: f.chains}
-		res := xds.Resources{Listeners: []*listenerv3.Listener{probe}}
+		res := xdsres.Resources{Listeners: []*listenerv3.Listener{probe}}
 		for name := range routes {
 			res.Routes = append(res.Routes, &routev3.RouteConfiguration{Name: name})
 		}
 		for name := range secrets {
 			res.Secrets = append(res.Secrets, &tlsv3.Secret{Name: name})
 		}
-		for _, e := range xds.Validate(res) {
-			if e.Kind == xds.KindListener && e.Name == probeName {
+		for _, e := range xdsres.Validate(res) {
+			if e.Kind == xdsres.KindListener && e.Name == probeName {
 				return reject(v1alpha1.ReasonInvalidFilterChain, "filterChainFragments[%d] (listener %q): %s", f.index, f.listener, e.Message), nil
 			}
 		}

@@ -13,7 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // claimer records who holds each name. Exclusive names ("<Kind>/<name>") are
@@ -144,7 +144,7 @@ func (c *claimer) take(p *parsed) {
 
 func (c *claimer) identicalCluster(p *parsed, name string) bool {
 	kind, n, _ := strings.Cut(name, "/")
-	if kind != xds.KindCluster {
+	if kind != xdsres.KindCluster {
 		return false
 	}
 	held := c.clusters[n]
@@ -161,29 +161,29 @@ type sharedName struct{ key, what string }
 func sharedNames(p *parsed) []sharedName {
 	out := make([]sharedName, 0, len(p.fragments)+len(p.secretRefs))
 	for _, f := range p.fragments {
-		out = append(out, sharedName{xds.KindRouteConfiguration + "/" + f.table, fmt.Sprintf("route fragments for table %q", f.table)})
+		out = append(out, sharedName{xdsres.KindRouteConfiguration + "/" + f.table, fmt.Sprintf("route fragments for table %q", f.table)})
 	}
 	for _, s := range p.secretRefs {
-		out = append(out, sharedName{xds.KindSecret + "/" + s, fmt.Sprintf("Secret reference %q", s)})
+		out = append(out, sharedName{xdsres.KindSecret + "/" + s, fmt.Sprintf("Secret reference %q", s)})
 	}
 	return out
 }
 
 // names are the config's exclusive resource names as "<Kind>/<name>", the keys
-// xds.ResourceError is matched with.
+// xdsres.ResourceError is matched with.
 func names(p *parsed) []string {
 	out := make([]string, 0, len(p.listeners)+len(p.routes)+len(p.clusters)+len(p.secrets))
 	for _, l := range p.listeners {
-		out = append(out, xds.KindListener+"/"+l.GetName())
+		out = append(out, xdsres.KindListener+"/"+l.GetName())
 	}
 	for _, r := range p.routes {
-		out = append(out, xds.KindRouteConfiguration+"/"+r.GetName())
+		out = append(out, xdsres.KindRouteConfiguration+"/"+r.GetName())
 	}
 	for _, cl := range p.clusters {
-		out = append(out, xds.KindCluster+"/"+cl.GetName())
+		out = append(out, xdsres.KindCluster+"/"+cl.GetName())
 	}
 	for _, s := range p.secrets {
-		out = append(out, xds.KindSecret+"/"+s.GetName())
+		out = append(out, xdsres.KindSecret+"/"+s.GetName())
 	}
 	return out
 }
@@ -195,7 +195,7 @@ func describe(name string) string {
 
 // built is what build assembled.
 type built struct {
-	res xds.Resources
+	res xdsres.Resources
 	// owners are, for each resource ("<Kind>/<name>"), the configs that produced it.
 	owners map[string][]*parsed
 	// derived are the resources render made itself rather than took from a
@@ -210,7 +210,7 @@ type built struct {
 // with the SDS secrets made from the Kubernetes Secrets they list and the route
 // tables made from their fragments.
 func build(winners []*parsed, known map[string]SecretState) built {
-	var res xds.Resources
+	var res xdsres.Resources
 	owners := map[string][]*parsed{}
 	derived := map[string]bool{}
 	tables := map[string]*table{}
@@ -226,14 +226,14 @@ func build(winners []*parsed, known map[string]SecretState) built {
 		res.Listeners = append(res.Listeners, p.listeners...)
 		res.Routes = append(res.Routes, p.routes...)
 		for _, cl := range p.clusters {
-			if len(owners[xds.KindCluster+"/"+cl.GetName()]) == 1 { // identical duplicates are served once
+			if len(owners[xdsres.KindCluster+"/"+cl.GetName()]) == 1 { // identical duplicates are served once
 				res.Clusters = append(res.Clusters, cl)
 			}
 		}
 		res.Secrets = append(res.Secrets, p.secrets...)
 		for _, ref := range p.secretRefs {
 			for _, s := range known[ref].Resources {
-				key := xds.KindSecret + "/" + s.GetName()
+				key := xdsres.KindSecret + "/" + s.GetName()
 				if !derived[key] {
 					derived[key] = true
 					res.Secrets = append(res.Secrets, s)
@@ -245,7 +245,7 @@ func build(winners []*parsed, known map[string]SecretState) built {
 			contributions[f.listener] = append(contributions[f.listener], contribution{config: p.cfg.Name, index: f.index, chains: f.chains})
 			// A merged listener that still fails validation is blamed on everyone
 			// who made it; settleChainFragments has already judged each part alone.
-			key := xds.KindListener + "/" + f.listener
+			key := xdsres.KindListener + "/" + f.listener
 			if o := owners[key]; len(o) == 0 || o[len(o)-1] != p {
 				owners[key] = append(o, p)
 			}
@@ -258,7 +258,7 @@ func build(winners []*parsed, known map[string]SecretState) built {
 				tableNames = append(tableNames, f.table)
 			}
 			t.hosts[f.host] = append(t.hosts[f.host], f.routes...)
-			key := xds.KindRouteConfiguration + "/" + f.table
+			key := xdsres.KindRouteConfiguration + "/" + f.table
 			if o := owners[key]; len(o) == 0 || o[len(o)-1] != p {
 				owners[key] = append(o, p)
 			}
@@ -266,7 +266,7 @@ func build(winners []*parsed, known map[string]SecretState) built {
 	}
 	for _, name := range tableNames {
 		res.Routes = append(res.Routes, tables[name].routeConfiguration(name))
-		derived[xds.KindRouteConfiguration+"/"+name] = true
+		derived[xdsres.KindRouteConfiguration+"/"+name] = true
 	}
 	res.Listeners = mergeChains(res.Listeners, contributions)
 	sortByName(res.Listeners, (*listenerv3.Listener).GetName)

@@ -11,14 +11,11 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/envoykit"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // parsed is one config checked on its own, before it meets the others. Everything
@@ -72,21 +69,6 @@ type fragmentRoute struct {
 	route      *routev3.Route
 }
 
-// strict rejects unknown fields: a typo in an Envoy field name must not be
-// silently dropped and leave the user wondering why the option has no effect.
-var strict = protojson.UnmarshalOptions{}
-
-// accepted are the resource types a config may carry. ClusterLoadAssignments are
-// refused: endpoints reach Envoy only through EDS fed from EndpointSlices, and a
-// static one would silently fight with them; a STATIC cluster carries its own
-// load_assignment inline instead.
-var accepted = map[string]string{
-	resourcev3.ListenerType: xds.KindListener,
-	resourcev3.RouteType:    xds.KindRouteConfiguration,
-	resourcev3.ClusterType:  xds.KindCluster,
-	resourcev3.SecretType:   xds.KindSecret,
-}
-
 // parse checks cfg on its own. routes, when not nil, supplies the fragment routes a
 // previous parse of the same config decoded (see routeCache); nil decodes them all.
 func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16, routes *routeCache) (*parsed, *rejection) {
@@ -118,38 +100,24 @@ func (p *parsed) decodeResources() *rejection {
 	}
 	seen := map[string]bool{}
 	for i, r := range p.cfg.Spec.Envoy.Resources {
-		kind, ok := accepted[r.TypeURL]
-		if !ok {
-			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d]: unsupported @type %q (want a Listener, RouteConfiguration, Cluster or Secret)", i, r.TypeURL)
-		}
-		// Decoding through Any lets protojson consume "@type" itself and resolve
-		// the typed_config Anys nested inside with the same registry.
-		a := &anypb.Any{}
-		if err := strict.Unmarshal(r.Raw, a); err != nil {
-			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
-		}
-		msg, err := a.UnmarshalNew()
+		d, err := xdsres.Decode(r)
 		if err != nil {
-			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d] (%s): %s", i, r.TypeURL, errText(err))
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d]%s", i, prefixed(err))
 		}
-		var name string
-		switch m := msg.(type) {
+		switch m := d.Message.(type) {
 		case *listenerv3.Listener:
-			name, p.listeners = m.GetName(), append(p.listeners, m)
+			p.listeners = append(p.listeners, m)
 		case *routev3.RouteConfiguration:
-			name, p.routes = m.GetName(), append(p.routes, m)
+			p.routes = append(p.routes, m)
 		case *clusterv3.Cluster:
-			name, p.clusters = m.GetName(), append(p.clusters, m)
+			p.clusters = append(p.clusters, m)
 		case *tlsv3.Secret:
-			name, p.secrets = m.GetName(), append(p.secrets, m)
+			p.secrets = append(p.secrets, m)
 		}
-		switch {
-		case name == "":
-			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d] (%s): name is empty", i, r.TypeURL)
-		case seen[kind+"/"+name]:
-			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d]: %s %q is defined twice", i, kind, name)
+		if seen[d.Kind+"/"+d.Name] {
+			return reject(v1alpha1.ReasonInvalidResource, "envoy.resources[%d]: %s %q is defined twice", i, d.Kind, d.Name)
 		}
-		seen[kind+"/"+name] = true
+		seen[d.Kind+"/"+d.Name] = true
 	}
 	for i, ref := range p.cfg.Spec.Envoy.Secrets {
 		ns, name, ok := strings.Cut(ref, "/")
@@ -282,7 +250,7 @@ func (p *parsed) parseFragments(routes *routeCache) *rejection {
 	}
 	// Routes are checked here, on this config's fragments alone, because once
 	// merged into a shared table a bad route would be blamed on every contributor.
-	for _, e := range xds.Validate(xds.Resources{Routes: []*routev3.RouteConfiguration{probe}}) {
+	for _, e := range xdsres.Validate(xdsres.Resources{Routes: []*routev3.RouteConfiguration{probe}}) {
 		if !probeBaseline[e.Message] {
 			return reject(v1alpha1.ReasonInvalidRoute, "routeFragments: %s", e.Message)
 		}
@@ -290,21 +258,26 @@ func (p *parsed) parseFragments(routes *routeCache) *rejection {
 	return nil
 }
 
-// errText is err's message with the protobuf runtime's deliberately random
-// spacing (a non-breaking space, chosen per binary) made plain, so that a
-// rejection reads the same from every agent build.
-func errText(err error) string {
-	return strings.ReplaceAll(err.Error(), "\u00a0", " ")
+// errText: see xdsres.ErrText.
+func errText(err error) string { return xdsres.ErrText(err) }
+
+// prefixed is a Decode error after a field path: ": msg", or " (type): msg" as it comes.
+func prefixed(err error) string {
+	msg := err.Error()
+	if strings.HasPrefix(msg, "(") {
+		return " " + msg
+	}
+	return ": " + msg
 }
 
 // probeName names the throwaway RouteConfiguration that fragment routes are
-// validated in; probeBaseline are the errors xds.Validate reports for it even when
+// validated in; probeBaseline are the errors xdsres.Validate reports for it even when
 // it is empty (no listener references it), which say nothing about the routes.
 const probeName = "portico-render-probe"
 
 var probeBaseline = func() map[string]bool {
 	out := map[string]bool{}
-	for _, e := range xds.Validate(xds.Resources{Routes: []*routev3.RouteConfiguration{{Name: probeName}}}) {
+	for _, e := range xdsres.Validate(xdsres.Resources{Routes: []*routev3.RouteConfiguration{{Name: probeName}}}) {
 		out[e.Message] = true
 	}
 	return out

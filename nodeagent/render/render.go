@@ -23,7 +23,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // maxMessage is RejectedConfig.Message's schema limit.
@@ -80,7 +80,7 @@ type Applied struct {
 // sorted by name.
 type Output struct {
 	Redirects map[Key]uint16
-	Resources xds.Resources
+	Resources xdsres.Resources
 	// BackendServices are the Services whose EndpointSlices feed EDS, one per
 	// namespace/name with the union of the ports asked for (none = every port).
 	BackendServices []v1alpha1.BackendService
@@ -162,9 +162,9 @@ func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rej
 		}
 		culprits := blame(errs, b.owners)
 		if len(culprits) == 0 {
-			// Every resource has an owner, so this is unreachable unless xds.Validate
+			// Every resource has an owner, so this is unreachable unless xdsres.Validate
 			// learns a check that names no resource; serve what is valid rather than nothing.
-			res, _ := xds.Prune(dropUnused(b.res, unused))
+			res, _ := xdsres.Prune(dropUnused(b.res, unused))
 			return st.finish(configs, winners, res, conflicts, invalid)
 		}
 		for name, r := range culprits {
@@ -182,7 +182,7 @@ type renderState struct {
 	pending map[string]bool
 }
 
-// validate runs xds.Validate. A resource render derived itself (an SDS secret
+// validate runs xdsres.Validate. A resource render derived itself (an SDS secret
 // made from a listed Kubernetes Secret, a route table made from fragments) that
 // nothing references is not held against anyone: listing a Secret only allows
 // the agent to read it, and a table whose listener is held back or rejected
@@ -190,9 +190,9 @@ type renderState struct {
 // waits for its Secret) must not take every route contributor down with it.
 // They are returned as unused and left out, since the snapshot cache refuses an
 // unreferenced RouteConfiguration or Secret.
-func validate(res xds.Resources, derived map[string]bool) (errs []xds.ResourceError, unused map[string]bool) {
+func validate(res xdsres.Resources, derived map[string]bool) (errs []xdsres.ResourceError, unused map[string]bool) {
 	unused = map[string]bool{}
-	errs = slices.DeleteFunc(xds.Validate(res), func(e xds.ResourceError) bool {
+	errs = slices.DeleteFunc(xdsres.Validate(res), func(e xdsres.ResourceError) bool {
 		key := e.Kind + "/" + e.Name
 		if derived[key] && strings.HasPrefix(e.Message, "not referenced") {
 			unused[key] = true
@@ -203,13 +203,13 @@ func validate(res xds.Resources, derived map[string]bool) (errs []xds.ResourceEr
 	return errs, unused
 }
 
-func dropUnused(res xds.Resources, unused map[string]bool) xds.Resources {
+func dropUnused(res xdsres.Resources, unused map[string]bool) xdsres.Resources {
 	if len(unused) == 0 {
 		return res
 	}
-	res.Secrets = slices.DeleteFunc(slices.Clone(res.Secrets), func(s *tlsv3.Secret) bool { return unused[xds.KindSecret+"/"+s.GetName()] })
+	res.Secrets = slices.DeleteFunc(slices.Clone(res.Secrets), func(s *tlsv3.Secret) bool { return unused[xdsres.KindSecret+"/"+s.GetName()] })
 	res.Routes = slices.DeleteFunc(slices.Clone(res.Routes), func(r *routev3.RouteConfiguration) bool {
-		return unused[xds.KindRouteConfiguration+"/"+r.GetName()]
+		return unused[xdsres.KindRouteConfiguration+"/"+r.GetName()]
 	})
 	return res
 }
@@ -242,7 +242,7 @@ func olderFirst(a, b *v1alpha1.NodeProxyConfig) int {
 
 // blame maps validation errors to the configs that produced the offending
 // resources, one message per config listing all its errors.
-func blame(errs []xds.ResourceError, owners map[string][]*parsed) map[string]*rejection {
+func blame(errs []xdsres.ResourceError, owners map[string][]*parsed) map[string]*rejection {
 	out := map[string]*rejection{}
 	for _, e := range errs {
 		for _, p := range owners[e.Kind+"/"+e.Name] {
@@ -256,7 +256,7 @@ func blame(errs []xds.ResourceError, owners map[string][]*parsed) map[string]*re
 	return out
 }
 
-func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xds.Resources,
+func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xdsres.Resources,
 	conflicts, invalid map[string]*rejection) Output {
 	out := Output{Redirects: map[Key]uint16{}, Resources: res}
 	rejected := st.rejected

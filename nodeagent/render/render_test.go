@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/output.yaml from the current output")
@@ -156,8 +156,8 @@ func TestGolden(t *testing.T) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			out := Render(loadInput(t, dir))
 			// What render returns is served as it is: the Secrets too.
-			if errs := xds.Validate(out.Resources); len(errs) > 0 {
-				t.Errorf("rendered resources fail xds.Validate: %v", errs)
+			if errs := xdsres.Validate(out.Resources); len(errs) > 0 {
+				t.Errorf("rendered resources fail xdsres.Validate: %v", errs)
 			}
 			got := marshalOutput(t, out)
 			path := filepath.Join(dir, "output.yaml")

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/nodeagent/xds"
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // SecretState is what the agent knows of one Kubernetes Secret that a config lists
@@ -130,7 +130,7 @@ func applySecrets(p *parsed, known map[string]SecretState) (*parsed, secretOutco
 	}
 	v := newSecretView(p, known)
 	for _, cl := range p.clusters {
-		switch vd := v.worst(xds.ClusterSecretReferences(cl)); vd.use {
+		switch vd := v.worst(xdsres.ClusterSecretReferences(cl)); vd.use {
 		case secretBroken:
 			out.whole = reject(vd.reason, "cluster %q: %s", cl.GetName(), vd.message)
 			return p, out
@@ -141,7 +141,7 @@ func applySecrets(p *parsed, known map[string]SecretState) (*parsed, secretOutco
 	var dropped []string
 	var reason v1alpha1.ConditionReason
 	keep := func(where string, fc *listenerv3.FilterChain) bool {
-		vd := v.worst(xds.ChainSecretReferences(fc))
+		vd := v.worst(xdsres.ChainSecretReferences(fc))
 		switch vd.use {
 		case secretBroken:
 			dropped = append(dropped, fmt.Sprintf("%s filter chain %q: %s", where, fc.GetName(), vd.message))

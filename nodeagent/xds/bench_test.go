@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"fmt"
+	"github.com/portico-dev/portico/internal/xdsres/fixture"
 	"slices"
 	"testing"
 	"time"
@@ -24,15 +25,15 @@ import (
 func BenchmarkSetResourcesToClient(b *testing.B) {
 	b.Run("routes-changed", func(b *testing.B) {
 		benchUpdates(b, func(i int, cfg *Resources) []string {
-			cfg.Routes = []*routev3.RouteConfiguration{routeConfig("routes", "backend", 1000, fmt.Sprintf("v%d", i))}
+			cfg.Routes = []*routev3.RouteConfiguration{fixture.RouteConfig("routes", "backend", 1000, fmt.Sprintf("v%d", i))}
 			return []string{resourcev3.RouteType}
 		})
 	})
 	b.Run("all-changed", func(b *testing.B) {
 		benchUpdates(b, func(i int, cfg *Resources) []string {
-			cfg.Routes = []*routev3.RouteConfiguration{routeConfig("routes", "backend", 1000, fmt.Sprintf("v%d", i))}
-			cfg.Listeners = []*listenerv3.Listener{httpListener(b, "http", "routes", uint32(20000+i%10000))}
-			c := edsCluster("backend")
+			cfg.Routes = []*routev3.RouteConfiguration{fixture.RouteConfig("routes", "backend", 1000, fmt.Sprintf("v%d", i))}
+			cfg.Listeners = []*listenerv3.Listener{fixture.HTTPListener(b, "http", "routes", uint32(20000+i%10000))}
+			c := fixture.EDSCluster("backend")
 			c.ConnectTimeout = durationpb.New(time.Duration(i+1) * time.Millisecond)
 			cfg.Clusters = []*clusterv3.Cluster{c}
 			return []string{resourcev3.ListenerType, resourcev3.RouteType, resourcev3.ClusterType}
@@ -47,7 +48,7 @@ func benchUpdates(b *testing.B, mutate func(i int, cfg *Resources) []string) {
 	if _, err := s.SetResources(ctx, cfg); err != nil {
 		b.Fatal(err)
 	}
-	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": cla("backend", "10.0.0.1")}); err != nil {
+	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": fixture.CLA("backend", "10.0.0.1")}); err != nil {
 		b.Fatal(err)
 	}
 	c := dial(b, s, "bench")

@@ -6,28 +6,36 @@ import (
 	"fmt"
 	"strconv"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
-// Resources is the complete LDS/RDS/CDS/SDS state for the local Envoy.
-// Endpoints are not part of it: they change far more often and go through
-// SetEndpoints. The Server keeps references to the messages, so callers must
-// not modify them after SetResources (build new ones instead).
-type Resources struct {
-	Listeners []*listenerv3.Listener
-	Routes    []*routev3.RouteConfiguration
-	Clusters  []*clusterv3.Cluster
-	Secrets   []*tlsv3.Secret
-}
+// Resources is the complete LDS/RDS/CDS/SDS state for the local Envoy (see
+// xdsres.Resources, where it is validated).
+type Resources = xdsres.Resources
+
+// Validation results, from xdsres (one implementation for render, the agent and
+// the EnvoyConfig webhook).
+type (
+	ResourceError         = xdsres.ResourceError
+	InvalidResourcesError = xdsres.InvalidResourcesError
+)
+
+// Kinds of ResourceError.
+const (
+	KindListener              = xdsres.KindListener
+	KindRouteConfiguration    = xdsres.KindRouteConfiguration
+	KindCluster               = xdsres.KindCluster
+	KindSecret                = xdsres.KindSecret
+	KindClusterLoadAssignment = xdsres.KindClusterLoadAssignment
+	KindSnapshot              = xdsres.KindSnapshot
+)
 
 // snapshotKey is the only key in the snapshot cache: the agent serves its
 // own node's Envoy, whatever node ID that Envoy was bootstrapped with.
@@ -51,7 +59,7 @@ var snapshotTypes = []types.ResponseType{types.Cluster, types.Listener, types.Ro
 // version is the newest of the per-type versions. Versions come from one
 // process-wide counter and never go down.
 func (s *Server) SetResources(ctx context.Context, r Resources) (string, error) {
-	if errs := Validate(r); len(errs) > 0 {
+	if errs := xdsres.Validate(r); len(errs) > 0 {
 		return "", &InvalidResourcesError{Errors: errs}
 	}
 
@@ -211,12 +219,12 @@ func (s *Server) SetEndpoints(cla map[string]*endpointv3.ClusterLoadAssignment) 
 func validateCLA(name string, a *endpointv3.ClusterLoadAssignment) (ResourceError, bool) {
 	switch {
 	case a == nil:
-		return resourceError(KindClusterLoadAssignment, name, "nil resource"), false
+		return xdsres.NewResourceError(KindClusterLoadAssignment, name, "nil resource"), false
 	case a.GetClusterName() != name:
-		return resourceError(KindClusterLoadAssignment, name, "cluster_name %q does not match its key", a.GetClusterName()), false
+		return xdsres.NewResourceError(KindClusterLoadAssignment, name, "cluster_name %q does not match its key", a.GetClusterName()), false
 	}
-	if err := validateDeep(a); err != nil {
-		return resourceError(KindClusterLoadAssignment, name, "%v", err), false
+	if err := xdsres.ValidateMessage(a); err != nil {
+		return xdsres.NewResourceError(KindClusterLoadAssignment, name, "%v", err), false
 	}
 	return ResourceError{}, true
 }

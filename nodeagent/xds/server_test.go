@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"github.com/portico-dev/portico/internal/xdsres/fixture"
 	"os"
 	"strconv"
 	"testing"
@@ -57,7 +58,7 @@ func TestServesEveryNodeAndTracksACKs(t *testing.T) {
 	if err != nil || v != "1" {
 		t.Fatalf("SetResources = %q, %v; want \"1\", nil", v, err)
 	}
-	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": cla("backend", "10.0.0.1")}); err != nil {
+	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": fixture.CLA("backend", "10.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -89,7 +90,7 @@ func TestServesEveryNodeAndTracksACKs(t *testing.T) {
 
 	// A changed endpoint is pushed as a new EDS version.
 	edsBefore := a.State(resourcev3.EndpointType)
-	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": cla("backend", "10.0.0.2", "10.0.0.3")}); err != nil {
+	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": fixture.CLA("backend", "10.0.0.2", "10.0.0.3")}); err != nil {
 		t.Fatal(err)
 	}
 	err = a.WaitFor(waitCtx(t), func(c *xdstest.Client) bool {
@@ -105,7 +106,7 @@ func TestServesEveryNodeAndTracksACKs(t *testing.T) {
 	}
 
 	// An identical endpoint set is not a change: nothing is sent.
-	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": cla("backend", "10.0.0.2", "10.0.0.3")}); err != nil {
+	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": fixture.CLA("backend", "10.0.0.2", "10.0.0.3")}); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -127,7 +128,7 @@ func TestNACKIsReportedAndClearedByLaterACK(t *testing.T) {
 	if _, err := s.SetResources(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": cla("backend", "10.0.0.1")}); err != nil {
+	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": fixture.CLA("backend", "10.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	c := dial(t, s, "node-a")
@@ -143,7 +144,7 @@ func TestNACKIsReportedAndClearedByLaterACK(t *testing.T) {
 		}
 		return ""
 	})
-	cfg.Listeners = []*listenerv3.Listener{httpListener(t, "http", "routes", 15002)}
+	cfg.Listeners = []*listenerv3.Listener{fixture.HTTPListener(t, "http", "routes", 15002)}
 	if v, err := s.SetResources(context.Background(), cfg); err != nil || v != "2" {
 		t.Fatalf("SetResources = %q, %v", v, err)
 	}
@@ -164,7 +165,7 @@ func TestNACKIsReportedAndClearedByLaterACK(t *testing.T) {
 		t.Errorf("after NACK client LDS = %d responses, %d NACKs, version %q; want 2, 1, \"1\"", st.Responses, len(st.Nacks), st.Version)
 	}
 
-	cfg.Listeners = []*listenerv3.Listener{httpListener(t, "http", "routes", 15003)}
+	cfg.Listeners = []*listenerv3.Listener{fixture.HTTPListener(t, "http", "routes", 15003)}
 	if v, err := s.SetResources(context.Background(), cfg); err != nil || v != "3" {
 		t.Fatalf("SetResources = %q, %v", v, err)
 	}
@@ -180,7 +181,7 @@ func TestInvalidResourceKeepsServedSnapshot(t *testing.T) {
 	if _, err := s.SetResources(context.Background(), good); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": cla("backend", "10.0.0.1")}); err != nil {
+	if err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{"backend": fixture.CLA("backend", "10.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	c := dial(t, s, "node-a")
@@ -188,9 +189,9 @@ func TestInvalidResourceKeepsServedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	badCluster := edsCluster("bad-timeout")
+	badCluster := fixture.EDSCluster("bad-timeout")
 	badCluster.ConnectTimeout = durationpb.New(-time.Second)
-	noAddress := httpListener(t, "no-address", "routes", 1)
+	noAddress := fixture.HTTPListener(t, "no-address", "routes", 1)
 	noAddress.Address = nil
 
 	for name, tc := range map[string]struct {
@@ -227,8 +228,8 @@ func TestInvalidResourceKeepsServedSnapshot(t *testing.T) {
 
 	// An invalid endpoint assignment is refused alone; the valid one applies.
 	err := s.SetEndpoints(map[string]*endpointv3.ClusterLoadAssignment{
-		"backend": cla("backend", "10.0.0.9"),
-		"other":   cla("mismatch", "10.0.0.1"),
+		"backend": fixture.CLA("backend", "10.0.0.9"),
+		"other":   fixture.CLA("mismatch", "10.0.0.1"),
 	})
 	if errs, ok := IsInvalid(err); !ok || len(errs) != 1 || errs[0].Name != "other" || errs[0].Kind != KindClusterLoadAssignment {
 		t.Errorf("SetEndpoints error = %v", err)

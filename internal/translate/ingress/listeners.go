@@ -7,10 +7,10 @@ import (
 	"strings"
 
 	networkingv1 "k8s.io/api/networking/v1"
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/envoykit"
 )
 
 // Ports the load balancer Services expose.
@@ -18,13 +18,6 @@ const (
 	HTTPPort  = 80
 	HTTPSPort = 443
 )
-
-// placeholderAddress is where a listener with no VIP yet binds: an ephemeral
-// loopback port that nothing is redirected to. The listener must exist anyway,
-// because the route tables the Ingresses contribute are only valid while a
-// listener references them; once LB-IPAM assigns an address the agent rebinds the
-// listener on its proxy port.
-const placeholderAddress = "127.0.0.1"
 
 // listenerSet is the HTTP and HTTPS listener pair of one load balancer Service:
 // the shared one, or a dedicated Ingress's own.
@@ -203,43 +196,43 @@ func (ls *listenerSet) addTo(spec *v1alpha1.NodeProxyConfigSpec) {
 	addrs = slices.Compact(addrs)
 
 	httpName := ls.name + "/http"
-	http := listener(httpName)
-	http.FilterChains = []filterChainJSON{{Filters: []namedTyped{hcm(httpName, t.http)}}}
-	spec.Envoy.Resources = append(spec.Envoy.Resources, resource(typeListener, http))
+	http := envoykit.NewListener(httpName)
+	http.FilterChains = []envoykit.FilterChain{{Filters: []envoykit.NamedTyped{envoykit.HCMFilter(httpName, t.http)}}}
+	spec.Envoy.Resources = append(spec.Envoy.Resources, envoykit.Resource(envoykit.TypeListener, http))
 	for _, a := range addrs {
 		spec.Redirects = append(spec.Redirects, v1alpha1.Redirect{Name: "http/" + a, VIP: a, Port: HTTPPort, Protocol: v1alpha1.ProtocolTCP, Listener: httpName})
 	}
 	// An empty fragment makes the table exist with no Ingress attached: Envoy then
 	// answers every request with 404 instead of the listener being refused.
-	spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: t.http, Host: "*", Routes: []v1alpha1.FragmentRoute{}})
+	spec.RouteFragments = append(spec.RouteFragments, envoykit.EmptyTable(t.http))
 	if !ls.hasTLS() {
 		return
 	}
 
 	httpsName := ls.name + "/https"
-	https := listener(httpsName)
-	https.ListenerFilters = []namedTyped{{Name: "envoy.filters.listener.tls_inspector", TypedConfig: typed{Type: typeTLSInsp}}}
-	https.FilterChains = []filterChainJSON{} // fragments only: the agent adds them
+	https := envoykit.NewListener(httpsName)
+	https.ListenerFilters = []envoykit.NamedTyped{envoykit.TLSInspector()}
+	https.FilterChains = []envoykit.FilterChain{} // fragments only: the agent adds them
 	if ls.fragments && ls.fallback != nil && ls.fallback.owner == (types.NamespacedName{}) {
 		// The IngressClass's default certificate belongs to the shared config itself.
 		chains, secrets := ls.filterChains(func(c *chain) bool { return c == ls.fallback })
 		for _, fc := range chains {
-			https.FilterChains = append(https.FilterChains, fc.filterChainJSON)
+			https.FilterChains = append(https.FilterChains, unnamed(fc))
 		}
 		spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
 	}
 	if !ls.fragments {
 		chains, secrets := ls.filterChains(func(*chain) bool { return true })
 		for _, fc := range chains {
-			https.FilterChains = append(https.FilterChains, fc.filterChainJSON)
+			https.FilterChains = append(https.FilterChains, unnamed(fc))
 		}
 		spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
 	}
-	spec.Envoy.Resources = append(spec.Envoy.Resources, resource(typeListener, https))
+	spec.Envoy.Resources = append(spec.Envoy.Resources, envoykit.Resource(envoykit.TypeListener, https))
 	for _, a := range addrs {
 		spec.Redirects = append(spec.Redirects, v1alpha1.Redirect{Name: "https/" + a, VIP: a, Port: HTTPSPort, Protocol: v1alpha1.ProtocolTCP, Listener: httpsName})
 	}
-	spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: t.https, Host: "*", Routes: []v1alpha1.FragmentRoute{}})
+	spec.RouteFragments = append(spec.RouteFragments, envoykit.EmptyTable(t.https))
 }
 
 // addFragmentsTo adds the filter chains owner won on a fragments-mode set's HTTPS
@@ -254,7 +247,7 @@ func (ls *listenerSet) addFragmentsTo(spec *v1alpha1.NodeProxyConfigSpec, owner 
 	}
 	frag := v1alpha1.FilterChainFragment{Listener: ls.name + "/https"}
 	for _, fc := range chains {
-		frag.FilterChains = append(frag.FilterChains, rawJSON(fc))
+		frag.FilterChains = append(frag.FilterChains, envoykit.Raw(fc))
 	}
 	spec.FilterChainFragments = append(spec.FilterChainFragments, frag)
 	if spec.Envoy == nil {
@@ -263,19 +256,12 @@ func (ls *listenerSet) addFragmentsTo(spec *v1alpha1.NodeProxyConfigSpec, owner 
 	spec.Envoy.Secrets = append(spec.Envoy.Secrets, secrets...)
 }
 
-// namedChainJSON is a filter chain with the name Envoy needs to tell chains merged
-// from several configs apart.
-type namedChainJSON struct {
-	Name string `json:"name,omitempty"`
-	filterChainJSON
-}
-
 // filterChains are the HTTPS chains of the set that keep selects, SNI chains
 // sorted by Secret and the fallback last, with the Secrets they serve. Chains
 // contributed as fragments are named "<namespace>/<ingress>/<secret>"
 // (plus "/default" for the fallback), unique on the listener because each
 // Ingress has one chain per Secret.
-func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]namedChainJSON, []string) {
+func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]envoykit.FilterChain, []string) {
 	https := ls.name + "/https"
 	table := ls.tables().https
 	chains := make([]*chain, 0, len(ls.chains))
@@ -287,7 +273,7 @@ func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]namedChainJSON, [
 	slices.SortFunc(chains, func(a, b *chain) int {
 		return cmp.Or(cmp.Compare(a.secret, b.secret), cmp.Compare(a.owner.String(), b.owner.String()))
 	})
-	var out []namedChainJSON
+	var out []envoykit.FilterChain
 	var secrets []string
 	name := func(c *chain, suffix string) string {
 		if !ls.fragments {
@@ -302,32 +288,22 @@ func (ls *listenerSet) filterChains(keep func(*chain) bool) ([]namedChainJSON, [
 	for _, c := range chains {
 		hosts := slices.Clone(c.hosts)
 		slices.Sort(hosts)
-		fc := filterChainJSON{TransportSocket: downstreamTLS(c.secret), Filters: []namedTyped{hcm(https, table)}}
-		fc.FilterChainMatch = &struct {
-			ServerNames []string `json:"server_names"`
-		}{ServerNames: hosts}
-		out = append(out, namedChainJSON{name(c, ""), fc})
+		out = append(out, envoykit.FilterChain{Name: name(c, ""), FilterChainMatch: &envoykit.FilterChainMatch{ServerNames: hosts},
+			TransportSocket: envoykit.DownstreamTLS(envoykit.HTTPALPN, c.secret), Filters: []envoykit.NamedTyped{envoykit.HCMFilter(https, table)}})
 		secrets = append(secrets, c.secret)
 	}
 	if f := ls.fallback; f != nil && keep(f) {
-		out = append(out, namedChainJSON{name(f, "/default"), filterChainJSON{TransportSocket: downstreamTLS(f.secret), Filters: []namedTyped{hcm(https, table)}}})
+		out = append(out, envoykit.FilterChain{Name: name(f, "/default"),
+			TransportSocket: envoykit.DownstreamTLS(envoykit.HTTPALPN, f.secret), Filters: []envoykit.NamedTyped{envoykit.HCMFilter(https, table)}})
 		secrets = append(secrets, f.secret)
 	}
 	slices.Sort(secrets)
 	return out, slices.Compact(secrets)
 }
 
-// listener is a generated listener: no SO_REUSEPORT (bpf_sk_assign refuses
-// reuseport sockets) and transparent, as the datapath needs (design §4); the
-// agent sets both again when it binds the proxy port, but the config says what it means.
-func listener(name string) listenerJSON {
-	l := listenerJSON{Type: typeListener, Name: name, EnableReusePort: false, Transparent: true}
-	l.Address.SocketAddress.Address = placeholderAddress
-	return l
+// unnamed is fc as a chain of the listener's own: names only matter to tell
+// chains merged from several configs apart.
+func unnamed(fc envoykit.FilterChain) envoykit.FilterChain {
+	fc.Name = ""
+	return fc
 }
-
-func resource(typeURL string, v any) v1alpha1.EnvoyResource {
-	return v1alpha1.EnvoyResource{TypeURL: typeURL, Raw: mustJSON(v)}
-}
-
-func rawJSON(v any) apiextensionsv1.JSON { return apiextensionsv1.JSON{Raw: mustJSON(v)} }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/envoykit"
 )
 
 // Match ranks, the first component of a precedence key: the Ingress spec's
@@ -49,15 +50,15 @@ func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedNa
 	created := ing.CreationTimestamp.Unix()
 	// add places one route on the host's HTTP table (as an https redirect when the
 	// host is served over TLS and force-https is on) and on its HTTPS table.
-	add := func(host string, prec string, route routeJSON) {
+	add := func(host string, prec string, route envoykit.Route) {
 		covered := t.https != "" && tls.covers(host)
-		raw := rawJSON(route)
+		raw := envoykit.Raw(route)
 		httpRaw := raw // the same bytes serve both tables unless HTTP redirects
 		if force && covered {
 			httpRoute := route
 			httpRoute.Route, httpRoute.DirectResponse = nil, nil
-			httpRoute.Redirect = &redirectAction{HTTPSRedirect: true}
-			httpRaw = rawJSON(httpRoute)
+			httpRoute.Redirect = &envoykit.Redirect{HTTPSRedirect: true}
+			httpRaw = envoykit.Raw(httpRoute)
 		}
 		r.fragments[fragKey{t.http, host}] = append(r.fragments[fragKey{t.http, host}],
 			v1alpha1.FragmentRoute{Precedence: prec, Route: httpRaw})
@@ -88,9 +89,9 @@ func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedNa
 				continue
 			}
 			if strings.HasPrefix(host, "*.") {
-				match.Headers = []headerMatch{authorityMatch(host)}
+				match.Headers = []envoykit.HeaderMatcher{authorityMatch(host)}
 			}
-			route := routeJSON{Name: fmt.Sprintf("%s:rules[%d].paths[%d]", prefix, i, j), Match: match}
+			route := envoykit.Route{Name: fmt.Sprintf("%s:rules[%d].paths[%d]", prefix, i, j), Match: match}
 			r.setAction(&route, ing.Namespace, &p.Backend, field+".backend", services)
 			add(host, precedence(rank, length, created, prefix, i, j), route)
 		}
@@ -99,7 +100,7 @@ func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedNa
 		// The default backend takes what no rule of this Ingress matches: on every
 		// host the Ingress names (Envoy picks the virtual host before the route, so
 		// a catch-all on "*" alone would never see those hosts) and on any other host.
-		route := routeJSON{Name: prefix + ":defaultBackend", Match: matchJSON{Prefix: "/"}}
+		route := envoykit.Route{Name: prefix + ":defaultBackend", Match: envoykit.Match{Prefix: "/"}}
 		r.setAction(&route, ing.Namespace, b, "spec.defaultBackend", services)
 		prec := precedence(rankDefault, 0, created, prefix, 0, 0)
 		for _, h := range hosts {
@@ -109,7 +110,7 @@ func translateIngress(ing *networkingv1.Ingress, services map[types.NamespacedNa
 			}
 			hr := route
 			if strings.HasPrefix(h, "*.") {
-				hr.Match.Headers = []headerMatch{authorityMatch(h)}
+				hr.Match.Headers = []envoykit.HeaderMatcher{authorityMatch(h)}
 			}
 			add(h, prec, hr)
 		}
@@ -126,7 +127,7 @@ func hostOf(h string) string {
 
 // pathMatch is the Envoy match of an Ingress path, its rank and the length that
 // orders it among its rank, or why it cannot be served.
-func pathMatch(p networkingv1.HTTPIngressPath) (m matchJSON, rank, length int, problem string) {
+func pathMatch(p networkingv1.HTTPIngressPath) (m envoykit.Match, rank, length int, problem string) {
 	pt := networkingv1.PathTypeImplementationSpecific
 	if p.PathType != nil {
 		pt = *p.PathType
@@ -136,7 +137,7 @@ func pathMatch(p networkingv1.HTTPIngressPath) (m matchJSON, rank, length int, p
 		if !strings.HasPrefix(p.Path, "/") || strings.ContainsAny(p.Path, "?#") {
 			return m, 0, 0, fmt.Sprintf("Exact path %q must start with / and contain neither ? nor #", p.Path)
 		}
-		return matchJSON{Path: p.Path}, rankExact, len(p.Path), ""
+		return envoykit.Match{Path: p.Path}, rankExact, len(p.Path), ""
 	case networkingv1.PathTypePrefix:
 		if !strings.HasPrefix(p.Path, "/") || strings.ContainsAny(p.Path, "?#") {
 			return m, 0, 0, fmt.Sprintf("Prefix path %q must start with / and contain neither ? nor #", p.Path)
@@ -146,19 +147,19 @@ func pathMatch(p networkingv1.HTTPIngressPath) (m matchJSON, rank, length int, p
 		// path_separated_prefix has exactly that meaning.
 		trimmed := strings.TrimRight(p.Path, "/")
 		if trimmed == "" {
-			return matchJSON{Prefix: "/"}, rankPrefix, 1, ""
+			return envoykit.Match{Prefix: "/"}, rankPrefix, 1, ""
 		}
-		return matchJSON{PathSeparatedPrefix: trimmed}, rankPrefix, len(trimmed), ""
+		return envoykit.Match{PathSeparatedPrefix: trimmed}, rankPrefix, len(trimmed), ""
 	case networkingv1.PathTypeImplementationSpecific:
 		// Portico's implementation-specific paths are RE2 regular expressions
 		// matched against the whole path, as in Cilium. No path means every path.
 		if p.Path == "" {
-			return matchJSON{Prefix: "/"}, rankPrefix, 1, ""
+			return envoykit.Match{Prefix: "/"}, rankPrefix, 1, ""
 		}
 		if _, err := regexp.Compile(p.Path); err != nil {
 			return m, 0, 0, fmt.Sprintf("ImplementationSpecific path %q is not an RE2 regular expression: %v", p.Path, err)
 		}
-		return matchJSON{SafeRegex: &regexJSON{Regex: p.Path}}, rankRegex, len(p.Path), ""
+		return envoykit.Match{SafeRegex: &envoykit.Regex{Regex: p.Path}}, rankRegex, len(p.Path), ""
 	}
 	return m, 0, 0, fmt.Sprintf("unknown pathType %q", pt)
 }
@@ -166,10 +167,9 @@ func pathMatch(p networkingv1.HTTPIngressPath) (m matchJSON, rank, length int, p
 // authorityMatch restricts a wildcard host to a single label, as the Ingress spec
 // says (*.example.com matches foo.example.com, not foo.bar.example.com); Envoy's
 // own wildcard domains match any number of labels.
-func authorityMatch(host string) headerMatch {
-	h := headerMatch{Name: ":authority"}
-	h.StringMatch.SafeRegex.Regex = `(?i)[^.]+` + regexp.QuoteMeta(strings.TrimPrefix(host, "*")) + `(:[0-9]+)?`
-	return h
+func authorityMatch(host string) envoykit.HeaderMatcher {
+	re := `(?i)[^.]+` + regexp.QuoteMeta(strings.TrimPrefix(host, "*")) + `(:[0-9]+)?`
+	return envoykit.HeaderMatcher{Name: ":authority", StringMatch: &envoykit.StringMatch{SafeRegex: &envoykit.Regex{Regex: re}}}
 }
 
 // precedence is the route's ordering key across every Ingress sharing the
@@ -177,40 +177,21 @@ func authorityMatch(host string) headerMatch {
 // cannot take over an identical path), then name and position for a total order.
 // Numbers are fixed-width so that byte-wise order is numeric order.
 func precedence(rank, length int, created int64, ingress string, rule, path int) string {
-	b := make([]byte, 0, 48+len(ingress))
-	b = strconv.AppendInt(b, int64(rank), 10)
-	b = append(b, '.')
-	b = appendPadded(b, int64(99999-min(length, 99999)), 5)
-	b = append(b, '.')
-	b = appendPadded(b, max(created, 0), 12)
-	b = append(b, '.')
-	b = append(b, ingress...)
-	b = append(b, '.')
-	b = appendPadded(b, int64(rule), 5)
-	b = append(b, '.')
-	b = appendPadded(b, int64(path), 5)
-	return string(b)
-}
-
-func appendPadded(b []byte, v int64, width int) []byte {
-	s := strconv.AppendInt(nil, v, 10)
-	for i := len(s); i < width; i++ {
-		b = append(b, '0')
-	}
-	return append(b, s...)
+	return envoykit.NewKey(48+len(ingress)).Num(int64(rank), 1).Desc(int64(length), 99999, 5).Num(created, 12).
+		Str(ingress).Num(int64(rule), 5).Num(int64(path), 5).String()
 }
 
 // setAction points route at the backend, or, when the backend cannot be used,
 // answers 503: leaving the route out would hand its requests to a shorter prefix
 // of possibly another application, which is worse than a clear error.
-func (r *ingressResult) setAction(route *routeJSON, ns string, b *networkingv1.IngressBackend, field string, services map[types.NamespacedName]*corev1.Service) {
+func (r *ingressResult) setAction(route *envoykit.Route, ns string, b *networkingv1.IngressBackend, field string, services map[types.NamespacedName]*corev1.Service) {
 	cluster, problem := r.backend(ns, b, field, services)
 	if problem != nil {
 		r.problems = append(r.problems, *problem)
-		route.DirectResponse = &directResponse{Status: 503}
+		route.DirectResponse = &envoykit.DirectResponse{Status: 503}
 		return
 	}
-	route.Route = &routeAction{Cluster: cluster}
+	route.Route = &envoykit.RouteAction{Cluster: cluster}
 }
 
 func (r *ingressResult) backend(ns string, b *networkingv1.IngressBackend, field string, services map[types.NamespacedName]*corev1.Service) (string, *Problem) {
@@ -272,7 +253,7 @@ func (r *ingressResult) spec() v1alpha1.NodeProxyConfigSpec {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		spec.Envoy.Resources = append(spec.Envoy.Resources, resource(typeCluster, cluster(n)))
+		spec.Envoy.Resources = append(spec.Envoy.Resources, envoykit.Resource(envoykit.TypeCluster, envoykit.EDSCluster(n)))
 	}
 	svcs := make([]types.NamespacedName, 0, len(r.backends))
 	for k := range r.backends {

@@ -40,7 +40,7 @@ const SharedConfigName = "ingress-shared"
 
 // ConfigName is the config of one Ingress.
 func ConfigName(key types.NamespacedName) string {
-	return npcwriter.Name(Producer, key.Namespace, key.Name)
+	return npcwriter.NameFor(npcwriter.Source{Kind: "Ingress", Namespace: key.Namespace, Name: key.Name})
 }
 
 // Input is everything a translation reads.

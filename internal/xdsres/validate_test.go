@@ -1,7 +1,7 @@
-package xds
+package xdsres
 
 import (
-	"context"
+	"github.com/portico-dev/portico/internal/xdsres/fixture"
 	"slices"
 	"strings"
 	"testing"
@@ -15,7 +15,7 @@ import (
 )
 
 func sdsRef(name string) *tlsv3.SdsSecretConfig {
-	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: ads()}
+	return &tlsv3.SdsSecretConfig{Name: name, SdsConfig: fixture.ADS()}
 }
 
 func tlsSecret(name string) *tlsv3.Secret {
@@ -31,35 +31,35 @@ func tlsSecret(name string) *tlsv3.Secret {
 func TestValidateReportsEachBadResource(t *testing.T) {
 	good := baseConfig(t, 2, "a")
 
-	tlsListener := httpListener(t, "https", "routes", 15443)
+	tlsListener := fixture.HTTPListener(t, "https", "routes", 15443)
 	tlsListener.FilterChains[0].TransportSocket = &corev3.TransportSocket{
 		Name: "envoy.transport_sockets.tls",
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.DownstreamTlsContext{
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: fixture.MustAny(t, &tlsv3.DownstreamTlsContext{
 			CommonTlsContext: &tlsv3.CommonTlsContext{TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{sdsRef("cert")}},
 		})},
 	}
-	upstreamTLS := edsCluster("tls-upstream")
+	upstreamTLS := fixture.EDSCluster("tls-upstream")
 	upstreamTLS.TransportSocket = &corev3.TransportSocket{
 		Name: "envoy.transport_sockets.tls",
-		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(t, &tlsv3.UpstreamTlsContext{
+		ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: fixture.MustAny(t, &tlsv3.UpstreamTlsContext{
 			CommonTlsContext: &tlsv3.CommonTlsContext{ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
 				ValidationContextSdsSecretConfig: sdsRef("missing-ca"),
 			}},
 		})},
 	}
 	// protoc-gen-validate stops at Any: this is caught only by the deep walk.
-	badHCM := httpListener(t, "bad-hcm", "routes", 15002)
+	badHCM := fixture.HTTPListener(t, "bad-hcm", "routes", 15002)
 	hcm := &hcmv3.HttpConnectionManager{}
 	if err := badHCM.FilterChains[0].Filters[0].GetTypedConfig().UnmarshalTo(hcm); err != nil {
 		t.Fatal(err)
 	}
 	hcm.StatPrefix = ""
-	badHCM.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(t, hcm)}
+	badHCM.FilterChains[0].Filters[0].ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: fixture.MustAny(t, hcm)}
 
 	r := Resources{
-		Listeners: append(slices.Clone(good.Listeners), tlsListener, badHCM, httpListener(t, "dangling", "missing", 15003)),
-		Routes:    append(slices.Clone(good.Routes), routeConfig("unreferenced", "backend", 1, "u"), nil),
-		Clusters:  append(slices.Clone(good.Clusters), upstreamTLS, edsCluster("backend"), &clusterv3.Cluster{}),
+		Listeners: append(slices.Clone(good.Listeners), tlsListener, badHCM, fixture.HTTPListener(t, "dangling", "missing", 15003)),
+		Routes:    append(slices.Clone(good.Routes), fixture.RouteConfig("unreferenced", "backend", 1, "u"), nil),
+		Clusters:  append(slices.Clone(good.Clusters), upstreamTLS, fixture.EDSCluster("backend"), &clusterv3.Cluster{}),
 		Secrets:   []*tlsv3.Secret{tlsSecret("cert"), tlsSecret("unused")},
 	}
 	type key struct{ kind, name, contains string }
@@ -122,12 +122,8 @@ func TestValidateReportsEachBadResource(t *testing.T) {
 			t.Errorf("kept %s %v, want %v", kind, got, want)
 		}
 	}
-	s, err := New(Options{SocketPath: shortSocketPath(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.SetResources(context.Background(), keep); err != nil {
-		t.Fatal(err)
+	if errs := Validate(keep); len(errs) > 0 {
+		t.Fatalf("what Prune keeps does not validate: %v", errs)
 	}
 }
 
@@ -148,12 +144,12 @@ func TestValidateAcceptsGeneratedConfig(t *testing.T) {
 func TestPruneFollowsCascades(t *testing.T) {
 	// The only listener referencing "routes" is invalid, so once it is
 	// dropped "routes" is unreferenced and must go too.
-	l := httpListener(t, "http", "routes", 15001)
+	l := fixture.HTTPListener(t, "http", "routes", 15001)
 	l.Address = nil
 	r := Resources{
 		Listeners: []*listenerv3.Listener{l},
-		Routes:    []*routev3.RouteConfiguration{routeConfig("routes", "backend", 1, "a")},
-		Clusters:  []*clusterv3.Cluster{edsCluster("backend")},
+		Routes:    []*routev3.RouteConfiguration{fixture.RouteConfig("routes", "backend", 1, "a")},
+		Clusters:  []*clusterv3.Cluster{fixture.EDSCluster("backend")},
 	}
 	keep, errs := Prune(r)
 	if len(keep.Listeners) != 0 || len(keep.Routes) != 0 || len(keep.Clusters) != 1 {
@@ -162,4 +158,11 @@ func TestPruneFollowsCascades(t *testing.T) {
 	if len(errs) != 2 || errs[0].Kind != KindListener || errs[1].Kind != KindRouteConfiguration {
 		t.Errorf("errors = %v", errs)
 	}
+}
+
+// baseConfig is fixture.Base as Resources.
+func baseConfig(t testing.TB, routes int, tag string) Resources {
+	var r Resources
+	r.Listeners, r.Routes, r.Clusters = fixture.Base(t, routes, tag)
+	return r
 }

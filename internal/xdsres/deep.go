@@ -1,4 +1,4 @@
-package xds
+package xdsres
 
 import "google.golang.org/protobuf/proto"
 

@@ -1,4 +1,4 @@
-package xds
+package xdsres
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
@@ -21,6 +22,17 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 )
+
+// Resources is the complete LDS/RDS/CDS/SDS state for the local Envoy.
+// Endpoints are not part of it: they change far more often and go through
+// SetEndpoints. The Server keeps references to the messages, so callers must
+// not modify them after SetResources (build new ones instead).
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Secrets   []*tlsv3.Secret
+}
 
 // Kinds used in ResourceError.Kind; they are the Envoy message names so that a
 // NodeProxy condition reads the same as Envoy's own documentation.
@@ -69,7 +81,8 @@ var kindTypeURL = map[string]string{
 	KindClusterLoadAssignment: resourcev3.EndpointType,
 }
 
-func resourceError(kind, name, format string, args ...any) ResourceError {
+// NewResourceError is the error of one resource, with its type URL filled in.
+func NewResourceError(kind, name, format string, args ...any) ResourceError {
 	return ResourceError{Kind: kind, TypeURL: kindTypeURL[kind], Name: name, Message: fmt.Sprintf(format, args...)}
 }
 
@@ -93,10 +106,10 @@ func Validate(r Resources) []ResourceError {
 			continue
 		}
 		if err := validateDeep(l); err != nil {
-			errs = append(errs, resourceError(KindListener, l.GetName(), "%v", err))
+			errs = append(errs, NewResourceError(KindListener, l.GetName(), "%v", err))
 		} else if l.GetAddress() == nil && l.GetInternalListener() == nil && l.GetApiListener() == nil {
 			// PGV allows this (internal listeners have none) but Envoy NACKs it.
-			errs = append(errs, resourceError(KindListener, l.GetName(), "has neither address nor internal_listener"))
+			errs = append(errs, NewResourceError(KindListener, l.GetName(), "has neither address nor internal_listener"))
 		}
 	}
 	routes := map[string]bool{}
@@ -106,7 +119,7 @@ func Validate(r Resources) []ResourceError {
 			continue
 		}
 		if err := validateDeep(rc); err != nil {
-			errs = append(errs, resourceError(KindRouteConfiguration, rc.GetName(), "%v", err))
+			errs = append(errs, NewResourceError(KindRouteConfiguration, rc.GetName(), "%v", err))
 		}
 	}
 	clusters := map[string]bool{}
@@ -116,7 +129,7 @@ func Validate(r Resources) []ResourceError {
 			continue
 		}
 		if err := validateDeep(c); err != nil {
-			errs = append(errs, resourceError(KindCluster, c.GetName(), "%v", err))
+			errs = append(errs, NewResourceError(KindCluster, c.GetName(), "%v", err))
 		}
 	}
 	secrets := map[string]bool{}
@@ -126,7 +139,7 @@ func Validate(r Resources) []ResourceError {
 			continue
 		}
 		if err := validateDeep(s); err != nil {
-			errs = append(errs, resourceError(KindSecret, s.GetName(), "%v", err))
+			errs = append(errs, NewResourceError(KindSecret, s.GetName(), "%v", err))
 		}
 	}
 
@@ -145,11 +158,11 @@ func Validate(r Resources) []ResourceError {
 func checkName(kind string, i int, msg proto.Message, name string, seen map[string]bool) (ResourceError, bool) {
 	switch {
 	case msg == nil || !msg.ProtoReflect().IsValid():
-		return resourceError(kind, fmt.Sprintf("#%d", i), "nil resource"), false
+		return NewResourceError(kind, fmt.Sprintf("#%d", i), "nil resource"), false
 	case name == "":
-		return resourceError(kind, fmt.Sprintf("#%d", i), "name is empty"), false
+		return NewResourceError(kind, fmt.Sprintf("#%d", i), "name is empty"), false
 	case seen[name]:
-		return resourceError(kind, name, "duplicate name"), false
+		return NewResourceError(kind, name, "duplicate name"), false
 	}
 	seen[name] = true
 	return ResourceError{}, true
@@ -167,13 +180,13 @@ func checkReferences(r Resources, routes, secrets map[string]bool) []ResourceErr
 		for _, name := range lr {
 			routeRefs[name] = true
 			if !routes[name] {
-				errs = append(errs, resourceError(KindListener, l.GetName(), "references missing RouteConfiguration %q", name))
+				errs = append(errs, NewResourceError(KindListener, l.GetName(), "references missing RouteConfiguration %q", name))
 			}
 		}
 		for _, name := range ls {
 			secretRefs[name] = true
 			if !secrets[name] {
-				errs = append(errs, resourceError(KindListener, l.GetName(), "references missing Secret %q", name))
+				errs = append(errs, NewResourceError(KindListener, l.GetName(), "references missing Secret %q", name))
 			}
 		}
 	}
@@ -184,18 +197,18 @@ func checkReferences(r Resources, routes, secrets map[string]bool) []ResourceErr
 		for _, name := range clusterSecretReferences(c) {
 			secretRefs[name] = true
 			if !secrets[name] {
-				errs = append(errs, resourceError(KindCluster, c.GetName(), "references missing Secret %q", name))
+				errs = append(errs, NewResourceError(KindCluster, c.GetName(), "references missing Secret %q", name))
 			}
 		}
 	}
 	for _, rc := range r.Routes {
 		if name := rc.GetName(); name != "" && !routeRefs[name] {
-			errs = append(errs, resourceError(KindRouteConfiguration, name, "not referenced by any listener, Envoy would never request it"))
+			errs = append(errs, NewResourceError(KindRouteConfiguration, name, "not referenced by any listener, Envoy would never request it"))
 		}
 	}
 	for _, s := range r.Secrets {
 		if name := s.GetName(); name != "" && !secretRefs[name] {
-			errs = append(errs, resourceError(KindSecret, name, "not referenced over ADS by any listener or cluster, Envoy would never request it"))
+			errs = append(errs, NewResourceError(KindSecret, name, "not referenced over ADS by any listener or cluster, Envoy would never request it"))
 		}
 	}
 	return errs

@@ -1,6 +1,7 @@
-package xds
+package xdsres
 
 import (
+	"github.com/portico-dev/portico/internal/xdsres/fixture"
 	"testing"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -17,27 +18,27 @@ import (
 // message), and no error for valid resources.
 func TestWalkFastMatchesReflection(t *testing.T) {
 	// A TcpProxy without stat_prefix fails its PGV rules once opened.
-	badTCP := mustAny(t, &tcpv3.TcpProxy{ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}})
-	goodTCP := mustAny(t, &tcpv3.TcpProxy{StatPrefix: "s", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}})
+	badTCP := fixture.MustAny(t, &tcpv3.TcpProxy{ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}})
+	goodTCP := fixture.MustAny(t, &tcpv3.TcpProxy{StatPrefix: "s", ClusterSpecifier: &tcpv3.TcpProxy_Cluster{Cluster: "c"}})
 
-	inOneof := httpListener(t, "l", "routes", 1)
+	inOneof := fixture.HTTPListener(t, "l", "routes", 1)
 	inOneof.FilterChains = append(inOneof.FilterChains, &listenerv3.FilterChain{Filters: []*listenerv3.Filter{
 		{Name: "tcp", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: goodTCP}},
 		{Name: "tcp2", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: badTCP}},
 	}})
 
-	inMap := routeConfig("routes", "backend", 3, "m")
+	inMap := fixture.RouteConfig("routes", "backend", 3, "m")
 	inMap.VirtualHosts[0].Routes[2].TypedPerFilterConfig = map[string]*anypb.Any{"x": badTCP}
 
 	// An Any whose message holds another Any: the inner one is reached through
 	// validateDeep of the outer one's message.
-	nested := routeConfig("routes", "backend", 1, "n")
+	nested := fixture.RouteConfig("routes", "backend", 1, "n")
 	nested.VirtualHosts[0].TypedPerFilterConfig = map[string]*anypb.Any{
-		"outer": mustAny(t, &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: badTCP}}),
+		"outer": fixture.MustAny(t, &listenerv3.Filter{Name: "f", ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: badTCP}}),
 	}
 
 	// A type the plan marks as unable to hold an Any, and an unknown Any (skipped).
-	unknown := routeConfig("routes", "backend", 1, "u")
+	unknown := fixture.RouteConfig("routes", "backend", 1, "u")
 	unknown.VirtualHosts[0].TypedPerFilterConfig = map[string]*anypb.Any{"y": {TypeUrl: "type.googleapis.com/not.Linked", Value: []byte{1}}}
 
 	cases := []struct {
@@ -45,9 +46,9 @@ func TestWalkFastMatchesReflection(t *testing.T) {
 		msg     proto.Message
 		wantErr bool
 	}{
-		{"valid listener", httpListener(t, "l", "routes", 1), false},
-		{"valid routes", routeConfig("routes", "backend", 50, "v"), false},
-		{"valid cluster", edsCluster("c"), false},
+		{"valid listener", fixture.HTTPListener(t, "l", "routes", 1), false},
+		{"valid routes", fixture.RouteConfig("routes", "backend", 50, "v"), false},
+		{"valid cluster", fixture.EDSCluster("c"), false},
 		{"oneof member", inOneof, true},
 		{"map value", inMap, true},
 		{"nested any", nested, true},
@@ -75,8 +76,8 @@ func TestWalkFastMatchesReflection(t *testing.T) {
 // BenchmarkValidateRoutes is the check of a 1,000-route table, which the agent runs on
 // every config change.
 func BenchmarkValidateRoutes(b *testing.B) {
-	r := Resources{Routes: []*routev3.RouteConfiguration{routeConfig("routes", "backend", 1000, "b")},
-		Listeners: []*listenerv3.Listener{httpListener(b, "http", "routes", 1)}}
+	r := Resources{Routes: []*routev3.RouteConfiguration{fixture.RouteConfig("routes", "backend", 1000, "b")},
+		Listeners: []*listenerv3.Listener{fixture.HTTPListener(b, "http", "routes", 1)}}
 	b.ReportAllocs()
 	for b.Loop() {
 		if errs := Validate(r); len(errs) > 0 {
