@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/inspect"
 	"github.com/portico-dev/portico/internal/kubectlportico"
 	"github.com/portico-dev/portico/internal/privileged"
@@ -43,6 +46,21 @@ func TestGolden(t *testing.T) {
 	privileged.Require(t)
 	ctx := context.Background()
 	c := env.Client
+	// Both nodes eligible for L2 before there is an address, so that it is
+	// assigned once, to the node hashing picks, and does not move mid-test.
+	var ns inspect.Nodes
+	eventually(t, "both agents ready, reporting the test interface", func() bool {
+		if runJSON(t, &ns, "nodes") != kubectlportico.ExitOK || len(ns.Nodes) != 2 {
+			return false
+		}
+		for _, n := range []string{"node-a", "node-b"} {
+			np := &v1alpha1.NodeProxy{}
+			if c.Get(ctx, client.ObjectKey{Name: n}, np) != nil || !slices.Contains(np.Status.Interfaces, link) {
+				return false
+			}
+		}
+		return true
+	}, func() string { return jsonText(ns) })
 	must(t, c.Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "web"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}}))
 	shop := ingress("shop", "shop.example.com", "")
@@ -57,7 +75,6 @@ func TestGolden(t *testing.T) {
 		t.Errorf("table output: exit %d:\n%s", code, out)
 	}
 
-	var ns inspect.Nodes
 	eventually(t, "both nodes ready", func() bool {
 		return runJSON(t, &ns, "nodes") == kubectlportico.ExitOK && len(ns.Nodes) == 2
 	}, func() string { return jsonText(ns) })
@@ -225,11 +242,22 @@ func settled(st inspect.Status) bool {
 		return false
 	}
 	for _, c := range st.Configs {
-		if c.Programmed != nil && (!c.Programmed.Current || c.Programmed.Reason != expectedReason(c)) {
+		if p := c.Programmed; p != nil && (!p.Current || p.Reason != expectedReason(c) ||
+			!strings.Contains(strings.ToLower(p.Message), fmt.Sprintf("programmed on %d/%d nodes", programmedOn(c), c.SelectedNodes))) {
 			return false
 		}
 	}
 	return true
+}
+
+func programmedOn(c inspect.Config) int {
+	n := 0
+	for _, s := range c.Nodes {
+		if s.State == inspect.StateProgrammed {
+			n++
+		}
+	}
+	return n
 }
 
 // expectedReason is the reason of the Programmed condition the nodes' states make.
