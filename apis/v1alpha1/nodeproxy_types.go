@@ -36,6 +36,11 @@ type NodeProxyCounters struct {
 	Listeners int32 `json:"listeners"`
 	Clusters  int32 `json:"clusters"`
 	Endpoints int32 `json:"endpoints"`
+	// FragmentsNotHere counts route tables and filter-chain fragments the node left
+	// out because no config applied on it defines their listener (a route attached
+	// to Gateways that run on other nodes). They are not rejections.
+	// +optional
+	FragmentsNotHere int32 `json:"fragmentsNotHere,omitempty"`
 }
 
 // ProxyStatus is what a connected Envoy acknowledged.

@@ -41,3 +41,29 @@ func TestSetRecordsGenerationAndKeepsTransitionTime(t *testing.T) {
 		t.Fatal("transition time kept across a status change")
 	}
 }
+
+func TestMirrorAndAggregate(t *testing.T) {
+	var conds []metav1.Condition
+	src := metav1.Condition{Status: metav1.ConditionFalse, Reason: "Rejected", Message: "rejected by n2"}
+	if !Mirror(&conds, 4, v1alpha1.ConditionProgrammed, src) || conds[0].ObservedGeneration != 4 || conds[0].Reason != "Rejected" {
+		t.Fatalf("mirror: %+v", conds)
+	}
+	lt := conds[0].LastTransitionTime
+	src.Message = "rejected by n3"
+	if !Mirror(&conds, 4, v1alpha1.ConditionProgrammed, src) || conds[0].LastTransitionTime != lt {
+		t.Fatalf("a message change must keep the transition time: %+v", conds[0])
+	}
+	if Mirror(&conds, 4, v1alpha1.ConditionProgrammed, src) {
+		t.Fatal("the same condition changed something")
+	}
+	agg := Aggregate(v1alpha1.ConditionProgrammed, map[string]metav1.Condition{
+		"http":  {Status: metav1.ConditionTrue, Reason: "Programmed", Message: "ok"},
+		"https": {Status: metav1.ConditionFalse, Reason: "Pending", Message: "waiting"},
+	}, "NoParts", "none")
+	if agg.Status != metav1.ConditionFalse || agg.Reason != "Pending" || agg.Message != "https: waiting" {
+		t.Fatalf("aggregate: %+v", agg)
+	}
+	if agg := Aggregate(v1alpha1.ConditionProgrammed, nil, "NoParts", "none"); agg.Reason != "NoParts" || agg.Status != metav1.ConditionFalse {
+		t.Fatalf("empty aggregate: %+v", agg)
+	}
+}

@@ -34,7 +34,7 @@ type Report struct {
 	Rejected   []v1alpha1.RejectedConfig
 	RejectedRV map[string]string
 
-	Redirects, AnnouncedIPs, Listeners, Clusters, Endpoints int
+	Redirects, AnnouncedIPs, Listeners, Clusters, Endpoints, FragmentsNotHere int
 
 	// DatapathErr is why the datapath is not ready; nil with DatapathDisabled false means ready.
 	DatapathErr      error
@@ -74,12 +74,13 @@ func BuildStatus(prev v1alpha1.NodeProxyStatus, generation int64, r Report) v1al
 	}
 
 	st.Counters = v1alpha1.NodeProxyCounters{
-		SelectedConfigs: int32(len(r.Selected)),
-		Redirects:       int32(r.Redirects),
-		AnnouncedIPs:    int32(r.AnnouncedIPs),
-		Listeners:       int32(r.Listeners),
-		Clusters:        int32(r.Clusters),
-		Endpoints:       int32(r.Endpoints),
+		SelectedConfigs:  int32(len(r.Selected)),
+		Redirects:        int32(r.Redirects),
+		AnnouncedIPs:     int32(r.AnnouncedIPs),
+		Listeners:        int32(r.Listeners),
+		Clusters:         int32(r.Clusters),
+		Endpoints:        int32(r.Endpoints),
+		FragmentsNotHere: int32(r.FragmentsNotHere),
 	}
 
 	proxies := slices.Clone(r.Proxies)

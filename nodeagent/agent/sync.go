@@ -386,6 +386,7 @@ func (a *agent) buildReport() Report {
 		Listeners:        len(a.out.Resources.Listeners),
 		Clusters:         len(a.out.Resources.Clusters),
 		Endpoints:        a.endpoints,
+		FragmentsNotHere: a.out.FragmentsNotHere,
 		DatapathDisabled: a.dp == nil,
 		DatapathErr:      errors.Join(a.dpOpenErr, a.dpSyncErr),
 		XDSErr:           a.xdsErr,

@@ -111,7 +111,11 @@ func contributedChainKeys(p *parsed) []sharedName {
 // route tables and Secrets some winner provides. A contributor to a listener held
 // back for its proxy port is held back too (with the listener named in
 // missingPorts), so that it is applied together with it.
-func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
+//
+// A contribution to a listener that no config applied on this node defines is not
+// for this node (a route attached to Gateways that run on other nodes): it is left
+// out and counted in notHere, not rejected.
+func settleChainFragments(winners []*parsed, known map[string]SecretState) (kept []*parsed, rejected map[string]*rejection, notHere int) {
 	listeners := map[string]*parsed{}
 	routes, secrets := map[string]bool{}, map[string]bool{}
 	for _, p := range winners {
@@ -133,13 +137,15 @@ func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*p
 			}
 		}
 	}
-	var rejected map[string]*rejection
-	kept := make([]*parsed, 0, len(winners))
+	kept = make([]*parsed, 0, len(winners))
 	for _, p := range winners {
 		if len(p.chainFragments) == 0 {
 			kept = append(kept, p)
 			continue
 		}
+		var dropped int
+		p, dropped = onlyHere(p, listeners)
+		notHere += dropped
 		rej, waitFor := checkContribution(p, listeners, routes, secrets)
 		switch {
 		case rej != nil:
@@ -155,16 +161,34 @@ func settleChainFragments(winners []*parsed, known map[string]SecretState) ([]*p
 			kept = append(kept, p)
 		}
 	}
-	return kept, rejected
+	return kept, rejected, notHere
+}
+
+// onlyHere is p without its chain fragments for listeners no winner defines.
+func onlyHere(p *parsed, listeners map[string]*parsed) (*parsed, int) {
+	n := 0
+	for _, f := range p.chainFragments {
+		if listeners[f.listener] == nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return p, 0
+	}
+	q := *p // parsed values may be shared with a cache: copy, never modify
+	q.chainFragments = nil
+	for _, f := range p.chainFragments {
+		if listeners[f.listener] != nil {
+			q.chainFragments = append(q.chainFragments, f)
+		}
+	}
+	return &q, n
 }
 
 func checkContribution(p *parsed, listeners map[string]*parsed, routes, secrets map[string]bool) (*rejection, []string) {
 	var waitFor []string
 	for _, f := range p.chainFragments {
 		owner := listeners[f.listener]
-		if owner == nil {
-			return reject(v1alpha1.ReasonListenerNotFound, "filterChainFragments[%d]: listener %q is not defined by any config applied on this node", f.index, f.listener), nil
-		}
 		if owner.held() && owner != p {
 			waitFor = append(waitFor, f.listener)
 		}

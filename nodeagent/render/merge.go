@@ -45,19 +45,19 @@ type claimant struct {
 // first to claim a name keeps it and every later claimant is rejected whole.
 // Configs held back for missing proxy ports still claim, so that allocating a
 // port never flips a verdict.
-func claim(candidates []*parsed, invalid map[string]*rejection, known map[string]SecretState) ([]*parsed, map[string]*rejection) {
+func claim(candidates []*parsed, invalid map[string]*rejection, known map[string]SecretState) ([]*parsed, map[string]*rejection, int) {
 	// A contribution to another config's listener can only be judged once the
 	// winners are known; rejecting it releases its claims, so claiming runs again
 	// without it and a younger config it was blocking gets its turn.
 	unfit := map[string]*rejection{}
 	for {
 		winners, conflicts := claimOnce(candidates, invalid, unfit)
-		settled, rejected := settleChainFragments(winners, known)
+		settled, rejected, notHere := settleChainFragments(winners, known)
 		if len(rejected) == 0 {
 			for name, r := range unfit {
 				conflicts[name] = r
 			}
-			return settled, conflicts
+			return settled, conflicts, notHere
 		}
 		for name, r := range rejected {
 			unfit[name] = r

@@ -98,6 +98,11 @@ type Output struct {
 	// Applied nor Rejected) until the agent allocates the ports and renders again.
 	// Every other redirect target is in Resources.Listeners with its port.
 	ListenersNeedingPorts []string
+	// FragmentsNotHere counts filter-chain fragments and route tables left out
+	// because no config applied on this node defines their listener (or a listener
+	// using the table): a route attached to Gateways that run on other nodes. They
+	// are not rejections; the configs carrying them are applied.
+	FragmentsNotHere int
 }
 
 type rejection struct {
@@ -154,9 +159,10 @@ func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rej
 	// config it was blocking gets its turn in the next round.
 	invalid := map[string]*rejection{}
 	for {
-		winners, conflicts := claim(candidates, invalid, in.Secrets)
+		winners, conflicts, notHere := claim(candidates, invalid, in.Secrets)
 		b := build(winners, in.Secrets)
 		errs, unused := validate(b.res, b.derived)
+		st.notHere = notHere + unusedTables(unused)
 		if len(errs) == 0 {
 			return st.finish(configs, winners, dropUnused(b.res, unused), conflicts, invalid)
 		}
@@ -180,6 +186,19 @@ type renderState struct {
 	partial map[string]*rejection
 	// pending: waiting for a Secret to be read.
 	pending map[string]bool
+	// notHere counts fragments for tables or listeners this node does not serve.
+	notHere int
+}
+
+// unusedTables counts the route tables left out because no listener here uses them.
+func unusedTables(unused map[string]bool) int {
+	n := 0
+	for key := range unused {
+		if strings.HasPrefix(key, xdsres.KindRouteConfiguration+"/") {
+			n++
+		}
+	}
+	return n
 }
 
 // validate runs xdsres.Validate. A resource render derived itself (an SDS secret
@@ -258,7 +277,7 @@ func blame(errs []xdsres.ResourceError, owners map[string][]*parsed) map[string]
 
 func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xdsres.Resources,
 	conflicts, invalid map[string]*rejection) Output {
-	out := Output{Redirects: map[Key]uint16{}, Resources: res}
+	out := Output{Redirects: map[Key]uint16{}, Resources: res, FragmentsNotHere: st.notHere}
 	rejected := st.rejected
 	for _, m := range []map[string]*rejection{conflicts, invalid} {
 		for name, r := range m {

@@ -85,6 +85,7 @@ type goldenOutput struct {
 	Announcements         []v1alpha1.Announcement   `json:"announcements,omitempty"`
 	Applied               []Applied                 `json:"applied,omitempty"`
 	Rejected              []v1alpha1.RejectedConfig `json:"rejected,omitempty"`
+	FragmentsNotHere      int                       `json:"fragmentsNotHere,omitempty"`
 }
 
 func loadInput(t testing.TB, dir string) Input {
@@ -109,6 +110,7 @@ func marshalOutput(t testing.TB, out Output) []byte {
 		Announcements:         out.Announcements,
 		Applied:               out.Applied,
 		Rejected:              out.Rejected,
+		FragmentsNotHere:      out.FragmentsNotHere,
 	}
 	for k, port := range out.Redirects {
 		g.Redirects = append(g.Redirects, fmt.Sprintf("%s -> %d", k, port))
