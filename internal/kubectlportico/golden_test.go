@@ -246,6 +246,12 @@ func settled(st inspect.Status) bool {
 			!strings.Contains(strings.ToLower(p.Message), fmt.Sprintf("programmed on %d/%d nodes", programmedOn(c), c.SelectedNodes))) {
 			return false
 		}
+		for _, n := range c.Nodes {
+			// The producer names each node that refuses, with the node's reason.
+			if p := c.Programmed; p != nil && n.State == inspect.StateRejected && !strings.Contains(p.Message, fmt.Sprintf("%s (%s: ", n.Node, n.Reason)) {
+				return false
+			}
+		}
 	}
 	return true
 }
