@@ -45,7 +45,7 @@ import (
 const FieldOwner = "portico-l2"
 
 // Producer is the portico.dev/producer label value of the NodeProxyConfigs this controller owns.
-const Producer = "l2"
+const Producer = v1alpha1.ProducerL2
 
 // DefaultNamespace is the install namespace holding the agents' heartbeat Leases.
 const DefaultNamespace = "portico-system"
@@ -54,7 +54,8 @@ const DefaultNamespace = "portico-system"
 // +kubebuilder:rbac:groups="",resources=services/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leases in the install namespace only: the agents' heartbeats (watched) and leader election.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update,namespace=portico-system
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete

@@ -19,8 +19,9 @@ import (
 // checks that the two agree).
 const ConfigDumpPath = "/debug/config_dump"
 
-// DefaultAgentSelector selects the node agent's Pods in the install namespace.
-const DefaultAgentSelector = "app.kubernetes.io/name=portico-node-agent"
+// DefaultAgentSelector selects the node agent's Pods in the install namespace, as
+// charts/portico labels them.
+const DefaultAgentSelector = "app.kubernetes.io/name=portico,app.kubernetes.io/component=nodeagent"
 
 // DefaultAgentPort is the port of the agent's debug endpoint (its --debug-address).
 const DefaultAgentPort = 9880

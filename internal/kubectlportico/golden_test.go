@@ -172,7 +172,7 @@ func testConfigDump(t *testing.T) {
 		t.Fatal(err)
 	}
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: installNS, Name: "portico-node-agent-a", Labels: map[string]string{"app.kubernetes.io/name": "portico-node-agent"}},
+		ObjectMeta: metav1.ObjectMeta{Namespace: installNS, Name: "portico-node-agent-a", Labels: map[string]string{"app.kubernetes.io/name": "portico", "app.kubernetes.io/component": "nodeagent"}},
 		Spec: corev1.PodSpec{NodeName: "node-a", HostNetwork: true, AutomountServiceAccountToken: ptr.To(false),
 			Containers: []corev1.Container{{Name: "agent", Image: "portico/node-agent"}}},
 	}
