@@ -4,7 +4,7 @@ CONTROLLER_GEN := go tool controller-gen
 # Binaries whose RBAC is generated from +kubebuilder:rbac markers in their own packages.
 RBAC_COMPONENTS := $(notdir $(wildcard controllers/*)) $(if $(wildcard nodeagent),nodeagent)
 # Files and folders that are generated: `make verify` fails when they are stale.
-GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook
+GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook config/gateway-api
 
 .PHONY: help
 help: ## List targets.
@@ -27,6 +27,16 @@ manifests: ## Generate CRDs, per-binary RBAC and webhook configurations from mar
 	done
 	@if grep -rqs '+kubebuilder:webhook' webhooks; then \
 	  $(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook; fi
+	@$(MAKE) -s gateway-api-crds
+
+.PHONY: gateway-api-crds
+gateway-api-crds: ## Copy the Gateway API CRDs of the module version in go.mod (experimental channel: TLSRoute modes, CORS, retries) into config/gateway-api.
+	@src=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/experimental; \
+	rm -rf config/gateway-api && mkdir -p config/gateway-api && \
+	for f in $$src/gateway.networking.k8s.io_*.yaml; do \
+	  case $$f in *_vap_*) continue ;; esac; \
+	  install -m 0644 $$f config/gateway-api/; \
+	done
 
 .PHONY: verify
 verify: ## Fail when generated files are stale, or code is not gofmt/vet clean.

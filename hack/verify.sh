@@ -3,7 +3,7 @@
 # gofmt and go vet. Works without git: it compares against a copy taken beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-paths=(apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook)
+paths=(apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook config/gateway-api)
 before=$(mktemp -d); trap 'rm -rf "$before"' EXIT
 for p in "${paths[@]}"; do [ -e "$p" ] && mkdir -p "$before/$(dirname "$p")" && cp -a "$p" "$before/$p"; done
 make -s generate manifests >/dev/null
