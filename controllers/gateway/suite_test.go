@@ -11,6 +11,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/gateway"
@@ -49,6 +50,11 @@ func setup() (func(), error) {
 	pool := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "gateway-pool"},
 		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "192.168.10.211", Stop: "192.168.10.230"}}}}
 	if err := k8s.Create(ctx, pool); err != nil {
+		return nil, err
+	}
+	// The class every test's Gateways use (scenario S5 applies the sample of it too).
+	class := &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "portico"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "portico.dev/gateway-controller"}}
+	if err := k8s.Create(ctx, class); err != nil {
 		return nil, err
 	}
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
