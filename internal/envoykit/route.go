@@ -171,7 +171,8 @@ func (k *Key) sep() {
 // Num appends v padded to width digits (negative values count as zero).
 func (k *Key) Num(v int64, width int) *Key {
 	k.sep()
-	s := strconv.AppendInt(nil, max(v, 0), 10)
+	var buf [20]byte // on the stack: keys are built for every route of every pass
+	s := strconv.AppendInt(buf[:0], max(v, 0), 10)
 	for i := len(s); i < width; i++ {
 		k.b = append(k.b, '0')
 	}

@@ -17,7 +17,10 @@ package conformance_test
 import (
 	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,11 +28,15 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"golang.org/x/net/websocket"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
+	"sigs.k8s.io/gateway-api/conformance/utils/grpc"
+	"sigs.k8s.io/gateway-api/conformance/utils/roundtripper"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
 
+	"github.com/portico-dev/portico/internal/privileged"
 	"github.com/portico-dev/portico/internal/testenv"
 )
 
@@ -43,11 +50,51 @@ func TestMain(m *testing.M) {
 		_ = os.Setenv("KUBECONFIG", kc)
 		os.Exit(m.Run())
 	}
-	testenv.Main(m, testenv.Options{GatewayAPI: true}, func(env *testenv.Env) (func(), error) {
+	if os.Geteuid() != 0 {
+		os.Exit(m.Run()) // TestConformance says why it does not run
+	}
+	if os.Getenv(inNetns) == "" {
+		os.Exit(isolated())
+	}
+	testenv.Main(m, testenv.Options{GatewayAPI: true, APIServerArgs: map[string]string{"advertise-address": "10.254.77.1"}}, func(env *testenv.Env) (func(), error) {
 		localEnv = env
 		_ = os.Setenv("KUBECONFIG", env.Kubeconfig)
 		return local(env)
 	})
+}
+
+const netnsSetup = `set -e
+ip link set lo up
+ip link add pv0 type veth peer name pv1
+ip link set pv0 up
+ip link set pv1 up
+ip addr add 10.254.77.1/24 dev pv0
+ip addr add 10.254.77.2/24 dev pv1
+ip route add default via 10.254.77.2 dev pv0
+exec "$0" "$@"`
+
+// inNetns marks the test process re-executed in a network namespace of its own.
+const inNetns = "PORTICO_CONFORMANCE_NETNS"
+
+// isolated runs this test binary again in a new network namespace and returns
+// its exit code. The namespace has loopback, where the local control plane
+// lives, and a veth pair whose two ends are both inside it, holding the
+// default route (kube-apiserver needs one to pick its advertise address): a
+// request a test makes to a Gateway address (192.168.10.x) reaches the other
+// end, which does not forward, and is dropped there. Nothing leaves the
+// namespace, even if a test that sends traffic is missing from sends-traffic.txt.
+func isolated() int {
+	cmd := exec.Command("unshare", append([]string{"--net", "--", "sh", "-c", netnsSetup, os.Args[0]}, os.Args[1:]...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), inNetns+"=1")
+	if err := cmd.Run(); err != nil {
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "running the conformance suite in a network namespace of its own:", err)
+		return 1
+	}
+	return 0
 }
 
 // skipList reads sends-traffic.txt: one test name per line, each with a
@@ -90,7 +137,12 @@ func TestConformance(t *testing.T) {
 		opts.ReportOutputPath = filepath.Join(t.TempDir(), "report.yaml")
 	}
 	opts.CleanupBaseResources = true
+	if localEnv == nil && os.Getenv("PORTICO_CONFORMANCE_KUBECONFIG") == "" {
+		privileged.Require(t)
+	}
 	if localEnv != nil {
+		// Nothing may send requests here; a test that tries fails at once.
+		opts.RoundTripper, opts.GRPCClient, opts.WebSocketDialer = refuse{}, refuse{}, refuse{}
 		opts.SkipTests = append(opts.SkipTests, skipList(t)...)
 		opts.UsableNetworkAddresses = []gatewayv1.GatewaySpecAddress{{Type: ptrTo(gatewayv1.IPAddressType), Value: usable}}
 		opts.UnusableNetworkAddresses = []gatewayv1.GatewaySpecAddress{{Type: ptrTo(gatewayv1.IPAddressType), Value: unusable}}
@@ -110,5 +162,23 @@ func TestConformance(t *testing.T) {
 	}
 	conformance.RunConformanceWithOptions(t, opts)
 }
+
+// refuse stands in for the suite's HTTP, gRPC and WebSocket clients on the
+// local control plane, where no data plane answers.
+type refuse struct{}
+
+var errNoDataPlane = errors.New("no data plane on the local control plane: this test sends traffic and belongs in sends-traffic.txt")
+
+func (refuse) CaptureRoundTrip(roundtripper.Request) (*roundtripper.CapturedRequest, *roundtripper.CapturedResponse, error) {
+	return nil, nil, errNoDataPlane
+}
+
+func (refuse) SendRPC(*testing.T, string, grpc.ExpectedResponse, time.Duration) (*grpc.Response, error) {
+	return nil, errNoDataPlane
+}
+
+func (refuse) Close() {}
+
+func (refuse) Dial(string, string, string) (*websocket.Conn, error) { return nil, errNoDataPlane }
 
 func ptrTo[T any](v T) *T { return &v }

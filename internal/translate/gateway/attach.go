@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
 )
 
 // translation is one run of Translate.
@@ -22,11 +24,12 @@ type translation struct {
 	attachments  []*attachment
 	routeStatus  map[RouteKey][]ParentStatus
 	routeConfigs []Config
+	clusterJSON  map[string]v1alpha1.EnvoyResource
 }
 
 func newTranslation(in Input) *translation {
 	return &translation{in: in, grants: indexGrants(in.Grants), byKey: map[types.NamespacedName]*gateway{},
-		routeStatus: map[RouteKey][]ParentStatus{}}
+		routeStatus: map[RouteKey][]ParentStatus{}, clusterJSON: map[string]v1alpha1.EnvoyResource{}}
 }
 
 // route is a route of any kind, with its rules already translated (body):
@@ -44,6 +47,7 @@ type attachment struct {
 	r         *route
 	gw        *gateway
 	listeners []attached
+	config    string // RouteConfigName(r, gw)
 }
 
 type attached struct {
@@ -102,7 +106,7 @@ func (t *translation) attach(r *route) {
 		if len(ls) > 0 {
 			a := byGW[g]
 			if a == nil {
-				a = &attachment{r: r, gw: g}
+				a = &attachment{r: r, gw: g, config: RouteConfigName(r.key, g.key)}
 				byGW[g] = a
 				t.attachments = append(t.attachments, a)
 			}
@@ -112,7 +116,7 @@ func (t *translation) attach(r *route) {
 					x.l.attached++
 				}
 			}
-			st.Config = RouteConfigName(r.key, g.key)
+			st.Config = a.config
 		}
 		statuses = append(statuses, st)
 	}

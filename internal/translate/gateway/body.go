@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/internal/envoykit"
@@ -29,6 +30,12 @@ type body struct {
 type keyed struct {
 	key   string
 	route envoykit.Route
+	// raw is route as JSON, made once however many hostnames serve it.
+	raw apiextensionsv1.JSON
+}
+
+func keyedRoute(key string, r envoykit.Route) keyed {
+	return keyed{key: key, route: r, raw: envoykit.Raw(r)}
 }
 
 type tcpTarget struct {

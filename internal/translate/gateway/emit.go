@@ -116,7 +116,7 @@ func (t *translation) emit(a *attachment, hosts map[*listener]map[string]bool, s
 		hk := hostKey(own)
 		for _, k := range r.body.routes {
 			frags[fragKey{table, host}] = append(frags[fragKey{table, host}],
-				v1alpha1.FragmentRoute{Precedence: hk + "." + k.key, Route: envoykit.Raw(k.route)})
+				v1alpha1.FragmentRoute{Precedence: hk + "." + k.key, Route: k.raw})
 		}
 	}
 	for _, x := range a.listeners {
@@ -149,13 +149,13 @@ func (t *translation) emit(a *attachment, hosts map[*listener]map[string]bool, s
 		slices.SortFunc(routes, func(a, b v1alpha1.FragmentRoute) int { return strings.Compare(a.Precedence, b.Precedence) })
 		spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: k.table, Host: k.host, Routes: routes})
 	}
-	addBackends(&spec, r.body.b)
-	return Config{Name: RouteConfigName(r.key, a.gw.key), Source: npcwriter.Source{Kind: r.key.Kind, Namespace: r.key.Namespace, Name: r.key.Name},
+	t.addBackends(&spec, r.body.b)
+	return Config{Name: a.config, Source: npcwriter.Source{Kind: r.key.Kind, Namespace: r.key.Namespace, Name: r.key.Name},
 		Gateway: a.gw.key, Spec: spec}
 }
 
 // addBackends adds a route's clusters and backend Services.
-func addBackends(spec *v1alpha1.NodeProxyConfigSpec, b *backends) {
+func (t *translation) addBackends(spec *v1alpha1.NodeProxyConfigSpec, b *backends) {
 	if len(b.clusters) == 0 {
 		return
 	}
@@ -166,7 +166,14 @@ func addBackends(spec *v1alpha1.NodeProxyConfigSpec, b *backends) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		spec.Envoy.Resources = append(spec.Envoy.Resources, envoykit.Resource(envoykit.TypeCluster, b.clusters[n]))
+		res, ok := t.clusterJSON[n]
+		if !ok {
+			// Clusters are named after what they are: the same name is the
+			// same bytes, marshalled once per translation.
+			res = envoykit.Resource(envoykit.TypeCluster, b.clusters[n])
+			t.clusterJSON[n] = res
+		}
+		spec.Envoy.Resources = append(spec.Envoy.Resources, res)
 	}
 	svcs := make([]types.NamespacedName, 0, len(b.services))
 	for k := range b.services {

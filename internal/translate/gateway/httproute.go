@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -25,7 +26,7 @@ func (t *translation) httpBody(r *gatewayv1.HTTPRoute) *body {
 	st := &ruleState{rules: len(r.Spec.Rules)}
 	for i := range r.Spec.Rules {
 		rule := &r.Spec.Rules[i]
-		field := fmt.Sprintf("spec.rules[%d]", i)
+		field := "spec.rules[" + strconv.Itoa(i) + "]"
 		routes, why := t.httpRule(bd.b, st, r, i, rule, field)
 		if why != "" {
 			st.drop(i, rule.Name, why)
@@ -58,11 +59,11 @@ type route0 struct {
 }
 
 func routeName(ns, name string, rule int, ruleName *gatewayv1.SectionName, match int) string {
-	label := fmt.Sprintf("%d", rule)
+	label := strconv.Itoa(rule)
 	if ruleName != nil {
 		label = string(*ruleName)
 	}
-	return fmt.Sprintf("%s/%s/%s/%d", ns, name, label, match)
+	return ns + "/" + name + "/" + label + "/" + strconv.Itoa(match)
 }
 
 // builtMatch is one match of a rule in Envoy's terms, with its key.
@@ -90,7 +91,7 @@ func (t *translation) httpRule(b *backends, st *ruleState, r *gatewayv1.HTTPRout
 	}
 	ms := make([]builtMatch, 0, len(matches))
 	for j, hm := range matches {
-		m, rank, length, why := httpMatch(hm, fmt.Sprintf("%s.matches[%d]", field, j))
+		m, rank, length, why := httpMatch(hm, field+".matches["+strconv.Itoa(j)+"]")
 		if why != "" {
 			return nil, why
 		}
@@ -108,7 +109,7 @@ func (t *translation) httpRule(b *backends, st *ruleState, r *gatewayv1.HTTPRout
 	if fs.redirect == nil {
 		refs := make([]weightedRef, 0, len(rule.BackendRefs))
 		for k, br := range rule.BackendRefs {
-			cluster, p := t.resolve(b, KindHTTPRoute, r.Namespace, br.BackendObjectReference, fmt.Sprintf("%s.backendRefs[%d]", field, k), true, false)
+			cluster, p := t.resolve(b, KindHTTPRoute, r.Namespace, br.BackendObjectReference, field+".backendRefs["+strconv.Itoa(k)+"]", true, false)
 			st.refProblem(p)
 			w := int32(1)
 			if br.Weight != nil {
@@ -146,7 +147,7 @@ func (t *translation) httpRule(b *backends, st *ruleState, r *gatewayv1.HTTPRout
 			}
 			rt.Route = &a
 		}
-		out = append(out, keyed{key: m.key, route: rt})
+		out = append(out, keyedRoute(m.key, rt))
 	}
 	return out, ""
 }
@@ -189,7 +190,7 @@ func answer(ms []builtMatch, name func(int) string, base envoykit.Route, status 
 	for j, m := range ms {
 		rt := base
 		rt.Name, rt.Match, rt.DirectResponse = name(j), m.m, &envoykit.DirectResponse{Status: status}
-		out = append(out, keyed{key: m.key, route: rt})
+		out = append(out, keyedRoute(m.key, rt))
 	}
 	return out
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -19,7 +20,7 @@ func (t *translation) grpcBody(r *gatewayv1.GRPCRoute) *body {
 	r0 := route0{r.Namespace, r.Name, r.CreationTimestamp.Unix()}
 	for i := range r.Spec.Rules {
 		rule := &r.Spec.Rules[i]
-		field := fmt.Sprintf("spec.rules[%d]", i)
+		field := "spec.rules[" + strconv.Itoa(i) + "]"
 		routes, why := t.grpcRule(bd.b, st, r, r0, i, rule, field)
 		if why != "" {
 			st.drop(i, rule.Name, why)
@@ -37,7 +38,7 @@ func (t *translation) grpcRule(b *backends, st *ruleState, r *gatewayv1.GRPCRout
 	}
 	ms := make([]builtMatch, 0, len(matches))
 	for j, gm := range matches {
-		m, svcLen, methodLen, why := grpcMatch(gm, fmt.Sprintf("%s.matches[%d]", field, j))
+		m, svcLen, methodLen, why := grpcMatch(gm, field+".matches["+strconv.Itoa(j)+"]")
 		if why != "" {
 			return nil, why
 		}
@@ -66,7 +67,7 @@ func (t *translation) grpcRule(b *backends, st *ruleState, r *gatewayv1.GRPCRout
 	}
 	refs := make([]weightedRef, 0, len(rule.BackendRefs))
 	for k, br := range rule.BackendRefs {
-		cluster, p := t.resolve(b, KindGRPCRoute, r.Namespace, br.BackendObjectReference, fmt.Sprintf("%s.backendRefs[%d]", field, k), true, true)
+		cluster, p := t.resolve(b, KindGRPCRoute, r.Namespace, br.BackendObjectReference, field+".backendRefs["+strconv.Itoa(k)+"]", true, true)
 		st.refProblem(p)
 		w := int32(1)
 		if br.Weight != nil {
@@ -95,7 +96,7 @@ func (t *translation) grpcRule(b *backends, st *ruleState, r *gatewayv1.GRPCRout
 			a.RequestMirrors = mirrors
 			rt.Route = &a
 		}
-		out = append(out, keyed{key: m.key, route: rt})
+		out = append(out, keyedRoute(m.key, rt))
 	}
 	return out, ""
 }
