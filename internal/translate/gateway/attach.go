@@ -25,6 +25,8 @@ type translation struct {
 	routeStatus  map[RouteKey][]ParentStatus
 	routeConfigs []Config
 	clusterJSON  map[string]v1alpha1.EnvoyResource
+	memo         *Memo
+	grantSig     string
 }
 
 func newTranslation(in Input) *translation {
@@ -59,15 +61,18 @@ type attached struct {
 func (t *translation) attachAll() {
 	for _, r := range t.in.HTTPRoutes {
 		t.routes = append(t.routes, &route{key: RouteKey{KindHTTPRoute, r.Namespace, r.Name}, meta: r,
-			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.httpBody(r)})
+			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.cachedBody(RouteKey{KindHTTPRoute, r.Namespace, r.Name}, r.ResourceVersion, func() []types.NamespacedName { return httpServices(r) },
+				func() *body { return t.httpBody(r) })})
 	}
 	for _, r := range t.in.GRPCRoutes {
 		t.routes = append(t.routes, &route{key: RouteKey{KindGRPCRoute, r.Namespace, r.Name}, meta: r,
-			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.grpcBody(r)})
+			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.cachedBody(RouteKey{KindGRPCRoute, r.Namespace, r.Name}, r.ResourceVersion, func() []types.NamespacedName { return grpcServices(r) },
+				func() *body { return t.grpcBody(r) })})
 	}
 	for _, r := range t.in.TLSRoutes {
 		t.routes = append(t.routes, &route{key: RouteKey{KindTLSRoute, r.Namespace, r.Name}, meta: r,
-			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.tlsBody(r)})
+			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.cachedBody(RouteKey{KindTLSRoute, r.Namespace, r.Name}, r.ResourceVersion, func() []types.NamespacedName { return tlsServices(r) },
+				func() *body { return t.tlsBody(r) })})
 	}
 	slices.SortFunc(t.routes, func(a, b *route) int {
 		if c := olderFirst(a.meta, b.meta); c != 0 {
@@ -106,7 +111,7 @@ func (t *translation) attach(r *route) {
 		if len(ls) > 0 {
 			a := byGW[g]
 			if a == nil {
-				a = &attachment{r: r, gw: g, config: RouteConfigName(r.key, g.key)}
+				a = &attachment{r: r, gw: g, config: t.configName(r.key, g.key)}
 				byGW[g] = a
 				t.attachments = append(t.attachments, a)
 			}
@@ -164,7 +169,7 @@ func (t *translation) accept(r *route, g *gateway, ref gatewayv1.ParentReference
 		return no(gatewayv1.RouteReasonNoMatchingListenerHostname,
 			fmt.Sprintf("%s: no hostname of the route matches a listener of Gateway %s that allows it", field, g.key))
 	}
-	return cond(string(gatewayv1.RouteConditionAccepted), true, string(gatewayv1.RouteReasonAccepted), "Accepted by "+string(ControllerName)), out
+	return routeAccepted, out
 }
 
 func (l *listener) takesKind(kind string) bool {
@@ -198,6 +203,8 @@ func (t *translation) allowsNamespace(l *listener, ns string) bool {
 	}
 	return false
 }
+
+var routeAccepted = cond(string(gatewayv1.RouteConditionAccepted), true, string(gatewayv1.RouteReasonAccepted), "Accepted by "+string(ControllerName))
 
 // intersect is the hostnames a route serves on a listener: the route's own
 // hostnames that the listener's hostname matches, narrowed to the more

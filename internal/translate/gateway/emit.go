@@ -27,7 +27,18 @@ func (t *translation) emitRoutes() {
 	hosts := t.listenerHosts()
 	sni := t.claimSNI()
 	for _, a := range t.attachments {
-		t.routeConfigs = append(t.routeConfigs, t.emit(a, hosts, sni))
+		if t.memo == nil {
+			t.routeConfigs = append(t.routeConfigs, t.emit(a, hosts, sni))
+			continue
+		}
+		sig := configSig(a, hosts, sni)
+		if mc, ok := t.memo.configs[a.config]; ok && mc.sig == sig && mc.body == a.r.body {
+			t.routeConfigs = append(t.routeConfigs, mc.config)
+			continue
+		}
+		c := t.emit(a, hosts, sni)
+		t.memo.configs[a.config] = memoConfig{sig: sig, body: a.r.body, config: c}
+		t.routeConfigs = append(t.routeConfigs, c)
 	}
 }
 

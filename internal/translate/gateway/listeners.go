@@ -97,6 +97,11 @@ func sortedAddrs(in []string) []string {
 }
 
 func gatewayAccepted(g *gateway) Condition {
+	if inf := g.obj.Spec.Infrastructure; inf != nil && inf.ParametersRef != nil {
+		p := inf.ParametersRef
+		return cond(string(gatewayv1.GatewayConditionAccepted), false, string(gatewayv1.GatewayReasonInvalidParameters),
+			fmt.Sprintf("spec.infrastructure.parametersRef: %s/%s %s is not supported: Portico's Gateways take no parameters", p.Group, p.Kind, p.Name))
+	}
 	for i, a := range g.obj.Spec.Addresses {
 		if a.Type != nil && *a.Type != gatewayv1.IPAddressType {
 			return cond(string(gatewayv1.GatewayConditionAccepted), false, string(gatewayv1.GatewayReasonUnsupportedAddress),

@@ -151,8 +151,9 @@ func RouteConfigName(route RouteKey, gw types.NamespacedName) string {
 }
 
 // Translate turns the Gateways and routes into NodeProxyConfigs and status.
-func Translate(in Input) Output {
-	t := newTranslation(in)
+func Translate(in Input) Output { return newTranslation(in).run() }
+
+func (t *translation) run() Output {
 	t.gateways()
 	t.attachAll()
 	t.emitRoutes()
