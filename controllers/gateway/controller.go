@@ -71,6 +71,8 @@ type Controller struct {
 	kick chan event.GenericEvent
 
 	mu sync.Mutex
+	// memo keeps each route's translation between passes.
+	memo *translate.Memo
 	// secrets remembers each certificate Secret's check by resourceVersion, so
 	// that a pass does not parse every key pair again.
 	secrets map[types.NamespacedName]secretCheck
@@ -92,6 +94,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
 		kick:      make(chan event.GenericEvent, 1),
 		secrets:   map[types.NamespacedName]secretCheck{},
+		memo:      translate.NewMemo(),
 	}
 	if _, err := npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: c.onVerdicts}); err != nil {
 		return err

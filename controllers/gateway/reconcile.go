@@ -69,7 +69,7 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := c.gather(ctx, &in); err != nil {
 		return ctrl.Result{}, err
 	}
-	out := translate.Translate(in)
+	out := c.memo.Translate(in)
 	errs = append(errs, c.writeConfigs(ctx, out))
 	for _, gw := range in.Gateways {
 		key := client.ObjectKeyFromObject(gw)

@@ -139,40 +139,30 @@ func (c *Controller) programmed(ctx context.Context, gw *gatewayv1.Gateway, st *
 // keeping the entries of other controllers.
 func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out translate.Output) error {
 	var errs []error
-	write := func(obj client.Object, gen int64, cur *gatewayv1.RouteStatus, apply func(gatewayv1.RouteStatus)) {
-		key := translate.RouteKey{Kind: kindOf(obj), Namespace: obj.GetNamespace(), Name: obj.GetName()}
-		next := c.routeStatus(*cur, gen, out.Routes[key])
-		if reflect.DeepEqual(next, *cur) || (len(next.Parents) == 0 && len(cur.Parents) == 0) {
+	// The routes are the cache's own objects: a copy is made only of those
+	// whose status changes.
+	write := func(key translate.RouteKey, gen int64, cur gatewayv1.RouteStatus, update func(gatewayv1.RouteStatus) client.Object) {
+		next := c.routeStatus(cur, gen, out.Routes[key])
+		if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
 			return
 		}
-		apply(next)
-		if err := c.client.Status().Update(ctx, obj); client.IgnoreNotFound(err) != nil {
+		if err := c.client.Status().Update(ctx, update(next)); client.IgnoreNotFound(err) != nil {
 			errs = append(errs, fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err))
 		}
 	}
 	for _, r := range in.HTTPRoutes {
-		u := r.DeepCopy()
-		write(u, r.Generation, &r.Status.RouteStatus, func(s gatewayv1.RouteStatus) { u.Status.RouteStatus = s })
+		write(translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.Status.RouteStatus,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
 	for _, r := range in.GRPCRoutes {
-		u := r.DeepCopy()
-		write(u, r.Generation, &r.Status.RouteStatus, func(s gatewayv1.RouteStatus) { u.Status.RouteStatus = s })
+		write(translate.RouteKey{Kind: translate.KindGRPCRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.Status.RouteStatus,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
 	for _, r := range in.TLSRoutes {
-		u := r.DeepCopy()
-		write(u, r.Generation, &r.Status.RouteStatus, func(s gatewayv1.RouteStatus) { u.Status.RouteStatus = s })
+		write(translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.Status.RouteStatus,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
 	return joinErrs(errs)
-}
-
-func kindOf(obj client.Object) string {
-	switch obj.(type) {
-	case *gatewayv1.GRPCRoute:
-		return translate.KindGRPCRoute
-	case *gatewayv1.TLSRoute:
-		return translate.KindTLSRoute
-	}
-	return translate.KindHTTPRoute
 }
 
 // routeStatus is cur with Portico's parents replaced by parents, each

@@ -1,97 +1,48 @@
-package gateway
+package gateway_test
 
 import (
 	"fmt"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+	gateway "github.com/portico-dev/portico/internal/translate/gateway"
+	"github.com/portico-dev/portico/internal/translate/gateway/scale"
 )
-
-// The scale of issue 12: 10,000 HTTPRoutes of 4 rules each on 100 Gateways
-// (100 routes per Gateway, each with its own hostname), over 10 Services per
-// namespace in 10 namespaces.
-const (
-	benchGateways = 100
-	benchRoutes   = 10000
-	benchNS       = 10
-	benchServices = 10
-)
-
-func benchNamespace(i int) string { return fmt.Sprintf("bench-%02d", i%benchNS) }
-
-// BenchInput is the benchmark's input: Gateways with an HTTP listener
-// accepting routes from every namespace, and routes with an exact, two
-// prefixes (one with a header match) and a catch-all rule, weighted backends
-// on one of them.
-func BenchInput() Input {
-	in := Input{Services: map[types.NamespacedName]*corev1.Service{}, Secrets: map[types.NamespacedName]string{},
-		Addresses: map[types.NamespacedName][]string{}, Namespaces: map[string]map[string]string{}}
-	created := metav1.NewTime(time.Unix(1_767_225_600, 0))
-	for n := range benchNS {
-		in.Namespaces[benchNamespace(n)] = map[string]string{}
-		for s := range benchServices {
-			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace(n), Name: fmt.Sprintf("svc-%d", s)},
-				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 8080}}}}
-			in.Services[types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}] = svc
-		}
-	}
-	all := gatewayv1.NamespacesFromAll
-	for g := range benchGateways {
-		gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: benchNamespace(g), Name: fmt.Sprintf("gw-%03d", g), CreationTimestamp: created},
-			Spec: gatewayv1.GatewaySpec{GatewayClassName: "portico", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80,
-				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}}}}}}
-		in.Gateways = append(in.Gateways, gw)
-		in.Addresses[types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}] = []string{fmt.Sprintf("10.1.%d.%d", g/250, g%250+1)}
-	}
-	for i := range benchRoutes {
-		in.HTTPRoutes = append(in.HTTPRoutes, BenchRoute(i, created))
-	}
-	return in
-}
-
-// BenchRoute is route i of the benchmark.
-func BenchRoute(i int, created metav1.Time) *gatewayv1.HTTPRoute {
-	ns := benchNamespace(i)
-	gw := i % benchGateways
-	ref := func(s int, w int32) gatewayv1.HTTPBackendRef {
-		port := gatewayv1.PortNumber(8080)
-		return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{Weight: &w, BackendObjectReference: gatewayv1.BackendObjectReference{
-			Name: gatewayv1.ObjectName(fmt.Sprintf("svc-%d", s%benchServices)), Port: &port}}}
-	}
-	path := func(t gatewayv1.PathMatchType, v string) *gatewayv1.HTTPPathMatch {
-		return &gatewayv1.HTTPPathMatch{Type: &t, Value: &v}
-	}
-	return &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("route-%05d", i), CreationTimestamp: created},
-		Spec: gatewayv1.HTTPRouteSpec{
-			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{
-				Name: gatewayv1.ObjectName(fmt.Sprintf("gw-%03d", gw)), Namespace: (*gatewayv1.Namespace)(ptr(benchNamespace(gw)))}}},
-			Hostnames: []gatewayv1.Hostname{gatewayv1.Hostname(fmt.Sprintf("app-%05d.example.com", i))},
-			Rules: []gatewayv1.HTTPRouteRule{
-				{Matches: []gatewayv1.HTTPRouteMatch{{Path: path(gatewayv1.PathMatchExact, "/healthz")}}, BackendRefs: []gatewayv1.HTTPBackendRef{ref(i, 1)}},
-				{Matches: []gatewayv1.HTTPRouteMatch{{Path: path(gatewayv1.PathMatchPathPrefix, "/api")}}, BackendRefs: []gatewayv1.HTTPBackendRef{ref(i+1, 90), ref(i+2, 10)}},
-				{Matches: []gatewayv1.HTTPRouteMatch{{Path: path(gatewayv1.PathMatchPathPrefix, "/api/v1/items"),
-					Headers: []gatewayv1.HTTPHeaderMatch{{Name: "x-version", Value: "1"}}}}, BackendRefs: []gatewayv1.HTTPBackendRef{ref(i+2, 1)}},
-				{BackendRefs: []gatewayv1.HTTPBackendRef{ref(i, 1)}},
-			}}}
-}
-
-func ptr[T any](v T) *T { return &v }
 
 // BenchmarkTranslate10kRoutes translates issue 12's scale from scratch:
 //
 //	go test ./internal/translate/gateway/ -run '^$' -bench Translate10k -benchmem
 func BenchmarkTranslate10kRoutes(b *testing.B) {
-	in := BenchInput()
+	in := scale.Input()
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		out := Translate(in)
-		if len(out.Configs) != benchRoutes+benchGateways {
+		out := gateway.Translate(in)
+		if len(out.Configs) != scale.Routes+scale.Gateways {
 			b.Fatalf("%d configs", len(out.Configs))
 		}
+	}
+}
+
+// BenchmarkOneRouteChanged is a pass after one of 10,000 routes changed,
+// with the memo: what the controller's translation costs per change.
+//
+//	go test ./internal/translate/gateway/ -run '^$' -bench OneRouteChanged -benchmem
+func BenchmarkOneRouteChanged(b *testing.B) {
+	in := scale.Input()
+	for i, r := range in.HTTPRoutes {
+		r.ResourceVersion = fmt.Sprint(i + 1)
+	}
+	m := gateway.NewMemo()
+	m.Translate(in)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := range b.N {
+		i := (n * 7919) % len(in.HTTPRoutes)
+		r := in.HTTPRoutes[i].DeepCopy()
+		r.ResourceVersion = fmt.Sprint(1_000_000 + n)
+		v := fmt.Sprintf("/api-%d", n)
+		r.Spec.Rules[1].Matches[0].Path.Value = &v
+		in.HTTPRoutes[i] = r
+		m.Translate(in)
 	}
 }
