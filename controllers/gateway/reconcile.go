@@ -133,6 +133,12 @@ func (c *Controller) gather(ctx context.Context, in *translate.Input) error {
 			}
 		}
 	}
+	// Forget the checks of Secrets no listener names any more.
+	for k := range c.secrets {
+		if _, named := in.Secrets[k]; !named {
+			delete(c.secrets, k)
+		}
+	}
 	return c.gatherServices(ctx, in)
 }
 
