@@ -69,7 +69,11 @@ func setupScale(b *testing.B) translate.Input {
 	benchSetup.once.Do(func() {
 		ctx := context.Background()
 		start := time.Now()
+		// PORTICO_BENCH_ROUTES scales the run down (100 routes per Gateway).
 		in := scale.Input()
+		if n, err := strconv.Atoi(os.Getenv("PORTICO_BENCH_ROUTES")); err == nil && n > 0 {
+			in = scale.InputN(n, max(n/100, 1))
+		}
 		benchSetup.in = in
 		benchSetup.err = func() error {
 			pool := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "bench-pool"},
@@ -193,7 +197,11 @@ func changeRoute(b *testing.B, ctx context.Context, in translate.Input) time.Dur
 	table = "gateway." + string(*r.Spec.ParentRefs[0].Namespace) + "." + table + "/80"
 	err := node.Proxy.WaitFor(wctx, func(c *xdstest.Client) bool { return servedHas(c, table, want) })
 	if err != nil {
-		b.Fatalf("route %s: %s not served: %v", key, path, err)
+		cfg := &v1alpha1.NodeProxyConfig{}
+		written := k8s.Get(ctx, client.ObjectKey{Name: translate.RouteConfigName(translate.RouteKey{Kind: translate.KindHTTPRoute,
+			Namespace: key.Namespace, Name: key.Name}, types.NamespacedName{Namespace: string(*r.Spec.ParentRefs[0].Namespace),
+			Name: string(r.Spec.ParentRefs[0].Name)})}, cfg) == nil && configHas(cfg, []byte(`"path_separated_prefix":"`+path+`"`))
+		b.Fatalf("route %s: %s not served by the proxy (in its NodeProxyConfig: %v): %v", key, path, written, err)
 	}
 	return time.Since(start)
 }
@@ -221,4 +229,15 @@ func peakRSS() (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmHWM")
+}
+
+func configHas(c *v1alpha1.NodeProxyConfig, want []byte) bool {
+	for _, f := range c.Spec.RouteFragments {
+		for _, r := range f.Routes {
+			if bytes.Contains(r.Route.Raw, want) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -31,7 +31,10 @@ func namespace(i int) string { return fmt.Sprintf("bench-%02d", i%namespaces) }
 // accepting routes from every namespace, and routes with an exact, two
 // prefixes (one with a header match) and a catch-all rule, weighted backends
 // on one of them.
-func Input() gateway.Input {
+func Input() gateway.Input { return InputN(Routes, Gateways) }
+
+// InputN is Input with routes routes on gateways Gateways.
+func InputN(routes, gateways int) gateway.Input {
 	in := gateway.Input{Services: map[types.NamespacedName]*corev1.Service{}, Secrets: map[types.NamespacedName]string{},
 		Addresses: map[types.NamespacedName][]string{}, Namespaces: map[string]map[string]string{}}
 	created := metav1.NewTime(time.Unix(1_767_225_600, 0))
@@ -44,23 +47,25 @@ func Input() gateway.Input {
 		}
 	}
 	all := gatewayv1.NamespacesFromAll
-	for g := range Gateways {
+	for g := range gateways {
 		gw := &gatewayv1.Gateway{ObjectMeta: metav1.ObjectMeta{Namespace: namespace(g), Name: fmt.Sprintf("gw-%03d", g), CreationTimestamp: created},
 			Spec: gatewayv1.GatewaySpec{GatewayClassName: "portico", Listeners: []gatewayv1.Listener{{Name: "http", Protocol: gatewayv1.HTTPProtocolType, Port: 80,
 				AllowedRoutes: &gatewayv1.AllowedRoutes{Namespaces: &gatewayv1.RouteNamespaces{From: &all}}}}}}
 		in.Gateways = append(in.Gateways, gw)
 		in.Addresses[types.NamespacedName{Namespace: gw.Namespace, Name: gw.Name}] = []string{fmt.Sprintf("10.1.%d.%d", g/250, g%250+1)}
 	}
-	for i := range Routes {
-		in.HTTPRoutes = append(in.HTTPRoutes, Route(i, created))
+	for i := range routes {
+		in.HTTPRoutes = append(in.HTTPRoutes, route(i, gateways, created))
 	}
 	return in
 }
 
 // Route is route i of the benchmark.
-func Route(i int, created metav1.Time) *gatewayv1.HTTPRoute {
+func Route(i int, created metav1.Time) *gatewayv1.HTTPRoute { return route(i, Gateways, created) }
+
+func route(i, gateways int, created metav1.Time) *gatewayv1.HTTPRoute {
 	ns := namespace(i)
-	gw := i % Gateways
+	gw := i % gateways
 	ref := func(s int, w int32) gatewayv1.HTTPBackendRef {
 		port := gatewayv1.PortNumber(8080)
 		return gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{Weight: &w, BackendObjectReference: gatewayv1.BackendObjectReference{
