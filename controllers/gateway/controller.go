@@ -71,6 +71,8 @@ type Controller struct {
 	kick chan event.GenericEvent
 
 	mu sync.Mutex
+	// routesDone skips the status comparison of routes that did not change.
+	routesDone map[translate.RouteKey]routeDone
 	// memo keeps each route's translation between passes.
 	memo *translate.Memo
 	// secrets remembers each certificate Secret's check by resourceVersion, so
@@ -87,14 +89,15 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.ControllerName = translate.ControllerName
 	}
 	c := &Controller{
-		client:    mgr.GetClient(),
-		apiReader: mgr.GetAPIReader(),
-		recorder:  mgr.GetEventRecorder("gateway-controller"),
-		opts:      opts,
-		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
-		kick:      make(chan event.GenericEvent, 1),
-		secrets:   map[types.NamespacedName]secretCheck{},
-		memo:      translate.NewMemo(),
+		client:     mgr.GetClient(),
+		apiReader:  mgr.GetAPIReader(),
+		recorder:   mgr.GetEventRecorder("gateway-controller"),
+		opts:       opts,
+		npcs:       &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
+		kick:       make(chan event.GenericEvent, 1),
+		secrets:    map[types.NamespacedName]secretCheck{},
+		memo:       translate.NewMemo(),
+		routesDone: map[translate.RouteKey]routeDone{},
 	}
 	if _, err := npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: c.onVerdicts}); err != nil {
 		return err

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -141,28 +143,72 @@ func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out 
 	var errs []error
 	// The routes are the cache's own objects: a copy is made only of those
 	// whose status changes.
-	write := func(key translate.RouteKey, gen int64, cur gatewayv1.RouteStatus, update func(gatewayv1.RouteStatus) client.Object) {
-		next := c.routeStatus(cur, gen, out.Routes[key])
-		if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
+	seen := make(map[translate.RouteKey]bool, len(c.routesDone))
+	write := func(key translate.RouteKey, gen int64, rv string, cur gatewayv1.RouteStatus, update func(gatewayv1.RouteStatus) client.Object) {
+		seen[key] = true
+		// A route whose object and translated status are as when last
+		// checked needs no comparison: most routes, on most passes.
+		sig := statusSig(gen, out.Routes[key])
+		if d, ok := c.routesDone[key]; ok && d.rv == rv && d.sig == sig {
 			return
 		}
-		if err := c.client.Status().Update(ctx, update(next)); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err))
+		next := c.routeStatus(cur, gen, out.Routes[key])
+		if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
+			c.routesDone[key] = routeDone{rv, sig}
+			return
 		}
+		obj := update(next)
+		if err := c.client.Status().Update(ctx, obj); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err))
+			delete(c.routesDone, key)
+			return
+		}
+		c.routesDone[key] = routeDone{obj.GetResourceVersion(), sig}
 	}
 	for _, r := range in.HTTPRoutes {
-		write(translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.Status.RouteStatus,
+		write(translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
 			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
 	for _, r := range in.GRPCRoutes {
-		write(translate.RouteKey{Kind: translate.KindGRPCRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.Status.RouteStatus,
+		write(translate.RouteKey{Kind: translate.KindGRPCRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
 			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
 	for _, r := range in.TLSRoutes {
-		write(translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.Status.RouteStatus,
+		write(translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
 			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
+	for k := range c.routesDone {
+		if !seen[k] {
+			delete(c.routesDone, k)
+		}
+	}
 	return joinErrs(errs)
+}
+
+// routeDone is a route's resourceVersion and translated status when its
+// status was last found or made right.
+type routeDone struct{ rv, sig string }
+
+func statusSig(gen int64, parents []translate.ParentStatus) string {
+	var b strings.Builder
+	b.WriteString(strconv.FormatInt(gen, 10))
+	for _, p := range parents {
+		b.WriteString("|")
+		b.WriteString(string(p.Ref.Name))
+		if p.Ref.Namespace != nil {
+			b.WriteString("/" + string(*p.Ref.Namespace))
+		}
+		if p.Ref.SectionName != nil {
+			b.WriteString("#" + string(*p.Ref.SectionName))
+		}
+		if p.Ref.Port != nil {
+			b.WriteString(":" + strconv.Itoa(int(*p.Ref.Port)))
+		}
+		for _, c := range p.Conditions {
+			b.WriteString(";" + c.Type + "=" + string(c.Status) + "/" + c.Reason + "/" + c.Message)
+		}
+	}
+	return b.String()
 }
 
 // routeStatus is cur with Portico's parents replaced by parents, each
