@@ -36,6 +36,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/npcstatus"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
@@ -139,14 +140,18 @@ func servicePredicate() predicate.Predicate {
 }
 
 // ownedConfigs passes our NodeProxyConfigs being deleted or edited by someone
-// else (so they are put back), after the writer has taken note of every event.
+// else (so they are put back), after the writer has taken note of every event,
+// and those whose Programmed verdict moved: the Gateways' Programmed follows
+// it, and the pass must read it from this very cache, which the event proves
+// is up to date (a pass run from the status loop's callback may come before
+// the cache has the status it just wrote).
 func ownedConfigs(w *npcwriter.Writer) predicate.Predicate {
 	ours := func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelProducer] == translate.Producer }
 	return predicate.Funcs{
 		CreateFunc: func(event.CreateEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			own := w.Observe(e.ObjectNew, false)
-			return ours(e.ObjectNew) && e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() && !own
+			return ours(e.ObjectNew) && ((e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() && !own) || verdictMoved(e.ObjectOld, e.ObjectNew))
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			w.Observe(e.Object, true)
@@ -154,4 +159,18 @@ func ownedConfigs(w *npcwriter.Writer) predicate.Predicate {
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
+}
+
+func verdictMoved(old, cur client.Object) bool {
+	o, ok1 := old.(*v1alpha1.NodeProxyConfig)
+	n, ok2 := cur.(*v1alpha1.NodeProxyConfig)
+	if !ok1 || !ok2 {
+		return false
+	}
+	a, b := conditions.Get(o.Status.Conditions, v1alpha1.ConditionProgrammed), conditions.Get(n.Status.Conditions, v1alpha1.ConditionProgrammed)
+	switch {
+	case a == nil || b == nil:
+		return (a == nil) != (b == nil)
+	}
+	return a.Status != b.Status || a.Reason != b.Reason || a.Message != b.Message || a.ObservedGeneration != b.ObservedGeneration
 }
