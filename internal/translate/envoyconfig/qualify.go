@@ -165,6 +165,9 @@ func (q qualifier) cluster(c *clusterv3.Cluster) {
 			c.EdsClusterConfig.EdsConfig = ads()
 		}
 	}
+	if la := c.GetLoadAssignment(); la != nil {
+		la.ClusterName = q.shared(la.GetClusterName())
+	}
 	q.transportSocket(c.GetTransportSocket(), &tlsv3.UpstreamTlsContext{})
 	for _, m := range c.GetTransportSocketMatches() {
 		q.transportSocket(m.GetTransportSocket(), &tlsv3.UpstreamTlsContext{})

@@ -52,6 +52,9 @@ func redirectServices(in Input, d *decoded) ([]v1alpha1.Redirect, map[string]boo
 		if ns == "" {
 			ns = in.Namespace
 		}
+		if in.Kind == KindEnvoyConfig && ns != in.Namespace {
+			continue // refused by collectBackends
+		}
 		svc := in.Services[types.NamespacedName{Namespace: ns, Name: s.Name}]
 		if svc == nil {
 			warnings = append(warnings, fmt.Sprintf("%s: Service %s/%s does not exist (yet): nothing is redirected for it until it does", p, ns, s.Name))

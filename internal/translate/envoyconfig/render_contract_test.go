@@ -7,10 +7,13 @@ import (
 	"time"
 
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/nodeagent/render"
+	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds/xdsfetch"
 )
 
@@ -20,6 +23,7 @@ import (
 // result, and an Envoy-like client fetching it (LDS, CDS, then RDS, EDS and SDS by
 // name) finds every reference resolved. Accepted here means served there.
 func TestRendersCleanly(t *testing.T) {
+	pair := testcerts.TLSData(t, "*.example.com")
 	for _, dir := range cases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			g := loadCase(t, dir)
@@ -30,8 +34,12 @@ func TestRendersCleanly(t *testing.T) {
 				if len(out.Errors) > 0 {
 					continue
 				}
-				if len(out.Spec.Envoy.Secrets) > 0 {
-					t.Skip("Kubernetes Secrets: covered by TestRendersWithSecrets")
+				for _, ref := range out.Spec.Envoy.Secrets {
+					res, problem := secrets.FromKube(ref, &corev1.Secret{Type: corev1.SecretTypeTLS, Data: pair})
+					if problem != nil {
+						t.Fatal(problem)
+					}
+					rin.Secrets[ref] = render.SecretState{Resources: res}
 				}
 				accepted++
 				npc := &v1alpha1.NodeProxyConfig{Spec: out.Spec}
@@ -65,6 +73,9 @@ func TestRendersCleanly(t *testing.T) {
 			}
 			if n := len(got[resourcev3.ListenerType]); n != len(res.Resources.Listeners) {
 				t.Errorf("fetched %d listeners, rendered %d", n, len(res.Resources.Listeners))
+			}
+			if n := len(got[resourcev3.SecretType]); n != len(res.Resources.Secrets) {
+				t.Errorf("fetched %d Secrets over SDS, rendered %d", n, len(res.Resources.Secrets))
 			}
 		})
 	}

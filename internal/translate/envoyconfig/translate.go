@@ -101,8 +101,6 @@ type decoded struct {
 	index map[string]int
 	// order is every resource in spec order, for the output.
 	order []xdsres.Decoded
-	// listenerNames maps a listener's name as written to its qualified name, in order.
-	written []string
 }
 
 // Translate translates one config. It never fails: what is wrong is in Errors.
@@ -174,32 +172,37 @@ func decode(q qualifier, resources []v1alpha1.EnvoyResource) (*decoded, field.Er
 		}
 		res, err := xdsres.Decode(r)
 		if err != nil {
-			errs = append(errs, field.Invalid(p, r.TypeURL, xdsres.ErrText(err)))
+			msg := strings.TrimPrefix(xdsres.ErrText(err), "("+r.TypeURL+"): ")
+			errs = append(errs, field.Invalid(p, r.TypeURL, msg))
 			continue
 		}
+		written := res.Name
 		switch m := res.Message.(type) {
 		case *listenerv3.Listener:
 			q.listener(m)
-			d.listeners = append(d.listeners, m)
 		case *routev3.RouteConfiguration:
 			q.routeConfiguration(m)
-			d.routes = append(d.routes, m)
 		case *clusterv3.Cluster:
 			q.cluster(m)
-			d.clusters = append(d.clusters, m)
 		case *tlsv3.Secret:
 			q.secret(m)
-			d.secrets = append(d.secrets, m)
 		}
-		written := res.Name
 		res.Name = nameOf(res)
 		if j, dup := d.index[res.Kind+"/"+res.Name]; dup {
-			errs = append(errs, field.Duplicate(p.Child("name"), fmt.Sprintf("%s %q (%q once qualified, as spec.resources[%d])", res.Kind, written, res.Name, j)))
+			errs = append(errs, field.Invalid(p.Child("name"), written,
+				fmt.Sprintf("%s %q once qualified, as spec.resources[%d] is", res.Kind, res.Name, j)))
 			continue
 		}
 		d.index[res.Kind+"/"+res.Name] = i
-		if res.Kind == xdsres.KindListener {
-			d.written = append(d.written, written)
+		switch m := res.Message.(type) {
+		case *listenerv3.Listener:
+			d.listeners = append(d.listeners, m)
+		case *routev3.RouteConfiguration:
+			d.routes = append(d.routes, m)
+		case *clusterv3.Cluster:
+			d.clusters = append(d.clusters, m)
+		case *tlsv3.Secret:
+			d.secrets = append(d.secrets, m)
 		}
 		d.order = append(d.order, res)
 	}
@@ -322,23 +325,33 @@ func resolveSecrets(in Input, d *decoded) ([]string, []*tlsv3.Secret, field.Erro
 	}
 	var kube []string
 	var stubs []*tlsv3.Secret
+	stubbed := map[string]bool{}
 	var errs field.ErrorList
-	for _, ref := range secretRefs(d.listeners, d.clusters) {
-		if own[ref] {
-			continue
+	check := func(kind, owner string, refs []string) {
+		for _, ref := range refs {
+			secret, ok := kubeSecret(ref)
+			if own[ref] || !ok {
+				continue // defined here, or missing: xdsres.Validate reports it
+			}
+			if !stubbed[ref] {
+				stubbed[ref] = true
+				stubs = append(stubs, &tlsv3.Secret{Name: ref})
+			}
+			if ns, _, _ := strings.Cut(secret, "/"); in.Kind == KindEnvoyConfig && ns != in.Namespace {
+				errs = append(errs, field.Forbidden(resourcesPath.Index(d.index[kind+"/"+owner]), fmt.Sprintf(
+					"%s %s: SDS secret %q is a Secret of namespace %q; an EnvoyConfig may only use Secrets of its own namespace %q", kind, owner, ref, ns, in.Namespace)))
+				continue
+			}
+			if !slices.Contains(kube, secret) {
+				kube = append(kube, secret)
+			}
 		}
-		secret, ok := kubeSecret(ref)
-		if !ok {
-			continue // xdsres.Validate reports the missing Secret
-		}
-		if ns, _, _ := strings.Cut(secret, "/"); in.Kind == KindEnvoyConfig && ns != in.Namespace {
-			errs = append(errs, field.Forbidden(resourcesPath, fmt.Sprintf("SDS secret %q names a Secret of namespace %q: an EnvoyConfig may only use Secrets of its own namespace %q", ref, ns, in.Namespace)))
-			continue
-		}
-		if !slices.Contains(kube, secret) {
-			kube = append(kube, secret)
-		}
-		stubs = append(stubs, &tlsv3.Secret{Name: ref})
+	}
+	for _, l := range d.listeners {
+		check(xdsres.KindListener, l.GetName(), secretRefs([]*listenerv3.Listener{l}, nil))
+	}
+	for _, c := range d.clusters {
+		check(xdsres.KindCluster, c.GetName(), secretRefs(nil, []*clusterv3.Cluster{c}))
 	}
 	slices.Sort(kube)
 	return kube, stubs, errs
