@@ -7,7 +7,7 @@
 // the controller binary starts; the figure is the time until every one is Accepted
 // with its NodeProxyConfig written, and the controller's peak RSS.
 //
-//	go run ./bench/envoyconfig [-configs 1000]
+//	go run ./bench/envoyconfig [-configs 1000] [-- controller flags, e.g. --kube-api-qps=1000]
 package main
 
 import (
@@ -36,13 +36,14 @@ func main() {
 	n := flag.Int("configs", 1000, "EnvoyConfigs to create before the controller starts")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
-	if err := run(*n, *timeout); err != nil {
+	// Arguments after the flags go to the controller, e.g. -- --kube-api-qps=1000.
+	if err := run(*n, *timeout, flag.Args()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, timeout time.Duration) error {
+func run(n int, timeout time.Duration, extraArgs []string) error {
 	env, err := testenv.Start(testenv.Options{})
 	if err != nil {
 		return err
@@ -70,8 +71,9 @@ func run(n int, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--kubeconfig="+env.Kubeconfig, "--enable-webhook=false",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+	args := append([]string{"--kubeconfig=" + env.Kubeconfig, "--enable-webhook=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0"}, extraArgs...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	start := time.Now()
@@ -98,6 +100,14 @@ func run(n int, timeout time.Duration) error {
 	rss, err := peakRSSMB(cmd.Process.Pid)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("BENCH_LOG") != "" {
+		log, _ := os.ReadFile(logPath)
+		for _, line := range strings.Split(string(log), "\n") {
+			if strings.Contains(line, os.Getenv("BENCH_LOG")) {
+				fmt.Println(line)
+			}
+		}
 	}
 	fmt.Printf("| EnvoyConfigs | cold start to all Accepted + NodeProxyConfigs written | controller peak RSS |\n|---|---|---|\n| %d | %.1f s | %.0f MB |\n",
 		n, wall.Seconds(), rss)

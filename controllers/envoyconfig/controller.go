@@ -79,9 +79,10 @@ var everything = reconcile.Request{NamespacedName: types.NamespacedName{Name: "e
 // Setup registers the controller and its status loop with mgr.
 func Setup(mgr ctrl.Manager, _ Options) error {
 	c := &Controller{
-		client:     mgr.GetClient(),
-		recorder:   mgr.GetEventRecorder("envoyconfig-controller"),
-		npcs:       &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
+		client:   mgr.GetClient(),
+		recorder: mgr.GetEventRecorder("envoyconfig-controller"),
+		// No config contributes to another's listener, so order within a set is free.
+		npcs:       &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true, Parallelism: 16},
 		wake:       make(chan event.GenericEvent, 1),
 		memo:       map[types.UID]*memoEntry{},
 		referenced: map[types.NamespacedName]bool{},

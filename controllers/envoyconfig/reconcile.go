@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,6 +41,7 @@ type judged struct {
 func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	start := time.Now()
 	objs, err := c.list(ctx)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -111,15 +114,43 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		}
 	}
 	c.verdictMu.Unlock()
-	for _, j := range all {
-		if err := c.updateStatus(ctx, j); err != nil {
-			errs = append(errs, err)
-		}
-	}
+	errs = append(errs, c.updateStatuses(ctx, all)...)
+	log := ctrl.LoggerFrom(ctx)
+	log.V(1).Info("pass", "configs", len(all), "accepted", len(configs), "took", time.Since(start))
 	if len(errs) > 0 {
-		ctrl.LoggerFrom(ctx).Error(errors.Join(errs...), "envoyconfig pass incomplete, retrying")
+		log.Error(errors.Join(errs...), "envoyconfig pass incomplete, retrying")
 	}
 	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// statusWorkers bounds the status writes in flight: a cold start writes one per
+// config, and one at a time they took most of a pass over 1,000 configs.
+const statusWorkers = 16
+
+func (c *Controller) updateStatuses(ctx context.Context, all []*judged) []error {
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	work := make(chan *judged)
+	for range min(statusWorkers, len(all)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range work {
+				if err := c.updateStatus(ctx, j); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, j := range all {
+		work <- j
+	}
+	close(work)
+	wg.Wait()
+	return errs
 }
 
 // list reads every EnvoyConfig and ClusterEnvoyConfig from the cache, without
