@@ -121,4 +121,3 @@ func (v *EnvoyConfigValidator) world(ctx context.Context) ([]translate.Claimant,
 	}
 	return others, nodes, nil
 }
-
