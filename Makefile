@@ -1,10 +1,18 @@
 # Portico. `make help` lists the targets.
 SHELL := /usr/bin/env bash -o pipefail
 CONTROLLER_GEN := go tool controller-gen
-# Binaries whose RBAC is generated from +kubebuilder:rbac markers in their own packages.
-RBAC_COMPONENTS := $(notdir $(wildcard controllers/*)) $(if $(wildcard nodeagent),nodeagent)
+# Packages whose +kubebuilder:rbac markers become one generated role each, in
+# config/rbac/<last path element>: every controller binary's package, the node agent, and
+# the webhook certificate rotation that webhook-serving controllers add. A new
+# controllers/<name> gets its role (and the chart its RBAC) without touching this file.
+RBAC_DIRS := $(wildcard controllers/*) $(wildcard nodeagent) internal/webhookcert
+# Binaries that ship as images (cmd/portico-demo is a local tool).
+IMAGE_BINARIES := $(filter-out portico-demo,$(notdir $(wildcard cmd/*)))
+CHART := charts/portico
+VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' $(CHART)/Chart.yaml)
+PLATFORMS ?= linux/amd64,linux/arm64
 # Files and folders that are generated: `make verify` fails when they are stale.
-GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook
+GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook $(CHART)/crds $(CHART)/files bundle
 
 .PHONY: help
 help: ## List targets.
@@ -18,8 +26,8 @@ generate: ## Generate deepcopy functions from apis/.
 manifests: ## Generate CRDs, per-binary RBAC and webhook configurations from markers.
 	$(CONTROLLER_GEN) crd:allowDangerousTypes=false paths=./apis/... output:crd:artifacts:config=config/crd/bases
 	@rm -rf config/rbac/*/role.yaml
-	@for c in $(RBAC_COMPONENTS); do \
-	  dir=controllers/$$c; [ $$c = nodeagent ] && dir=nodeagent; \
+	@for dir in $(RBAC_DIRS); do \
+	  c=$$(basename $$dir); \
 	  if grep -rqs '+kubebuilder:rbac' $$dir; then \
 	    echo "rbac: $$c"; \
 	    $(CONTROLLER_GEN) rbac:roleName=portico-$$c paths=./$$dir/... output:rbac:artifacts:config=config/rbac/$$c || exit 1; \
@@ -27,6 +35,26 @@ manifests: ## Generate CRDs, per-binary RBAC and webhook configurations from mar
 	done
 	@if grep -rqs '+kubebuilder:webhook' webhooks; then \
 	  $(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook; fi
+
+.PHONY: chart
+chart: manifests ## Copy the generated CRDs, roles and webhooks into the Helm chart (charts/portico).
+	@rm -rf $(CHART)/crds $(CHART)/files/rbac $(CHART)/files/webhooks.yaml
+	@mkdir -p $(CHART)/crds $(CHART)/files/rbac
+	@cp config/crd/bases/*.yaml $(CHART)/crds/
+	@for d in config/rbac/*/; do cp $$d/role.yaml $(CHART)/files/rbac/$$(basename $$d).yaml; done
+	@cp config/webhook/manifests.yaml $(CHART)/files/webhooks.yaml
+
+.PHONY: bundle
+bundle: chart ## Generate the OLM bundle (bundle/) from the Helm chart.
+	go run ./hack/bundlegen
+
+.PHONY: images
+images: ## Build one image per binary and the OLM bundle image (OCI layouts and archives in _output/images, amd64 and arm64), no Docker needed.
+	go run ./hack/images -out _output/images -version $(VERSION) -platforms $(PLATFORMS) -bundle bundle $(IMAGE_BINARIES)
+
+.PHONY: print-generated
+print-generated:
+	@echo $(GENERATED)
 
 .PHONY: verify
 verify: ## Fail when generated files are stale, or code is not gofmt/vet clean.

@@ -3,15 +3,15 @@
 # gofmt and go vet. Works without git: it compares against a copy taken beforehand.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-paths=(apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook)
+read -r -a paths <<<"$(make -s print-generated)"  # the Makefile's GENERATED
 before=$(mktemp -d); trap 'rm -rf "$before"' EXIT
 for p in "${paths[@]}"; do [ -e "$p" ] && mkdir -p "$before/$(dirname "$p")" && cp -a "$p" "$before/$p"; done
-make -s generate manifests >/dev/null
+make -s generate manifests chart bundle >/dev/null
 stale=0
 for p in "${paths[@]}"; do
   if [ -e "$p" ] || [ -e "$before/$p" ]; then
     if ! diff -ruN "$before/$p" "$p" >/tmp/portico-verify.diff 2>&1; then
-      echo "verify: $p is stale; run 'make generate manifests' and commit:"; head -40 /tmp/portico-verify.diff; stale=1
+      echo "verify: $p is stale; run 'make generate manifests chart bundle' and commit:"; head -40 /tmp/portico-verify.diff; stale=1
     fi
   fi
 done

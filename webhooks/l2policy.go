@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/l2assign"
+	"github.com/portico-dev/portico/internal/l2iface"
 )
 
 // +kubebuilder:webhook:path=/validate-portico-dev-v1alpha1-l2announcementpolicy,mutating=false,failurePolicy=fail,sideEffects=None,groups=portico.dev,resources=l2announcementpolicies,verbs=create;update,versions=v1alpha1,name=vl2announcementpolicy.portico.dev,admissionReviewVersions=v1
@@ -45,7 +47,13 @@ func (v *L2PolicyValidator) validate(p *v1alpha1.L2AnnouncementPolicy) (admissio
 	}
 	var warnings admission.Warnings
 	if len(p.Spec.Interfaces) == 0 {
-		warnings = append(warnings, "no interfaces given: the addresses are answered on every non-loopback interface of the announcing node")
+		warnings = append(warnings, "no interfaces given: the addresses are answered on every interface of the announcing node except loopback and those the agent excludes (--interface-report-exclude: pod veths, tunnels)")
+	}
+	for i, re := range p.Spec.Interfaces {
+		if !l2iface.Anchored(re) {
+			warnings = append(warnings, fmt.Sprintf("spec.interfaces[%d]: %q is not anchored: it matches every interface whose name contains a match (\"eth1\" matches a pod's \"veth1\" too); anchor it (^...$) to match whole names",
+				i, re))
+		}
 	}
 	return warnings, nil
 }

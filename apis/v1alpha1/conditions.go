@@ -63,6 +63,9 @@ const (
 	ReasonNoEligibleNode   ConditionReason = "NoEligibleNode"
 	ReasonNotSelected      ConditionReason = "NotSelected"
 	ReasonNoAnnounceableIP ConditionReason = "NoAnnounceableIP"
+	// ReasonNotAllowed: an address of spec.externalIPs lies outside every
+	// LoadBalancerIPPool and the policy's externalIPCIDRs, so it is not announced.
+	ReasonNotAllowed ConditionReason = "NotAllowed"
 )
 
 // Reasons of NodeProxy.status.rejected: why a node did not apply a NodeProxyConfig (or

@@ -32,9 +32,21 @@ type L2AnnouncementPolicySpec struct {
 	// +optional
 	LoadBalancerIPs bool `json:"loadBalancerIPs,omitempty"`
 
-	// ExternalIPs announces the addresses in spec.externalIPs.
+	// ExternalIPs announces the addresses in spec.externalIPs that lie inside a
+	// LoadBalancerIPPool or inside ExternalIPCIDRs: any Service's user can set
+	// externalIPs, and without this limit could make nodes answer for the router's
+	// address. Others get the Service condition L2Announced=False, reason NotAllowed.
 	// +optional
 	ExternalIPs bool `json:"externalIPs,omitempty"`
+
+	// ExternalIPCIDRs are further ranges (beside the pools) whose spec.externalIPs
+	// addresses this policy announces.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="must be a CIDR such as 192.168.10.0/24 or 2001:db8::/64"
+	// +listType=atomic
+	ExternalIPCIDRs []string `json:"externalIPCIDRs,omitempty"`
 }
 
 // L2AnnouncementPolicyStatus is the observed state of a policy.

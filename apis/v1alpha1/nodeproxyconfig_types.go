@@ -14,6 +14,11 @@ const (
 	LabelSourceName      = "portico.dev/source-name"
 )
 
+// ProducerL2 is the producer of announcements: NodeProxyConfigs labelled with it carry
+// announcements only, and only they may carry announcements (enforced by the chart's
+// admission policy and again by the node agent).
+const ProducerL2 = "l2"
+
 // Protocol of a redirect.
 // +kubebuilder:validation:Enum=TCP;UDP
 type Protocol string

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/portico-dev/portico/internal/l2member"
 	"github.com/portico-dev/portico/nodeagent/agent"
 )
 
@@ -23,10 +24,11 @@ func main() {
 		cfg     agent.Config
 		devices string
 		// reportExclude: see agent.DefaultInterfaceReportExclude.
-		reportExclude string
-		portRange     string
-		qps           float64
-		burst         int
+		reportExclude                          string
+		portRange                              string
+		qps                                    float64
+		burst                                  int
+		mlBind, mlAdvertise, mlJoin, mlKeyFile string
 	)
 	// The node name and namespace come from the downward API in the DaemonSet, hence the
 	// environment defaults.
@@ -38,13 +40,21 @@ func main() {
 	flag.StringVar(&cfg.StateDir, "state-dir", envOr("PORTICO_STATE_DIR", agent.DefaultStateDir), "directory (a hostPath) keeping proxy port assignments across restarts")
 	flag.StringVar(&cfg.XDSSocket, "xds-socket", envOr("PORTICO_XDS_SOCKET", agent.DefaultXDSSocket), "Unix socket Envoy connects to for ADS")
 	flag.StringVar(&cfg.XDSAddress, "xds-address", os.Getenv("PORTICO_XDS_ADDRESS"), "optional loopback host:port to serve ADS on as well (debugging)")
+	// Loopback by default: reachable from the node and through `kubectl port-forward`
+	// (pods/portforward RBAC); $(POD_IP):9880 also lets the apiserver's pod proxy reach it
+	// (pods/proxy RBAC), for `kubectl portico config-dump` without a port-forward.
+	flag.StringVar(&cfg.DebugAddress, "debug-address", envOr("PORTICO_DEBUG_ADDRESS", "127.0.0.1:9880"), "host:port of the debug endpoint (GET /debug/config_dump: the xDS resources served, private keys redacted); empty disables it")
 	flag.StringVar(&devices, "devices", os.Getenv("PORTICO_DEVICES"), "regular expression of the interfaces to attach the redirect to (default: every up non-loopback interface with an address)")
 	flag.StringVar(&reportExclude, "interface-report-exclude", envOr("PORTICO_INTERFACE_REPORT_EXCLUDE", agent.DefaultInterfaceReportExclude), "regular expression of interfaces (pod veths, tunnels) left out of NodeProxy status.interfaces, which L2 eligibility is decided on; empty reports every interface")
 	flag.StringVar(&portRange, "proxy-port-range", envOr("PORTICO_PROXY_PORT_RANGE", fmt.Sprintf("%d-%d", agent.DefaultProxyPortMin, agent.DefaultProxyPortMax)), "range of the proxy ports given to redirected Envoy listeners")
-	// See agent.DefaultHeartbeatInterval for why 200 ms / 1 s: L2 failover ≤ 1 s at the
-	// median, at 5 Lease writes per second per node.
-	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", agent.DefaultHeartbeatInterval, "how often the heartbeat Lease is renewed")
-	flag.DurationVar(&cfg.HeartbeatDuration, "heartbeat-duration", agent.DefaultHeartbeatDuration, "heartbeat Lease duration (published rounded up to whole seconds); the node fences itself after this long without a renewal")
+	// L2 liveness runs between the agents over memberlist (nodeagent/membership); the
+	// heartbeat Lease is then written once, to publish this agent's memberlist address.
+	flag.StringVar(&mlBind, "memberlist-bind-address", envOr("PORTICO_MEMBERLIST_BIND_ADDRESS", fmt.Sprintf(":%d", l2member.DefaultPort)), "host:port of L2 liveness between the agents (memberlist, UDP and TCP; open it between the nodes); empty falls back to the heartbeat Lease (failover in tens of seconds)")
+	flag.StringVar(&mlAdvertise, "memberlist-advertise-address", os.Getenv("PORTICO_MEMBERLIST_ADVERTISE_ADDRESS"), "host:port the other agents reach this one at (default: the bind address, or the node's first private address when it binds to all)")
+	flag.StringVar(&mlJoin, "memberlist-join", os.Getenv("PORTICO_MEMBERLIST_JOIN"), "comma-separated extra seeds to join (host or host:port; a DNS name may resolve to several agents); the agents also find each other through the address each publishes on its heartbeat Lease")
+	flag.StringVar(&mlKeyFile, "memberlist-secret-key-file", os.Getenv("PORTICO_MEMBERLIST_SECRET_KEY_FILE"), "file holding a 16, 24 or 32 byte key (raw or base64) encrypting memberlist traffic; the same on every agent and the L2 controller")
+	flag.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 0, "how often the heartbeat Lease is renewed (default: not renewed with memberlist, 10s without)")
+	flag.DurationVar(&cfg.HeartbeatDuration, "heartbeat-duration", agent.DefaultHeartbeatDuration, "heartbeat Lease duration without memberlist (published rounded up to whole seconds); the node fences itself after this long without a renewal")
 	flag.Func("redirect-map-size", "redirect map capacity per address family for a fresh bpffs pin (default 65536; a pinned map keeps its size); configs beyond it are rejected newest first", func(s string) error {
 		n, err := strconv.ParseUint(s, 10, 32)
 		cfg.RedirectMapSize = uint32(n)
@@ -92,6 +102,14 @@ func main() {
 	}
 	cfg.ProxyPortMin, cfg.ProxyPortMax = lo, hi
 
+	if mlBind != "" {
+		key, err := l2member.ReadKey(mlKeyFile)
+		if err != nil {
+			fail(err, "invalid --memberlist-secret-key-file")
+		}
+		cfg.Memberlist = &agent.MemberlistConfig{Bind: mlBind, Advertise: mlAdvertise, SecretKey: key, Join: splitList(mlJoin)}
+	}
+
 	rc, err := config.GetConfig()
 	if err != nil {
 		fail(err, "loading the kubeconfig")
@@ -102,6 +120,16 @@ func main() {
 	if err := agent.Run(ctrl.SetupSignalHandler(), cfg); err != nil {
 		fail(err, "running the node agent")
 	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func envOr(key, def string) string {

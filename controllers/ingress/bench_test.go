@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/testcerts"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
 
@@ -124,10 +125,15 @@ func setupScale(b *testing.B) {
 			}); err != nil {
 				return err
 			}
+			// One real key pair for every Secret: the agents check each one.
+			pair, err := testcerts.Generate("*.bench.example.com")
+			if err != nil {
+				return err
+			}
 			if err := parallel(benchIngresses, 8, func(i int) error {
 				if benchHasTLS(i) {
 					s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: benchNS(i), Name: benchSecretOf(i)}, Type: corev1.SecretTypeTLS,
-						Data: map[string][]byte{corev1.TLSCertKey: []byte("cert"), corev1.TLSPrivateKeyKey: []byte("key")}}
+						Data: pair}
 					if err := k8s.Create(ctx, s); err != nil {
 						return err
 					}

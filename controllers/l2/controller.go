@@ -38,6 +38,8 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/l2assign"
+	"github.com/portico-dev/portico/internal/npcstatus"
+	"github.com/portico-dev/portico/internal/npcwriter"
 )
 
 // FieldOwner is the server-side-apply manager of the L2Announced condition on Services;
@@ -45,7 +47,7 @@ import (
 const FieldOwner = "portico-l2"
 
 // Producer is the portico.dev/producer label value of the NodeProxyConfigs this controller owns.
-const Producer = "l2"
+const Producer = v1alpha1.ProducerL2
 
 // DefaultNamespace is the install namespace holding the agents' heartbeat Leases.
 const DefaultNamespace = "portico-system"
@@ -54,11 +56,14 @@ const DefaultNamespace = "portico-system"
 // +kubebuilder:rbac:groups="",resources=services/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leases in the install namespace only: the agents' heartbeats (watched) and leader election.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update,namespace=portico-system
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=l2announcementpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=portico.dev,resources=loadbalancerippools,verbs=get;list;watch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 
@@ -66,6 +71,9 @@ const DefaultNamespace = "portico-system"
 type Options struct {
 	// Namespace holds the agents' heartbeat Leases (default portico-system).
 	Namespace string
+	// Memberlist takes node liveness from the agents' memberlist cluster; nil takes it
+	// from their heartbeat Leases (the slow fallback).
+	Memberlist *MemberlistOptions
 }
 
 // Controller owns the L2 assignment of one manager.
@@ -82,6 +90,16 @@ type Controller struct {
 
 	// kick carries the expiry watcher's wake-ups into the work queue.
 	kick chan event.GenericEvent
+
+	// members is the memberlist view (nil: liveness from Leases); holdSince times the
+	// handovers held without memberlist (see holdHandovers).
+	members   *members
+	holdSince map[string]time.Time
+
+	// npcs writes the l2 NodeProxyConfigs; status reports the nodes' verdict on them,
+	// which the Service condition repeats (is the announcement in effect on its node).
+	npcs   *npcwriter.Writer
+	status *npcstatus.Reporter
 }
 
 // globalKey is the one reconcile request: the assignment is computed as a whole.
@@ -93,11 +111,24 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		opts.Namespace = DefaultNamespace
 	}
 	c := &Controller{
-		client:   mgr.GetClient(),
-		recorder: mgr.GetEventRecorder("l2-controller"),
-		opts:     opts,
-		tracker:  l2assign.NewTracker(),
-		kick:     make(chan event.GenericEvent, 1),
+		client:    mgr.GetClient(),
+		recorder:  mgr.GetEventRecorder("l2-controller"),
+		opts:      opts,
+		tracker:   l2assign.NewTracker(),
+		kick:      make(chan event.GenericEvent, 1),
+		holdSince: map[string]time.Time{},
+		npcs:      &npcwriter.Writer{Client: mgr.GetClient(), Producer: Producer},
+	}
+	var err error
+	c.status, err = npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: func(context.Context, []npcstatus.Change) { c.kickReconcile() }})
+	if err != nil {
+		return err
+	}
+	if opts.Memberlist != nil {
+		c.members = &members{opts: *opts.Memberlist, log: mgr.GetLogger().WithName("l2-members"), joined: map[string]bool{}}
+		if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error { return c.members.run(ctx, c.kickReconcile) })); err != nil {
+			return err
+		}
 	}
 	if err := mgr.Add(manager.RunnableFunc(c.watchExpiry)); err != nil {
 		return err
@@ -113,6 +144,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Watches(&coordinationv1.Lease{}, c.leaseHandler()).
 		Watches(&v1alpha1.NodeProxy{}, all, builder.WithPredicates(interfacesChanged())).
 		Watches(&v1alpha1.L2AnnouncementPolicy{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		// Pools decide which spec.externalIPs may be announced.
+		Watches(&v1alpha1.LoadBalancerIPPool{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		// Our own objects: someone else's edit or deletion is repaired.
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownNPC(), predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(c.kick, all)).
@@ -141,10 +174,7 @@ func (c *Controller) watchExpiry(ctx context.Context) error {
 		case <-t.C:
 		}
 		if c.tracker.Sweep(time.Now()) {
-			select {
-			case c.kick <- event.GenericEvent{Object: &v1alpha1.L2AnnouncementPolicy{}}:
-			default: // a reconcile is already pending
-			}
+			c.kickReconcile()
 		}
 	}
 }
@@ -162,6 +192,13 @@ func (c *Controller) leaseHandler() handler.EventHandler {
 		}
 		node, ok := l2assign.NodeOfLease(l.Name)
 		if !ok {
+			return
+		}
+		if c.members != nil {
+			// Liveness is memberlist's; a Lease only says where to join the agent.
+			if !deleted && l.Spec.HolderIdentity != nil {
+				c.members.join([]string{l.Annotations[AnnotationMemberlistAddress]})
+			}
 			return
 		}
 		var lease *l2assign.Lease

@@ -123,6 +123,9 @@ func TestReleasedHeartbeatHandsOverImmediately(t *testing.T) {
 	if nodeagent.LeasePrefix != l2assign.LeasePrefix {
 		t.Fatalf("agent lease prefix %q, controller %q", nodeagent.LeasePrefix, l2assign.LeasePrefix)
 	}
+	if nodeagent.AnnotationMemberlistAddress != l2.AnnotationMemberlistAddress {
+		t.Fatalf("agent memberlist annotation %q, controller %q", nodeagent.AnnotationMemberlistAddress, l2.AnnotationMemberlistAddress)
+	}
 	ns := newNamespace(t)
 	nodes := []string{"rel-node-a", "rel-node-b"}
 	newNodes(t, "rel", nodes...)

@@ -4,23 +4,21 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"net/netip"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/l2assign"
+	"github.com/portico-dev/portico/internal/npcwriter"
 )
 
-// AnnotationNode names the node an l2 NodeProxyConfig is for. A label cannot: node names
-// may be 253 characters, label values 63.
+// AnnotationNode named the node an l2 NodeProxyConfig is for before the writer's
+// portico.dev/source annotation did; still read when adopting configs written then.
 const AnnotationNode = "l2.portico.dev/node"
 
 // NPCName is the NodeProxyConfig of the node's announcements: "l2-<node>". No other
@@ -44,13 +42,10 @@ func hostnameOf(n l2assign.Node) string {
 	return n.Name
 }
 
-func desiredNPC(n l2assign.Node, anns []v1alpha1.Announcement) *v1alpha1.NodeProxyConfig {
-	return &v1alpha1.NodeProxyConfig{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        NPCName(n.Name),
-			Labels:      map[string]string{v1alpha1.LabelProducer: Producer, v1alpha1.LabelSourceKind: "Node"},
-			Annotations: map[string]string{AnnotationNode: n.Name},
-		},
+func desiredNPC(n l2assign.Node, anns []v1alpha1.Announcement) npcwriter.Config {
+	return npcwriter.Config{
+		Name:   NPCName(n.Name),
+		Source: npcwriter.Source{Kind: "Node", Name: n.Name},
 		Spec: v1alpha1.NodeProxyConfigSpec{
 			NodeSelector:  &metav1.LabelSelector{MatchLabels: map[string]string{corev1.LabelHostname: hostnameOf(n)}},
 			Announcements: anns,
@@ -59,9 +54,9 @@ func desiredNPC(n l2assign.Node, anns []v1alpha1.Announcement) *v1alpha1.NodePro
 }
 
 // writeNPCs makes the l2 NodeProxyConfigs match the assignment: one per announcing node,
-// none for nodes with nothing to announce. Objects that only lose announcements (and
-// deletions) are written first, so that during a handover an address is more likely to
-// be briefly unanswered than answered by two nodes at once.
+// none for nodes with nothing to announce. Deletions and configs that only lose
+// announcements are written first, so that during a handover an address is more
+// likely to be briefly unanswered than answered by two nodes at once.
 func (c *Controller) writeNPCs(ctx context.Context, res *l2assign.Result, nodes []l2assign.Node, existing []v1alpha1.NodeProxyConfig) error {
 	have := map[string]*v1alpha1.NodeProxyConfig{}
 	for i := range existing {
@@ -71,82 +66,20 @@ func (c *Controller) writeNPCs(ctx context.Context, res *l2assign.Result, nodes 
 	for _, n := range nodes {
 		byName[n.Name] = n
 	}
-	var shrink, grow []*v1alpha1.NodeProxyConfig // desired objects, in write order
-	want := map[string]bool{}
+	var shrink, grow []npcwriter.Config // in write order
 	for node, anns := range res.Announcements {
 		n, ok := byName[node]
 		if !ok {
 			n = l2assign.Node{Name: node}
 		}
 		d := desiredNPC(n, anns)
-		want[d.Name] = true
-		cur := have[d.Name]
-		switch {
-		case cur == nil:
-			grow = append(grow, d)
-		case upToDate(cur, d):
-		case subset(anns, cur.Spec.Announcements):
+		if cur := have[d.Name]; cur != nil && subset(anns, cur.Spec.Announcements) {
 			shrink = append(shrink, d)
-		default:
+		} else {
 			grow = append(grow, d)
 		}
 	}
-	var errs []error
-	for name, cur := range have {
-		if !want[name] {
-			err := c.client.Delete(ctx, cur, client.Preconditions{UID: &cur.UID})
-			if err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, err)
-			}
-		}
-	}
-	for _, d := range append(shrink, grow...) {
-		errs = append(errs, c.put(ctx, d, have[d.Name]))
-	}
-	return errors.Join(errs...)
-}
-
-// put creates d or updates cur to it. A conflict means the cache is behind; the error
-// requeues, and the next reconcile works from the newer version.
-func (c *Controller) put(ctx context.Context, d, cur *v1alpha1.NodeProxyConfig) error {
-	if cur == nil {
-		err := c.client.Create(ctx, d)
-		if apierrors.IsAlreadyExists(err) {
-			// Exists but not labelled as ours (or not yet in the cache): never adopt
-			// silently, say so and retry.
-			return errors.New("NodeProxyConfig " + d.Name + " exists but is not in the cache as produced by l2: " + err.Error())
-		}
-		return err
-	}
-	upd := cur.DeepCopy()
-	if upd.Labels == nil {
-		upd.Labels = map[string]string{}
-	}
-	if upd.Annotations == nil {
-		upd.Annotations = map[string]string{}
-	}
-	for k, v := range d.Labels {
-		upd.Labels[k] = v
-	}
-	for k, v := range d.Annotations {
-		upd.Annotations[k] = v
-	}
-	upd.Spec = d.Spec
-	return c.client.Update(ctx, upd)
-}
-
-func upToDate(cur, d *v1alpha1.NodeProxyConfig) bool {
-	for k, v := range d.Labels {
-		if cur.Labels[k] != v {
-			return false
-		}
-	}
-	for k, v := range d.Annotations {
-		if cur.Annotations[k] != v {
-			return false
-		}
-	}
-	return equality.Semantic.DeepEqual(cur.Spec, d.Spec)
+	return c.npcs.ApplyOrdered(ctx, append(shrink, grow...), true)
 }
 
 // subset reports whether every announcement of a is in b.
@@ -166,11 +99,20 @@ func subset(a, b []v1alpha1.Announcement) bool {
 	return true
 }
 
+// NodeOf is the node an l2 NodeProxyConfig is for: its source (the writer's
+// annotation), or the annotation releases before the writer used.
+func NodeOf(npc *v1alpha1.NodeProxyConfig) string {
+	if src, ok := npcwriter.SourceOf(npc); ok {
+		return src.Name
+	}
+	return npc.Annotations[AnnotationNode]
+}
+
 // adopt reads the previous assignment out of the controller's NodeProxyConfigs.
 func adopt(npcs []v1alpha1.NodeProxyConfig) map[l2assign.Key]string {
 	out := map[l2assign.Key]string{}
 	for i := range npcs {
-		node := npcs[i].Annotations[AnnotationNode]
+		node := NodeOf(&npcs[i])
 		if node == "" {
 			continue
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,11 +24,15 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/ipam"
 	"github.com/portico-dev/portico/internal/l2assign"
 )
 
 // Reconcile recomputes the whole assignment from the cache and writes only differences.
 func (c *Controller) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	if c.members != nil && !c.members.Ready() {
+		return ctrl.Result{RequeueAfter: 200 * time.Millisecond}, nil // the membership view is not built yet
+	}
 	now := time.Now()
 	in, svcs, policies, err := c.gather(ctx, now)
 	if err != nil {
@@ -44,14 +50,18 @@ func (c *Controller) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	in.Previous = c.prev
 	res := l2assign.Assign(in)
+	held, retry := c.holdHandovers(res, in.Nodes, npcs.Items, now)
 
 	if err := c.writeNPCs(ctx, res, in.Nodes, npcs.Items); err != nil {
 		return ctrl.Result{}, err
 	}
 	c.recordMoves(res.Moves, svcs)
 	c.prev = assigned(res)
+	for k, from := range held {
+		c.prev[k] = from // still the owner until it let go
+	}
 
-	return ctrl.Result{}, errors.Join(c.writeServices(ctx, res, svcs), c.writePolicies(ctx, res, policies))
+	return ctrl.Result{RequeueAfter: retry}, errors.Join(c.writeServices(ctx, res, svcs), c.writePolicies(ctx, res, policies))
 }
 
 // gather builds the assignment input from the cache. Lists skip the deep copy: nothing
@@ -68,6 +78,19 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	for i := range pl.Items {
 		policies[i] = &pl.Items[i]
 		in.Policies = append(in.Policies, l2assign.ParsePolicy(&pl.Items[i]))
+	}
+
+	// spec.externalIPs are announced only inside a pool (or a policy's allow-list).
+	var pools v1alpha1.LoadBalancerIPPoolList
+	if err := c.client.List(ctx, &pools, noCopy); err != nil {
+		return in, nil, nil, err
+	}
+	for i := range pools.Items {
+		// Every valid block counts, even of a disabled or conflicting pool: the question
+		// is whether the address belongs to the load-balancer ranges, not whether LB-IPAM
+		// would hand it out now.
+		ranges, _ := ipam.ParseBlocks(field.NewPath("spec", "blocks"), pools.Items[i].Spec.Blocks, true)
+		in.Pools = append(in.Pools, ranges...)
 	}
 
 	// The Lease handler normally observes every renewal first; observing the listed
@@ -101,6 +124,9 @@ func (c *Controller) gather(ctx context.Context, now time.Time) (l2assign.Input,
 	for i := range nodes.Items {
 		n := &nodes.Items[i]
 		live, why := c.tracker.Live(n.Name, now)
+		if c.members != nil {
+			live, why = c.members.Live(n.Name)
+		}
 		in.Nodes = append(in.Nodes, l2assign.Node{Name: n.Name, Labels: n.Labels, Live: live, Down: why, Interfaces: ifaces[n.Name]})
 	}
 
@@ -171,10 +197,13 @@ func (c *Controller) recordMoves(moves []l2assign.Move, svcs map[types.Namespace
 		}
 		switch {
 		case m.To != "" && m.From == "":
-			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
+			c.recorder.Eventf(svc, nodeRef(m.To), corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
 				"%s announced by %s", m.IP, m.To)
 		case m.To != "":
-			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Announce",
+			// The new node is the related object: the events API folds events of one
+			// object with equal type, reason, action and related object into a series
+			// that keeps the first message, which would hide where later moves went.
+			c.recorder.Eventf(svc, nodeRef(m.To), corev1.EventTypeNormal, string(v1alpha1.ReasonAnnounced), "Move",
 				"%s announced by %s (was %s: %s)", m.IP, m.To, m.From, m.Why)
 		case m.Why == l2assign.WhyNotSelected:
 			c.recorder.Eventf(svc, nil, corev1.EventTypeNormal, string(v1alpha1.ReasonNotSelected), "Announce",
@@ -184,6 +213,10 @@ func (c *Controller) recordMoves(moves []l2assign.Move, svcs map[types.Namespace
 				"%s no longer announced, no eligible node (was %s: %s)", m.IP, m.From, m.Why)
 		}
 	}
+}
+
+func nodeRef(name string) *corev1.Node {
+	return &corev1.Node{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Node"}, ObjectMeta: metav1.ObjectMeta{Name: name}}
 }
 
 // writeServices applies the L2Announced condition where it differs from what the Service
@@ -203,7 +236,7 @@ func (c *Controller) writeServices(ctx context.Context, res *l2assign.Result, sv
 			continue
 		}
 		cond := metav1.Condition{Type: string(v1alpha1.ConditionL2Announced), Status: sr.Status, Reason: string(sr.Reason),
-			Message: sr.Message, ObservedGeneration: svc.Generation}
+			Message: sr.Message + c.inEffect(sr), ObservedGeneration: svc.Generation}
 		if sameCondition(old, &cond) {
 			continue
 		}
@@ -317,4 +350,36 @@ func equalPolicyStatus(a, b *v1alpha1.L2AnnouncementPolicyStatus) bool {
 		}
 	}
 	return true
+}
+
+// inEffect says whether the announcing nodes have the announcement in effect,
+// from the nodes' verdict on their l2 configs: assigned is not yet answering,
+// and a node that rejected its set (a malformed announcement) says why here.
+func (c *Controller) inEffect(sr *l2assign.ServiceResult) string {
+	if c.status == nil || sr.Status != metav1.ConditionTrue {
+		return ""
+	}
+	nodes := map[string]bool{}
+	for _, n := range sr.Nodes {
+		nodes[n] = true
+	}
+	var pending, rejected []string
+	for _, n := range slices.Sorted(maps.Keys(nodes)) {
+		v, ok := c.status.Verdict(NPCName(n))
+		switch {
+		case !ok:
+			pending = append(pending, n)
+		case len(v.Rejected) > 0:
+			rejected = append(rejected, fmt.Sprintf("%s (%s: %s)", n, v.Rejected[0].Reason, v.Rejected[0].Message))
+		case len(v.Programmed) == 0:
+			pending = append(pending, n)
+		}
+	}
+	switch {
+	case len(rejected) > 0:
+		return "; rejected by " + strings.Join(rejected, ", ")
+	case len(pending) > 0:
+		return "; not yet in effect on " + strings.Join(pending, ", ")
+	}
+	return "; in effect"
 }

@@ -332,6 +332,8 @@ func newPolicy(t *testing.T, name, ns, group string, mod ...func(*v1alpha1.L2Ann
 	t.Helper()
 	p := &v1alpha1.L2AnnouncementPolicy{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1alpha1.L2AnnouncementPolicySpec{
 		Interfaces: []string{"^eth1$"}, ExternalIPs: true, LoadBalancerIPs: true,
+		// The tests' external addresses are in no pool; the allow-list has its own test.
+		ExternalIPCIDRs: []string{"10.20.0.0/14", "10.24.0.0/16", "10.30.0.0/16"},
 		ServiceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{l2assign.LabelServiceNamespace: ns}},
 		NodeSelector:    &metav1.LabelSelector{MatchLabels: map[string]string{"l2test/group": group}},
 	}}
@@ -385,7 +387,7 @@ func announcers(g Gomega, ns, name, ip string) []string {
 	for _, npc := range list.Items {
 		for _, a := range npc.Spec.Announcements {
 			if a.IP == ip && a.Service.Namespace == ns && a.Service.Name == name {
-				out = append(out, npc.Annotations[l2.AnnotationNode])
+				out = append(out, l2.NodeOf(&npc))
 			}
 		}
 	}

@@ -39,7 +39,9 @@ const FieldOwner = "portico-lbipam"
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // The NodeProxyConfig webhook this binary serves checks redirects against every node's addresses.
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=list;watch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// Leader election only, in the install namespace (the chart renders it there): a
+// cluster-wide Lease right would let a controller take any other component's lock.
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=portico-system
 
 // Options configure the controller.
 type Options struct {

@@ -148,7 +148,7 @@ func TestDualStack(t *testing.T) {
 		g.Expect(pool.Status.IPv6.Total).To(Equal(int64(9223372036854775807)))
 		g.Expect(pool.Status.IPv6.Used).To(Equal(int64(1)))
 		g.Expect(*pool.Status.IPv4).To(Equal(v1alpha1.IPFamilyCounts{Total: 2, Used: 1, Available: 1}))
-	}).Should(Succeed())
+	}).WithTimeout(10 * time.Second).Should(Succeed()) // counts are written at most once a second
 }
 
 func TestDisabledPoolAndOutOfIPs(t *testing.T) {

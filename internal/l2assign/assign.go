@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/ipam"
 )
 
 // Node is a candidate announcer.
@@ -54,6 +55,9 @@ type Input struct {
 	Nodes    []Node
 	// Previous maps each address to the node that announced it before, to explain moves.
 	Previous map[Key]string
+	// Pools are the address ranges of every LoadBalancerIPPool: spec.externalIPs are
+	// announced only inside them or a policy's externalIPCIDRs.
+	Pools []ipam.Range
 }
 
 // Move is a change of announcer: From "" is a new announcement, To "" a lost one.
@@ -158,6 +162,7 @@ func Assign(in Input) *Result {
 
 	byIP := map[netip.Addr][]holder{}
 	svcIPs := map[types.NamespacedName][]netip.Addr{}
+	notAllowed := map[types.NamespacedName]string{}
 	for i := range in.Services {
 		s := &in.Services[i]
 		lbl := ServiceLabels(s.Key.Namespace, s.Key.Name, s.Labels)
@@ -172,11 +177,11 @@ func Assign(in Input) *Result {
 		}
 		perIP := map[netip.Addr][]*Policy{}
 		var order []netip.Addr
-		add := func(ips []netip.Addr, covers func(*Policy) bool) {
+		add := func(ips []netip.Addr, covers func(*Policy, netip.Addr) bool) {
 			for _, ip := range ips {
 				ip = ip.Unmap()
 				for _, p := range selecting {
-					if covers(p) && !slices.Contains(perIP[ip], p) {
+					if covers(p, ip) && !slices.Contains(perIP[ip], p) {
 						if len(perIP[ip]) == 0 {
 							order = append(order, ip)
 						}
@@ -185,8 +190,11 @@ func Assign(in Input) *Result {
 				}
 			}
 		}
-		add(s.LoadBalancerIPs, func(p *Policy) bool { return p.LoadBalancerIPs })
-		add(s.ExternalIPs, func(p *Policy) bool { return p.ExternalIPs })
+		add(s.LoadBalancerIPs, func(p *Policy, _ netip.Addr) bool { return p.LoadBalancerIPs })
+		add(s.ExternalIPs, func(p *Policy, ip netip.Addr) bool { return p.ExternalIPs && p.AllowsExternalIP(ip, in.Pools) })
+		if msg := refusedExternal(s, selecting, perIP, in.Pools); msg != "" {
+			notAllowed[s.Key] = msg
+		}
 		counted := map[string]bool{}
 		for _, ip := range order {
 			ps := perIP[ip]
@@ -236,12 +244,42 @@ func Assign(in Input) *Result {
 	}
 	for i := range in.Services {
 		s := &in.Services[i]
-		if ips, ok := svcIPs[s.Key]; ok {
-			res.Services[s.Key] = verdict(s.Key, ips, current, failures[s.Key])
+		ips, ok := svcIPs[s.Key]
+		if ok || notAllowed[s.Key] != "" {
+			res.Services[s.Key] = verdict(s.Key, ips, current, failures[s.Key], notAllowed[s.Key])
 		}
 	}
 	res.Moves = moves(in, current, byName, byIP, eligible)
 	return res
+}
+
+// refusedExternal explains which of a Service's externalIPs the selecting policies
+// announce as externalIPs but may not (outside every pool and their externalIPCIDRs),
+// naming the rule; "" when none. An address announced anyway (it is also the Service's
+// load-balancer address, or another policy allows it) is not refused.
+func refusedExternal(s *Service, selecting []*Policy, perIP map[netip.Addr][]*Policy, pools []ipam.Range) string {
+	var refused []string
+	var by []*Policy
+	for _, ip := range s.ExternalIPs {
+		ip = ip.Unmap()
+		if len(perIP[ip]) > 0 || slices.Contains(refused, ip.String()) {
+			continue
+		}
+		for _, p := range selecting {
+			if p.ExternalIPs && !p.AllowsExternalIP(ip, pools) {
+				refused = append(refused, ip.String())
+				if !slices.Contains(by, p) {
+					by = append(by, p)
+				}
+				break
+			}
+		}
+	}
+	if len(refused) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("externalIPs %s not announced: policy %s announces spec.externalIPs only inside a LoadBalancerIPPool or its spec.externalIPCIDRs",
+		strings.Join(refused, ", "), policyNames(by))
 }
 
 // interfaces copies a policy's regexes, nil when empty, so the announcement compares
@@ -394,7 +432,7 @@ func policyNames(ps []*Policy) string {
 	return strings.Join(names, ", ")
 }
 
-func verdict(svc types.NamespacedName, ips []netip.Addr, current map[Key]string, failures []string) *ServiceResult {
+func verdict(svc types.NamespacedName, ips []netip.Addr, current map[Key]string, failures []string, refused string) *ServiceResult {
 	sr := &ServiceResult{Nodes: map[netip.Addr]string{}}
 	var nodeOrder []string
 	byNode := map[string][]string{}
@@ -411,10 +449,17 @@ func verdict(svc types.NamespacedName, ips []netip.Addr, current map[Key]string,
 	for _, n := range nodeOrder {
 		parts = append(parts, strings.Join(byNode[n], ", ")+" announced by "+n)
 	}
-	if len(failures) > 0 {
+	switch {
+	case len(failures) > 0:
 		sr.Status, sr.Reason = metav1.ConditionFalse, v1alpha1.ReasonNoEligibleNode
 		parts = append(failures, parts...)
-	} else {
+		if refused != "" {
+			parts = append(parts, refused)
+		}
+	case refused != "":
+		sr.Status, sr.Reason = metav1.ConditionFalse, v1alpha1.ReasonNotAllowed
+		parts = append([]string{refused}, parts...)
+	default:
 		sr.Status, sr.Reason = metav1.ConditionTrue, v1alpha1.ReasonAnnounced
 	}
 	sr.Message = strings.Join(parts, "; ")

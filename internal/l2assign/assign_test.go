@@ -2,6 +2,7 @@ package l2assign
 
 import (
 	"fmt"
+	"github.com/portico-dev/portico/internal/ipam"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -210,7 +211,8 @@ func TestPolicySelection(t *testing.T) {
 	nodes[1].Labels["gpu"] = "true"
 	nodes[1].Interfaces = []string{"bond0", "eth1"}
 
-	r := Assign(Input{Policies: []*Policy{onlyShop, gpu}, Services: []Service{web, other, ext, none}, Nodes: nodes})
+	pool := []ipam.Range{{First: netip.MustParseAddr("10.3.0.0"), Last: netip.MustParseAddr("10.3.0.255")}}
+	r := Assign(Input{Policies: []*Policy{onlyShop, gpu}, Services: []Service{web, other, ext, none}, Nodes: nodes, Pools: pool})
 	got := owners(r)
 	if len(got) != 2 {
 		t.Fatalf("want 2 announced addresses, got %v", got)

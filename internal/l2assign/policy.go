@@ -6,6 +6,7 @@ package l2assign
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/ipam"
+	"github.com/portico-dev/portico/internal/l2iface"
 )
 
 // Pseudo-labels a serviceSelector can use to match a Service's namespace and name (the
@@ -40,6 +43,8 @@ type Policy struct {
 	nodes    labels.Selector
 	services labels.Selector
 	ifaces   []*regexp.Regexp
+	// externalCIDRs allow spec.externalIPs addresses beside the pools.
+	externalCIDRs []netip.Prefix
 }
 
 // ParsePolicy validates a policy in one pass and reports every problem with its field path.
@@ -62,6 +67,15 @@ func ParsePolicy(p *v1alpha1.L2AnnouncementPolicy) *Policy {
 			continue
 		}
 		out.ifaces = append(out.ifaces, c)
+	}
+	for i, c := range p.Spec.ExternalIPCIDRs {
+		pfx, err := netip.ParsePrefix(c)
+		if err != nil {
+			out.Errors = append(out.Errors, field.Invalid(spec.Child("externalIPCIDRs").Index(i), c,
+				"must be a CIDR such as 192.168.10.0/24 or 2001:db8::/64"))
+			continue
+		}
+		out.externalCIDRs = append(out.externalCIDRs, pfx.Masked())
 	}
 	if !p.Spec.LoadBalancerIPs && !p.Spec.ExternalIPs {
 		// The schema refuses this too; repeated so a policy that slipped past it says why it does nothing.
@@ -103,18 +117,32 @@ func (p *Policy) SelectsNode(nodeLabels map[string]string) bool {
 }
 
 // MatchesInterfaces reports whether the policy can be answered on a node with these
-// interfaces (as its agent reported them): some name must match some regex, unanchored,
-// exactly as the agent's responder matches them. A policy without regexes answers on
-// every interface, so any one will do; a node that reported none can answer nothing.
+// interfaces (as its agent reported them, per-pod and tunnel interfaces left out):
+// some name must pass l2iface.Match, the function the agent's responder uses too. A
+// node that reported none can answer nothing.
 func (p *Policy) MatchesInterfaces(names []string) bool {
 	for _, n := range names {
-		if len(p.ifaces) == 0 {
+		if l2iface.Match(p.ifaces, nil, n) {
 			return true
 		}
-		for _, re := range p.ifaces {
-			if re.MatchString(n) {
-				return true
-			}
+	}
+	return false
+}
+
+// AllowsExternalIP reports whether the policy may announce ip, an address of a
+// Service's spec.externalIPs: only inside a pool (pools) or the policy's
+// externalIPCIDRs. Any namespace user can write externalIPs; without this, a Service
+// could make nodes answer ARP for the router's address (design §8).
+func (p *Policy) AllowsExternalIP(ip netip.Addr, pools []ipam.Range) bool {
+	ip = ip.Unmap()
+	for _, r := range pools {
+		if r.Contains(ip) {
+			return true
+		}
+	}
+	for _, c := range p.externalCIDRs {
+		if c.Contains(ip) {
+			return true
 		}
 	}
 	return false

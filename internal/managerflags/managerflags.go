@@ -4,7 +4,11 @@
 package managerflags
 
 import (
+	"errors"
 	"flag"
+	"os"
+	"path/filepath"
+	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -13,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/portico-dev/portico/internal/scheme"
+	"github.com/portico-dev/portico/internal/webhookcert"
 )
 
 // Flags are the shared settings of one binary.
@@ -24,6 +29,12 @@ type Flags struct {
 	probeAddr      string
 	webhookPort    int
 	webhookCertDir string
+	// webhookCert* configure self-rotated certificates (internal/webhookcert).
+	webhookCertSecret    string
+	webhookCertNS        string
+	webhookConfiguration string
+	webhookService       string
+	webhookExtraDNS      string
 	// EnableWebhook is false when the binary serves no webhook or the user turned it off.
 	EnableWebhook bool
 	qps           float64
@@ -54,12 +65,27 @@ func Register(fs *flag.FlagSet, o Options) *Flags {
 	if o.Webhook != "" {
 		fs.BoolVar(&f.EnableWebhook, "enable-webhook", true, "serve the "+o.Webhook+" validating webhook")
 		fs.IntVar(&f.webhookPort, "webhook-port", 9443, "port of the webhook server")
-		fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server")
+		fs.StringVar(&f.webhookCertDir, "webhook-cert-dir", filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs"), "directory with tls.crt and tls.key for the webhook server (written by the controller with --webhook-cert-secret)")
+		fs.StringVar(&f.webhookCertSecret, "webhook-cert-secret", "", "Secret in --webhook-cert-namespace where the controller keeps a self-signed CA and serving certificate, rotated before expiry; empty: tls.crt and tls.key are provided in --webhook-cert-dir (e.g. by cert-manager)")
+		fs.StringVar(&f.webhookCertNS, "webhook-cert-namespace", os.Getenv("POD_NAMESPACE"), "namespace of --webhook-cert-secret and the webhook Service (default: $POD_NAMESPACE)")
+		fs.StringVar(&f.webhookConfiguration, "webhook-configuration", "", "ValidatingWebhookConfiguration the self-signed CA is patched into (with --webhook-cert-secret)")
+		fs.StringVar(&f.webhookExtraDNS, "webhook-cert-extra-dns-names", "", "comma-separated DNS names the certificate also carries (with --webhook-cert-secret), for an apiserver that reaches the webhook by URL")
+		fs.StringVar(&f.webhookService, "webhook-service", "", "Service the apiserver reaches the webhook through; its DNS names go into the certificate (with --webhook-cert-secret)")
 	}
 	fs.Float64Var(&f.qps, "kube-api-qps", o.QPS, "queries per second to the apiserver")
 	fs.IntVar(&f.burst, "kube-api-burst", o.Burst, "burst of queries to the apiserver")
 	f.zap.BindFlags(fs)
 	return f
+}
+
+func (f *Flags) dnsNames(svc, ns string) []string {
+	names := []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
+	for _, n := range strings.Split(f.webhookExtraDNS, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
 }
 
 // SetupLogger installs the logger configured by the flags; call it after parsing.
@@ -79,8 +105,22 @@ func (f *Flags) Manager(opts ctrl.Options) (ctrl.Manager, error) {
 	opts.Metrics = metricsserver.Options{BindAddress: f.metricsAddr}
 	opts.HealthProbeBindAddress = f.probeAddr
 	opts.LeaderElection, opts.LeaderElectionID, opts.LeaderElectionNamespace = f.leaderElect, f.leaderID, f.leaderNS
+	var certs *webhookcert.Server
 	if f.EnableWebhook {
-		opts.WebhookServer = webhook.NewServer(webhook.Options{Port: f.webhookPort, CertDir: f.webhookCertDir})
+		wo := webhook.Options{Port: f.webhookPort, CertDir: f.webhookCertDir}
+		if f.webhookCertSecret != "" {
+			if f.webhookCertNS == "" || f.webhookService == "" || f.webhookConfiguration == "" {
+				return nil, errors.New("--webhook-cert-secret needs --webhook-cert-namespace (or $POD_NAMESPACE), --webhook-service and --webhook-configuration")
+			}
+			svc, ns := f.webhookService, f.webhookCertNS
+			if certs, err = webhookcert.New(webhookcert.Options{Namespace: ns, SecretName: f.webhookCertSecret,
+				WebhookConfiguration: f.webhookConfiguration, CertDir: f.webhookCertDir,
+				DNSNames: f.dnsNames(svc, ns)}); err != nil {
+				return nil, err
+			}
+			wo.TLSOpts = append(wo.TLSOpts, certs.TLSConfig)
+		}
+		opts.WebhookServer = webhook.NewServer(wo)
 	}
 	mgr, err := ctrl.NewManager(cfg, opts)
 	if err != nil {
@@ -88,6 +128,14 @@ func (f *Flags) Manager(opts ctrl.Options) (ctrl.Manager, error) {
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
+	}
+	if certs != nil {
+		if err := certs.AddTo(mgr); err != nil {
+			return nil, err
+		}
+		if err := mgr.AddReadyzCheck("webhook-certificate", certs.Ready); err != nil {
+			return nil, err
+		}
 	}
 	return mgr, mgr.AddReadyzCheck("readyz", healthz.Ping)
 }

@@ -118,6 +118,15 @@ func mapsEqual(a, b map[string]string) bool {
 	return true
 }
 
+// Verdict is the last verdict computed for the config name (ok false before the
+// first pass that saw it).
+func (r *Reporter) Verdict(name string) (verdict.Verdict, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	v, ok := r.last[name]
+	return v, ok
+}
+
 // Reconcile is one pass over every config of the producer.
 func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	r.mu.Lock()

@@ -96,6 +96,31 @@ func (w *Writer) applyGroup(ctx context.Context, group []Config) []error {
 	return errs
 }
 
+// ApplyOrdered makes the producer's configs exactly configs, writing them in the
+// order given, for a producer whose safety depends on its own order: the L2
+// controller deletes and shrinks announcement sets before it grows others, so that
+// during a handover an address is briefly unanswered rather than answered twice.
+// With sweepFirst the orphans are deleted before anything is written.
+func (w *Writer) ApplyOrdered(ctx context.Context, configs []Config, sweepFirst bool) error {
+	want := make(map[string]bool, len(configs))
+	for _, c := range configs {
+		want[c.Name] = true
+	}
+	var errs []error
+	if sweepFirst {
+		errs = append(errs, w.sweep(ctx, want))
+	}
+	for _, c := range configs {
+		if _, err := w.Apply(ctx, c.Name, c.Source, c.Spec); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if !sweepFirst {
+		errs = append(errs, w.sweep(ctx, want))
+	}
+	return errors.Join(errs...)
+}
+
 // listenerChange compares the listeners c defines with those its current object
 // (in the cache) defines.
 func (w *Writer) listenerChange(ctx context.Context, c Config) (grows, shrinks bool) {

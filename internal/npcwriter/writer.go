@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"strings"
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -16,9 +17,39 @@ import (
 )
 
 // Source identifies the object a NodeProxyConfig was made from. It becomes the
-// portico.dev/source-* labels; the empty Namespace of a cluster-scoped source is left out.
+// portico.dev/source-* labels (for selecting; a value over 63 characters is left
+// out) and the portico.dev/source annotation (whole, for reading back); the empty
+// Namespace of a cluster-scoped source is left out.
 type Source struct {
 	Kind, Namespace, Name string
+}
+
+// AnnotationSource names a config's source in full: "<Kind>/<namespace>/<name>",
+// or "<Kind>/<name>" for a cluster-scoped source. Labels cannot (node names and
+// object names may be 253 characters, label values 63).
+const AnnotationSource = "portico.dev/source"
+
+func (s Source) String() string {
+	if s.Namespace == "" {
+		return s.Kind + "/" + s.Name
+	}
+	return s.Kind + "/" + s.Namespace + "/" + s.Name
+}
+
+// SourceOf reads a config's source back from its annotation (ok false without one).
+func SourceOf(obj client.Object) (Source, bool) {
+	v, ok := obj.GetAnnotations()[AnnotationSource]
+	if !ok {
+		return Source{}, false
+	}
+	parts := strings.SplitN(v, "/", 3)
+	switch len(parts) {
+	case 2:
+		return Source{Kind: parts[0], Name: parts[1]}, true
+	case 3:
+		return Source{Kind: parts[0], Namespace: parts[1], Name: parts[2]}, true
+	}
+	return Source{}, false
 }
 
 // Writer writes the NodeProxyConfigs of one producer. It remembers what it
@@ -188,7 +219,7 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 			return false, err
 		}
 		obj := &v1alpha1.NodeProxyConfig{Spec: *spec.DeepCopy()}
-		obj.Name, obj.Labels = name, w.Labels(src)
+		obj.Name, obj.Labels, obj.Annotations = name, w.Labels(src), map[string]string{AnnotationSource: src.String()}
 		err := w.Client.Create(ctx, obj)
 		if apierrors.IsAlreadyExists(err) && known && rec.src == src && reflect.DeepEqual(rec.spec, spec) {
 			// Our own create of an earlier pass that the cache has not seen yet.
@@ -215,7 +246,7 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 		case rec.resourceVersion == cur.ResourceVersion:
 			w.keep(name, rec)
 			return false, nil
-		case cur.Generation == rec.generation && labelsCover(cur.Labels, w.Labels(src)):
+		case cur.Generation == rec.generation && labelsCover(cur.Labels, w.Labels(src)) && cur.Annotations[AnnotationSource] == src.String():
 			// Only the status moved (the producer's own Programmed write): the
 			// spec is what this writer wrote, and Written must stay the
 			// resourceVersion of that write, which is what nodes report progress on.
@@ -233,7 +264,7 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 	if err != nil {
 		return false, err
 	}
-	if same && labelsCover(cur.Labels, labels) {
+	if same && labelsCover(cur.Labels, labels) && cur.Annotations[AnnotationSource] == src.String() {
 		w.remember(name, cur, src, spec)
 		return false, nil
 	}
@@ -245,6 +276,10 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 		upd.Labels = map[string]string{}
 	}
 	maps.Copy(upd.Labels, labels)
+	if upd.Annotations == nil {
+		upd.Annotations = map[string]string{}
+	}
+	upd.Annotations[AnnotationSource] = src.String()
 	// A copy: the client decodes the server's answer into upd, re-using the
 	// spec's slices, which the caller (and w.last) still hold.
 	upd.Spec = *spec.DeepCopy()

@@ -29,6 +29,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/scheme"
+	"github.com/portico-dev/portico/nodeagent/debug"
 	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
@@ -70,8 +71,11 @@ type Config struct {
 	InterfaceReportExclude *regexp.Regexp
 	// ProxyPortMin and ProxyPortMax bound the proxy ports of redirected listeners.
 	ProxyPortMin, ProxyPortMax uint16
-	// HeartbeatInterval and HeartbeatDuration time the Lease (see Heartbeat).
+	// HeartbeatInterval and HeartbeatDuration time the Lease (see Heartbeat). Zero
+	// interval: 10 s when the Lease is the L2 liveness source, else written once.
 	HeartbeatInterval, HeartbeatDuration time.Duration
+	// Memberlist runs L2 liveness between the agents; nil falls back to the Lease.
+	Memberlist *MemberlistConfig
 	// RedirectMapSize is the redirect map capacity per address family for a fresh
 	// pin path (zero: 65,536); a map already pinned keeps its size. Configs beyond it
 	// are rejected, newest first, with reason RedirectCapacity.
@@ -88,6 +92,9 @@ type Config struct {
 	Debounce time.Duration
 	// ReportInterval is the minimum time between two NodeProxy status writes.
 	ReportInterval time.Duration
+	// DebugAddress serves the debug endpoint (nodeagent/debug: the xDS resources being
+	// served, as Envoy's config_dump) on this host:port; "" disables it.
+	DebugAddress string
 	// MetricsAddr and ProbeAddr are the manager's endpoints ("0" disables metrics, "" probes).
 	MetricsAddr, ProbeAddr string
 	Log                    logr.Logger
@@ -118,7 +125,12 @@ func (c *Config) setDefaults() error {
 			*d = v
 		}
 	}
-	durDef(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+		if c.Memberlist != nil {
+			c.HeartbeatInterval = -1 // liveness is memberlist's: publish the address once
+		}
+	}
 	durDef(&c.HeartbeatDuration, DefaultHeartbeatDuration)
 	durDef(&c.DeviceRescan, DefaultDeviceRescan)
 	durDef(&c.Debounce, DefaultDebounce)
@@ -155,6 +167,10 @@ func Run(ctx context.Context, cfg Config) error {
 		Scheme:                 scheme.New(),
 		Metrics:                metricsserver.Options{BindAddress: cfg.MetricsAddr},
 		HealthProbeBindAddress: cfg.ProbeAddr,
+		// Known kinds are mapped without discovery: an agent restarted while the
+		// apiserver is unreachable must get past creating its manager to rejoin its
+		// peers and resume answering (the cache's setup maps every ByObject kind).
+		MapperProvider: staticFirstMapper,
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only this node's labels matter; watching every Node would cost each agent
 			// O(nodes) memory and events.
@@ -170,9 +186,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	hbConfig := rest.CopyConfig(cfg.RestConfig)
-	// The default client rate limit (5 QPS) is the heartbeat's own rate at 200 ms: give it
-	// room so a retry never waits behind the limiter and fences the node.
-	hbConfig.QPS, hbConfig.Burst = float32(4*time.Second/cfg.HeartbeatInterval), 20
+	// A client of its own, so that a retry never waits behind the limiter of the
+	// manager's client and fences the node.
+	hbConfig.QPS, hbConfig.Burst = 5, 20
 	cs, err := kubernetes.NewForConfig(hbConfig)
 	if err != nil {
 		return fmt.Errorf("agent: heartbeat client: %w", err)
@@ -213,14 +229,23 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	runnables := []manager.Runnable{}
 	if !cfg.DisableL2 {
-		a.l2 = newAnnouncer(hb.Fenced, log.WithName("l2"))
-		runnables = append(runnables, manager.RunnableFunc(a.l2.run), manager.RunnableFunc(func(ctx context.Context) error {
+		l2r, err := setupL2(cfg, a, hb, cs.CoordinationV1().Leases(cfg.Namespace), mgr.GetCache(), mgr.GetAPIReader(), log)
+		if err != nil {
+			return err
+		}
+		runnables = append(runnables, l2r...)
+		runnables = append(runnables, manager.RunnableFunc(func(ctx context.Context) error {
 			return a.l2.watchInterfaces(ctx, cfg.DeviceRescan, log.WithName("interfaces"), func(names []string) {
 				rep.SetInterfaces(reportedInterfaces(names, cfg.InterfaceReportExclude))
 			})
 		}))
 	}
 
+	if cfg.DebugAddress != "" {
+		runnables = append(runnables, manager.RunnableFunc(func(ctx context.Context) error {
+			return debug.Serve(ctx, cfg.DebugAddress, xsrv, log.WithName("debug"))
+		}))
+	}
 	for _, r := range append(runnables,
 		xsrv,
 		// The heartbeat starts once the caches have synced: a live heartbeat makes the L2

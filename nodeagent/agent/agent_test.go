@@ -18,7 +18,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
@@ -89,33 +88,9 @@ func TestAgentAppliesAndReports(t *testing.T) {
 		},
 	})
 
-	// The agent creates its NodeProxy; remove it afterwards so a rerun cannot read a
-	// previous run's status.
-	t.Cleanup(func() {
-		_ = c.Delete(context.Background(), &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: nodeName}})
-	})
 	dir := t.TempDir()
-	sock := filepath.Join(shortDir(t), "xds.sock")
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(runCtx, Config{
-			NodeName: nodeName, Namespace: testNamespace, RestConfig: env.Config,
-			StateDir: dir, XDSSocket: sock, DisableDatapath: true,
-			ReportInterval: 200 * time.Millisecond, Log: zap.New(zap.UseDevMode(true)),
-		})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-
-	ads, err := xdstest.Dial(ctx, "unix://"+sock, "envoy-"+nodeName)
-	must(t, err)
-	defer func() { _ = ads.Close() }()
-	must(t, ads.Start())
+	ads := runAgent(t, ctx, nodeName, Config{StateDir: dir, ReportInterval: 200 * time.Millisecond}, true)
+	var err error
 	err = ads.WaitFor(ctx, func(cl *xdstest.Client) bool {
 		eds := cl.State(resourcev3.EndpointType).Resources["default/backend:http"]
 		cla, ok := eds.(*endpointv3.ClusterLoadAssignment)
@@ -216,28 +191,7 @@ func TestAgentServesEveryVersion(t *testing.T) {
 		},
 	}
 	create(t, npc)
-	t.Cleanup(func() {
-		_ = c.Delete(context.Background(), &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: nodeName}})
-	})
-
-	sock := filepath.Join(shortDir(t), "xds.sock")
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(runCtx, Config{NodeName: nodeName, Namespace: testNamespace, RestConfig: env.Config,
-			StateDir: t.TempDir(), XDSSocket: sock, DisableDatapath: true, DisableL2: true,
-			ReportInterval: 100 * time.Millisecond, Log: zap.New(zap.UseDevMode(true))})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	ads, err := xdstest.Dial(ctx, "unix://"+sock, "envoy-"+nodeName)
-	must(t, err)
-	defer func() { _ = ads.Close() }()
-	must(t, ads.Start())
+	ads := runAgent(t, ctx, nodeName, Config{DisableL2: true}, true)
 
 	np := &v1alpha1.NodeProxy{}
 	reported := func(rejected bool) func() bool {

@@ -22,18 +22,20 @@ const LeasePrefix = "portico-agent-"
 // LeaseName is the heartbeat Lease of node.
 func LeaseName(node string) string { return LeasePrefix + node }
 
-// Default heartbeat timing. The L2 controller reassigns a node's IPs once its Lease has
-// expired, so failover after a crash takes about Duration minus the time since the last
-// renewal, plus the controller's reaction and the gratuitous ARP: with 1 s and 200 ms the
-// median is about 0.9 s plus a few tens of milliseconds, which is what keeps L2 failover
-// at or under 1 s p50. The price is API load: 5 Lease writes per second per node (500/s
-// at 100 nodes); large clusters should raise both values together.
-// The lease must be a whole number of seconds (LeaseDurationSeconds), so 1 s is the
-// shortest; 200 ms leaves five attempts per lease, so one slow write does not fence.
+// Default heartbeat timing when memberlist is off and the Lease is the liveness source
+// (the slow fallback, at the kubelet's cadence): failover after a crash then takes up to
+// the duration, 40 s. With memberlist on, the Lease only publishes the agent's memberlist
+// address (for discovery) and is written once at start, not renewed, unless
+// HeartbeatInterval asks for renewals (kubectl visibility); liveness costs no write.
+// The lease must be a whole number of seconds (LeaseDurationSeconds).
 const (
-	DefaultHeartbeatInterval = 200 * time.Millisecond
-	DefaultHeartbeatDuration = time.Second
+	DefaultHeartbeatInterval = 10 * time.Second
+	DefaultHeartbeatDuration = 40 * time.Second
 )
+
+// AnnotationMemberlistAddress on an agent's heartbeat Lease is the host:port its
+// memberlist member listens on: the other agents and the L2 controller join it.
+const AnnotationMemberlistAddress = "l2.portico.dev/memberlist-address"
 
 // Heartbeat keeps the node's Lease renewed and knows whether the node may still act as
 // the holder of its L2 assignments.
@@ -60,6 +62,14 @@ type Heartbeat struct {
 	log      logr.Logger
 	now      func() time.Time
 
+	// Annotations are set on the Lease (the memberlist address).
+	Annotations map[string]string
+	// OnRenewed, if set, is told until when each successful renewal makes the node
+	// live: the L2 gate's liveness source when memberlist is off.
+	OnRenewed func(until time.Time)
+	// OnRelease, if set, runs before the Lease is released (the L2 gate shuts there).
+	OnRelease func()
+
 	mu         sync.Mutex
 	validUntil time.Time
 	fenced     bool
@@ -69,12 +79,13 @@ type Heartbeat struct {
 }
 
 // NewHeartbeat prepares the heartbeat of node in the given Lease client's namespace.
-// The node starts fenced: it holds nothing until its first renewal succeeds.
+// The node starts fenced: it holds nothing until its first renewal succeeds. A negative
+// interval writes the Lease once and never renews it.
 func NewHeartbeat(leases coordclient.LeaseInterface, node string, interval, duration time.Duration, log logr.Logger) (*Heartbeat, error) {
-	if interval <= 0 || duration <= 0 {
-		return nil, errors.New("heartbeat interval and duration must be positive")
+	if interval == 0 || duration <= 0 {
+		return nil, errors.New("heartbeat interval and duration must be positive (a negative interval: write once)")
 	}
-	if duration < 2*interval {
+	if interval > 0 && duration < 2*interval {
 		return nil, fmt.Errorf("heartbeat duration %v must be at least twice the interval %v", duration, interval)
 	}
 	return &Heartbeat{
@@ -107,6 +118,12 @@ func (h *Heartbeat) renewed(sentAt time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	until := sentAt.Add(h.duration)
+	if h.OnRenewed != nil {
+		h.OnRenewed(until)
+	}
+	if h.interval < 0 {
+		return // written once for discovery: not a liveness source, nothing to fence on
+	}
 	if !until.After(h.validUntil) {
 		return
 	}
@@ -139,11 +156,22 @@ func (h *Heartbeat) expire() {
 	}
 }
 
-// Run renews the Lease every interval until ctx ends, then releases it.
+// Run renews the Lease every interval until ctx ends, then releases it. With a
+// negative interval it writes it until once successful, then only waits.
 func (h *Heartbeat) Run(ctx context.Context) error {
-	t := time.NewTicker(h.interval)
+	every := h.interval
+	if every < 0 {
+		every = 2 * time.Second // retry period of the single write
+	}
+	t := time.NewTicker(every)
 	defer t.Stop()
+	written := false
 	for {
+		if written && h.interval < 0 {
+			<-ctx.Done()
+			h.release()
+			return nil
+		}
 		rctx, cancel := context.WithTimeout(ctx, h.duration)
 		sentAt := h.now()
 		if err := h.renew(rctx, sentAt); err != nil {
@@ -151,6 +179,7 @@ func (h *Heartbeat) Run(ctx context.Context) error {
 				h.log.V(1).Info("renewing heartbeat lease", "lease", h.name, "error", err.Error())
 			}
 		} else {
+			written = true
 			h.renewed(sentAt)
 		}
 		cancel()
@@ -205,6 +234,12 @@ func (h *Heartbeat) fill(l *coordinationv1.Lease, at time.Time) {
 		l.Spec.AcquireTime = &now
 		l.Spec.LeaseTransitions = ptr.To(ptr.Deref(l.Spec.LeaseTransitions, 0) + 1)
 	}
+	for k, v := range h.Annotations {
+		if l.Annotations == nil {
+			l.Annotations = map[string]string{}
+		}
+		l.Annotations[k] = v
+	}
 	l.Spec.HolderIdentity = ptr.To(h.node)
 	l.Spec.LeaseDurationSeconds = ptr.To(h.leaseSeconds())
 	l.Spec.RenewTime = &now
@@ -213,6 +248,9 @@ func (h *Heartbeat) fill(l *coordinationv1.Lease, at time.Time) {
 // release clears the holder so the L2 controller reassigns at once. It uses a fresh
 // context: the run context is already cancelled when this is called.
 func (h *Heartbeat) release() {
+	if h.OnRelease != nil {
+		h.OnRelease()
+	}
 	h.mu.Lock()
 	h.validUntil = time.Time{}
 	if h.timer != nil {

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"context"
+	"regexp"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -12,11 +13,13 @@ import (
 )
 
 // announcer is a no-op where there are no packet sockets.
-type announcer struct{}
+type announcer struct{ live *l2Live }
 
-func newAnnouncer(func() bool, logr.Logger) *announcer { return &announcer{} }
-func (*announcer) run(ctx context.Context) error       { <-ctx.Done(); return nil }
-func (*announcer) set([]v1alpha1.Announcement) int     { return 0 }
+func newAnnouncer(func() bool, *regexp.Regexp, logr.Logger) *announcer { return &announcer{} }
+func (*announcer) run(ctx context.Context) error                       { <-ctx.Done(); return nil }
+func (*announcer) set([]v1alpha1.Announcement) int                     { return 0 }
+func (*announcer) replace([]v1alpha1.Announcement)                     {}
+func (*announcer) reannounce()                                         {}
 
 // watchInterfaces reports no interface: nothing can be answered here.
 func (*announcer) watchInterfaces(ctx context.Context, _ time.Duration, _ logr.Logger, report func([]string)) error {

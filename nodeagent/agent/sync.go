@@ -244,6 +244,11 @@ func (a *agent) selectConfigs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig,
 		}
 		if ok {
 			rvs[c.Name] = c.ResourceVersion
+			if msg := producerProblem(c); msg != "" {
+				rejected = append(rejected, v1alpha1.RejectedConfig{Name: c.Name, Generation: c.Generation,
+					Reason: ReasonProducerNotAllowed, Message: msg})
+				continue
+			}
 			sel = append(sel, c)
 		}
 	}

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
@@ -18,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/testcerts"
@@ -90,27 +88,7 @@ func TestTLSIngressDoesNotFreezeTheNode(t *testing.T) {
 	}
 	apply()
 
-	t.Cleanup(func() {
-		_ = c.Delete(context.Background(), &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: nodeName}})
-	})
-	sock := filepath.Join(shortDir(t), "xds.sock")
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(runCtx, Config{NodeName: nodeName, Namespace: testNamespace, RestConfig: env.Config,
-			StateDir: t.TempDir(), XDSSocket: sock, DisableDatapath: true, DisableL2: true,
-			ReportInterval: 100 * time.Millisecond, Log: zap.New(zap.UseDevMode(true))})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
-	ads, err := xdstest.Dial(ctx, "unix://"+sock, "envoy-"+nodeName)
-	must(t, err)
-	defer func() { _ = ads.Close() }()
-	must(t, ads.Start())
+	ads := runAgent(t, ctx, nodeName, Config{DisableL2: true}, true)
 
 	shopChain := "default/shop/shop-tls"
 	served := func(path string, withTLS bool) func(*xdstest.Client) bool {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 )
@@ -45,23 +43,7 @@ func TestAgentRefusesForbiddenVIPs(t *testing.T) {
 	create(t, config("guard-ok", "guard-web", "192.0.2.65", 80))
 	create(t, config("guard-node-ip", "guard-ssh", "10.65.0.11", 22))
 	create(t, config("guard-apiserver", "guard-api", api.Spec.ClusterIP, 443))
-	t.Cleanup(func() {
-		_ = c.Delete(context.Background(), &v1alpha1.NodeProxy{ObjectMeta: metav1.ObjectMeta{Name: nodeName}})
-	})
-
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- Run(runCtx, Config{NodeName: nodeName, Namespace: testNamespace, RestConfig: env.Config,
-			StateDir: t.TempDir(), XDSSocket: filepath.Join(shortDir(t), "xds.sock"), DisableDatapath: true, DisableL2: true,
-			ReportInterval: 100 * time.Millisecond, Log: zap.New(zap.UseDevMode(true))})
-	}()
-	defer func() {
-		stop()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	}()
+	runAgent(t, ctx, nodeName, Config{DisableL2: true}, false)
 
 	want := map[string]string{
 		"guard-node-ip":   `spec.redirects[0].vip: Invalid value: "10.65.0.11": is an address of node guard-node (InternalIP)`,

@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/portico-dev/portico/internal/l2iface"
 )
 
 // Announcement is one IP this node must answer for.
@@ -50,9 +52,14 @@ type Options struct {
 	// gratuitous packets. The agent fences itself when it cannot renew its heartbeat, so
 	// that two nodes never answer for one IP (design §3). Nothing is re-announced when
 	// fencing ends: the controller may have moved the IPs meanwhile, so the agent should
-	// keep Fenced true until it has refreshed its set with Set.
+	// keep Fenced true until it has refreshed its set with Set (then call Reannounce).
 	Fenced func() bool
-	Log    logr.Logger
+	// Exclude names interfaces never answered on, whatever an announcement's patterns
+	// say: the per-pod and tunnel interfaces the agent leaves out of the list L2
+	// eligibility is decided on (l2iface.Match), so the responder answers exactly where
+	// the controller believes it does.
+	Exclude *regexp.Regexp
+	Log     logr.Logger
 }
 
 // Stats counts what the responder did since New.
@@ -82,6 +89,8 @@ type Responder struct {
 
 	// wake asks Run to reconcile listeners with want now instead of at the next scan.
 	wake chan struct{}
+	// reannounce asks Run to restart the gratuitous bursts of every address.
+	reannounce atomic.Bool
 
 	replies, gratuitous, suppressed, errs atomic.Uint64
 	statsMu                               sync.Mutex
@@ -181,7 +190,7 @@ func (r *Responder) lookup(ifname string, ip netip.Addr) (Announcement, bool) {
 	r.mu.RLock()
 	a, ok := r.want[ip]
 	r.mu.RUnlock()
-	if !ok || !matches(a, ifname) {
+	if !ok || !r.matches(a, ifname) {
 		return Announcement{}, false
 	}
 	return a, true
@@ -199,16 +208,15 @@ func (r *Responder) shouldAnswer(ifname string, ip netip.Addr) bool {
 	return true
 }
 
-func matches(a Announcement, ifname string) bool {
-	if len(a.Interfaces) == 0 {
-		return true
-	}
-	for _, re := range a.Interfaces {
-		if re.MatchString(ifname) {
-			return true
-		}
-	}
-	return false
+func (r *Responder) matches(a Announcement, ifname string) bool {
+	return l2iface.Match(a.Interfaces, r.opts.Exclude, ifname)
+}
+
+// Reannounce sends a new gratuitous burst for every announced address: after fencing
+// ends (the set was just re-read), clients may hold another node's MAC.
+func (r *Responder) Reannounce() {
+	r.reannounce.Store(true)
+	r.Rescan()
 }
 
 // ipsFor returns the announced IPs for ifname.
@@ -217,7 +225,7 @@ func (r *Responder) ipsFor(ifname string) map[netip.Addr]Announcement {
 	defer r.mu.RUnlock()
 	out := map[netip.Addr]Announcement{}
 	for ip, a := range r.want {
-		if matches(a, ifname) {
+		if r.matches(a, ifname) {
 			out[ip] = a
 		}
 	}
@@ -262,6 +270,11 @@ func (r *Responder) reconcile(ctx context.Context, links map[int]*link) {
 	if err != nil {
 		r.log.Error(err, "list interfaces")
 		return
+	}
+	if r.reannounce.Swap(false) {
+		for _, l := range links {
+			l.restartBursts()
+		}
 	}
 	seen := map[int]bool{}
 	for i := range ifaces {
@@ -385,6 +398,15 @@ func (l *link) update(ips map[netip.Addr]Announcement) {
 			defer l.wg.Done()
 			l.burst(ctx, ip, send)
 		}()
+	}
+}
+
+// restartBursts cancels the bursts in flight so that the next update starts a new one
+// for every address.
+func (l *link) restartBursts() {
+	for ip, cancel := range l.bursts {
+		cancel()
+		delete(l.bursts, ip)
 	}
 }
 

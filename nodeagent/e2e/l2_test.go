@@ -14,7 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
-	"github.com/portico-dev/portico/internal/l2assign"
+	"github.com/portico-dev/portico/internal/l2quorum"
 )
 
 var (
@@ -78,22 +78,25 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 		g.Expect(r.nodeOfMAC(m)).To(Equal(moved), "the killed node must not answer")
 	}
 
-	// SIGTERM of the new owner: the agent stops answering, then releases its heartbeat,
-	// and the controller hands over on the release (the Event says so) rather than on
-	// expiry. A client probing throughout never hears both nodes at once.
+	// SIGTERM of the new owner: the agent stops answering, then leaves the memberlist
+	// cluster, and the controller hands over on the leave (the Event says so) rather than
+	// on a failure detection. A client probing throughout never hears both nodes at once.
 	r.startAgent(owner)
 	r.waitEligible(g, "policy1", 3)
 	current := r.waitAnswered(g, "default", "web4", lbIPv4)
-	probe := r.probeARP(t, lbIPv4, 2*time.Millisecond)
+	probe := r.startSlotProbe(t, lbIPv4, 2*time.Millisecond)
 	stopped := time.Now()
-	r.stopAgent(current, unix.SIGTERM)
-	mac, at, ok := probe.firstOther(r.nodes[current].MAC.String(), 10*time.Second)
+	r.stopAgent(current, unix.SIGTERM) // returns once the process has exited
+	mac, at, ok := probe.firstOther(r.nodes[current].MAC.String(), stopped, 10*time.Second)
+	time.Sleep(time.Second)
 	probe.stop()
 	g.Expect(ok).To(BeTrue(), "no other node answered after SIGTERM of %s's agent", current)
-	g.Expect(probe.lastFrom(r.nodes[current].MAC.String())).To(BeTemporally("<", at), "%s still answered after %s took over", current, r.nodeOfMAC(mac))
+	st := probe.stats(time.Time{}, time.Time{})
+	g.Expect(st.doubles).To(BeEmpty(), "requests answered by two nodes around the SIGTERM")
+	g.Expect(st.last[r.nodes[current].MAC.String()]).To(BeTemporally("<", at), "%s still answered after %s took over", current, r.nodeOfMAC(mac))
 	t.Logf("SIGTERM of %s's agent: %s answered after %v", current, r.nodeOfMAC(mac), at.Sub(stopped).Round(time.Millisecond))
 	g.Eventually(func() string {
 		out, _ := r.env.Kubectl(context.Background(), "get", "events", "-n", "default", "-o", "custom-columns=NOTE:.note,MSG:.message")
 		return out
-	}).WithTimeout(10 * time.Second).Should(ContainSubstring(fmt.Sprintf("announced by %s (was %s: %s)", r.nodeOfMAC(mac), current, l2assign.DownReleased)))
+	}).WithTimeout(10 * time.Second).Should(ContainSubstring(fmt.Sprintf("announced by %s (was %s: %s)", r.nodeOfMAC(mac), current, l2quorum.DownLeft)))
 }

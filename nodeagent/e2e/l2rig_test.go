@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -44,8 +45,11 @@ type l2rig struct {
 	started map[string]time.Time
 	env     *testenv.Env
 	bin     string
-	dir     string
-	logs    *lockedBuffer
+	// leaseLiveness: no memberlist, the heartbeat Lease is the liveness source.
+	leaseLiveness   bool
+	stopControllers func()
+	dir             string
+	logs            *lockedBuffer
 }
 
 // dump prints what an operator would look at when the test fails.
@@ -58,13 +62,26 @@ func (r *l2rig) dump() {
 	r.t.Logf("agent logs:\n%s", r.logs.String())
 }
 
-// newL2Rig builds the rig; prepare runs after the namespaces and the control plane are
-// up but before any agent starts (e.g. to give a node different interfaces).
+// newL2Rig builds the rig with three nodes; prepare runs after the namespaces and the
+// control plane are up but before any agent starts (e.g. to give a node different
+// interfaces).
 func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
+	return newL2RigOf(t, []string{"n1", "n2", "n3"}, prepare...)
+}
+
+// newL2RigOf builds the rig with the given nodes.
+func newL2RigOf(t testing.TB, names []string, prepare ...func(*l2rig)) *l2rig {
+	return newL2RigWith(t, names, false, prepare...)
+}
+
+// newL2RigWith builds the rig; leaseLiveness runs the controller and the agents without
+// memberlist, on the heartbeat Lease (the fallback).
+func newL2RigWith(t testing.TB, names []string, leaseLiveness bool, prepare ...func(*l2rig)) *l2rig {
 	privileged.Require(t)
-	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{}}
+	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{},
+		leaseLiveness: leaseLiveness}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
-	for _, n := range []string{"n1", "n2", "n3"} {
+	for _, n := range names {
 		r.nodes[n] = r.lab.AddHost(n)
 	}
 	r.client = r.lab.AddHost("client")
@@ -83,17 +100,8 @@ func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
 			Labels: map[string]string{"kubernetes.io/hostname": name}}}))
 	}
 
-	// Several rigs run in one test binary, each with its own manager: controller names
-	// repeat, which only matters to the (disabled) metrics.
-	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
-	must(t, err)
-	must(t, lbipam.Setup(mgr, lbipam.Options{}))
-	must(t, l2.Setup(mgr, l2.Options{Namespace: "portico-system"}))
-	mctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = mgr.Start(mctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	r.stopControllers = r.startControllers()
+	t.Cleanup(func() { r.stopControllers() })
 
 	for _, p := range prepare {
 		p(r)
@@ -113,6 +121,37 @@ func newL2Rig(t testing.TB, prepare ...func(*l2rig)) *l2rig {
 	return r
 }
 
+// startControllers runs LB-IPAM and the L2 controller in a manager of their own and
+// returns the function stopping them (as a controller restart or upgrade would).
+func (r *l2rig) startControllers() func() {
+	t := r.t
+	// Several rigs run in one test binary, each with its own manager: controller names
+	// repeat, which only matters to the (disabled) metrics.
+	mgr, err := ctrl.NewManager(r.env.Config, ctrl.Options{Scheme: r.env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	must(t, err)
+	must(t, lbipam.Setup(mgr, lbipam.Options{}))
+	// The L2 controller joins the agents' memberlist cluster from the root namespace,
+	// on the management address the agents reach the apiserver at.
+	opts := l2.Options{Namespace: "portico-system", Memberlist: &l2.MemberlistOptions{
+		Name: "l2-controller", Bind: net.JoinHostPort(r.lab.Mgmt.Addr().String(), "0")}}
+	if r.leaseLiveness {
+		opts.Memberlist = nil
+	}
+	must(t, l2.Setup(mgr, opts))
+	mctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(mctx) }()
+	stopped := false
+	return func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}
+}
+
 func (r *l2rig) startAgent(node string) {
 	h := r.nodes[node]
 	sockDir, err := os.MkdirTemp("", "ptl2") // short: Unix socket paths are limited to 108 bytes
@@ -121,10 +160,14 @@ func (r *l2rig) startAgent(node string) {
 	}
 	r.t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	r.started[node] = time.Now()
-	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
+	liveness := []string{"--memberlist-bind-address", net.JoinHostPort(h.IPv4.Addr().String(), "7946")}
+	if r.leaseLiveness {
+		liveness = []string{"--memberlist-bind-address", "", "--heartbeat-interval", "1s", "--heartbeat-duration", "3s"}
+	}
+	r.agents[node] = startAgentIn(r.t, h, r.bin, r.logs, append(liveness, "--node-name", node, "--kubeconfig", r.env.Kubeconfig,
 		"--install-namespace", "portico-system", "--disable-datapath", "--health-probe-bind-address", "",
 		"--zap-time-encoding", "rfc3339nano", // handovers take milliseconds: the logs must show them
-		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))
+		"--state-dir", filepath.Join(r.dir, "state-"+node), "--xds-socket", filepath.Join(sockDir, "xds.sock"))...)
 }
 
 func (r *l2rig) stopAgent(node string, sig unix.Signal) {

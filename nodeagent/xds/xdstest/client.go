@@ -22,7 +22,6 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -31,7 +30,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // RejectFunc decides whether to NACK a response: a non-empty return is sent
@@ -305,24 +305,14 @@ func (c *Client) referencedLocked(depType string) []string {
 	case resourcev3.SecretType:
 		for _, m := range listeners {
 			for _, fc := range chainsOf(m.(*listenerv3.Listener)) {
-				tls := &tlsv3.DownstreamTlsContext{}
-				if unpack(fc.GetTransportSocket(), tls) {
-					addSDS(names, tls.GetCommonTlsContext())
-					addADSSecret(names, tls.GetSessionTicketKeysSdsSecretConfig())
+				for _, n := range xdsres.ChainSecretReferences(fc) {
+					names[n] = true
 				}
 			}
 		}
 		for _, m := range clusters {
-			cl := m.(*clusterv3.Cluster)
-			sockets := []*corev3.TransportSocket{cl.GetTransportSocket()}
-			for _, tm := range cl.GetTransportSocketMatches() {
-				sockets = append(sockets, tm.GetTransportSocket())
-			}
-			for _, ts := range sockets {
-				tls := &tlsv3.UpstreamTlsContext{}
-				if unpack(ts, tls) {
-					addSDS(names, tls.GetCommonTlsContext())
-				}
+			for _, n := range xdsres.ClusterSecretReferences(m.(*clusterv3.Cluster)) {
+				names[n] = true
 			}
 		}
 	}
@@ -338,27 +328,6 @@ func chainsOf(l *listenerv3.Listener) []*listenerv3.FilterChain {
 		chains = append(slices.Clip(chains), d)
 	}
 	return chains
-}
-
-func unpack(ts *corev3.TransportSocket, into proto.Message) bool {
-	a := ts.GetTypedConfig()
-	return a != nil && a.MessageIs(into) && anypb.UnmarshalTo(a, into, proto.UnmarshalOptions{}) == nil
-}
-
-func addSDS(out map[string]bool, ctx *tlsv3.CommonTlsContext) {
-	for _, sc := range ctx.GetTlsCertificateSdsSecretConfigs() {
-		addADSSecret(out, sc)
-	}
-	addADSSecret(out, ctx.GetValidationContextSdsSecretConfig())
-	addADSSecret(out, ctx.GetCombinedValidationContext().GetValidationContextSdsSecretConfig())
-}
-
-// addADSSecret follows only secrets Envoy would fetch over this ADS stream;
-// static ones and those of another SDS server are not the agent's to serve.
-func addADSSecret(out map[string]bool, sc *tlsv3.SdsSecretConfig) {
-	if sc.GetName() != "" && sc.GetSdsConfig().GetAds() != nil {
-		out[sc.GetName()] = true
-	}
 }
 
 // Unresolved lists, as "<type>/<name>", every resource the accepted listeners

@@ -1,0 +1,161 @@
+package ingress_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/testnode"
+	translate "github.com/portico-dev/portico/internal/translate/ingress"
+)
+
+// BenchmarkStatusWrites is issue 11's bound on the Programmed loop: with 5,000
+// Ingresses served by 3 nodes (real agents with Envoy-like proxies), how many
+// NodeProxyConfig status writes a steady state causes per second, and how many one
+// Ingress change causes until its config is Programmed on 3/3 nodes again. Status
+// writes are the MODIFIED events of the ingress producer's configs that leave the
+// generation unchanged, counted from a watch.
+//
+//	go test ./controllers/ingress/ -run '^$' -bench StatusWrites -benchtime 20x -timeout 60m
+func BenchmarkStatusWrites(b *testing.B) {
+	setupScale(b)
+	ctx := context.Background()
+	for _, name := range []string{"bench-node-2", "bench-node-3"} {
+		n, err := testnode.Start(ctx, env.Config, k8s, name, testnode.Options{Namespace: installNS})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(n.Stop)
+	}
+	start := time.Now()
+	if err := waitAllProgrammed(ctx, 3, 20*time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("all %d configs programmed on 3/3 nodes after %s", benchIngresses+1, time.Since(start).Round(time.Second))
+
+	counter := newStatusCounter(b, ctx)
+	defer counter.stop()
+	time.Sleep(2 * time.Second) // let in-flight writes of the ramp-up drain
+	counter.reset()
+	const steady = 10 * time.Second
+	time.Sleep(steady)
+	b.ReportMetric(float64(counter.reset())/steady.Seconds(), "steady-writes/s")
+
+	var total int
+	b.ResetTimer()
+	for n := range b.N {
+		changeOne(b, ctx, n)
+		key := types.NamespacedName{Namespace: benchNS((benchSeq * 7919) % benchIngresses), Name: benchName((benchSeq * 7919) % benchIngresses)}
+		if err := waitProgrammed(ctx, translate.ConfigName(key), 3, time.Minute); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(time.Second) // writes that would follow the verdict settling
+		total += counter.reset()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(total)/float64(b.N), "status-writes/change")
+}
+
+type statusCounter struct {
+	w      watch.Interface
+	events chan struct{}
+	count  chan chan int
+}
+
+func newStatusCounter(b *testing.B, ctx context.Context) *statusCounter {
+	var list v1alpha1.NodeProxyConfigList
+	if err := k8s.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelProducer: translate.Producer}); err != nil {
+		b.Fatal(err)
+	}
+	w, err := watcher.Watch(ctx, &v1alpha1.NodeProxyConfigList{}, client.MatchingLabels{v1alpha1.LabelProducer: translate.Producer},
+		&client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := &statusCounter{w: w, count: make(chan chan int)}
+	gens := map[string]int64{}
+	for i := range list.Items {
+		gens[list.Items[i].Name] = list.Items[i].Generation
+	}
+	go func() {
+		n := 0
+		for {
+			select {
+			case ev, ok := <-w.ResultChan():
+				if !ok {
+					return
+				}
+				cfg, isCfg := ev.Object.(*v1alpha1.NodeProxyConfig)
+				if !isCfg {
+					continue
+				}
+				if ev.Type == watch.Modified && gens[cfg.Name] == cfg.Generation {
+					n++
+				}
+				gens[cfg.Name] = cfg.Generation
+			case reply := <-c.count:
+				reply <- n
+				n = 0
+			}
+		}
+	}()
+	return c
+}
+
+// reset returns the status writes since the last reset.
+func (c *statusCounter) reset() int {
+	reply := make(chan int)
+	c.count <- reply
+	return <-reply
+}
+
+func (c *statusCounter) stop() { c.w.Stop() }
+
+func waitProgrammed(ctx context.Context, name string, nodes int32, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		cfg := &v1alpha1.NodeProxyConfig{}
+		if err := k8s.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+			return err
+		}
+		if conditions.IsTrue(cfg.Status.Conditions, cfg.Generation, v1alpha1.ConditionProgrammed) && cfg.Status.ProgrammedNodes == nodes {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not programmed on %d nodes: %+v", name, nodes, cfg.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func waitAllProgrammed(ctx context.Context, nodes int32, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		var list v1alpha1.NodeProxyConfigList
+		if err := k8s.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelProducer: translate.Producer}); err != nil {
+			return err
+		}
+		missing := 0
+		for i := range list.Items {
+			c := &list.Items[i]
+			if !conditions.IsTrue(c.Status.Conditions, c.Generation, v1alpha1.ConditionProgrammed) || c.Status.ProgrammedNodes != nodes {
+				missing++
+			}
+		}
+		if missing == 0 && len(list.Items) > benchIngresses {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d configs not programmed on %d nodes", missing, len(list.Items), nodes)
+		}
+		time.Sleep(2 * time.Second)
+	}
+}
