@@ -169,3 +169,11 @@ func Resolve(ref *gatewayv1.ParametersReference, get func(name string) *v1alpha1
 	}
 	return p, nil
 }
+
+// Selector is the node selector of the configs (nil: every node), also of nil parameters.
+func (p *Parameters) Selector() *metav1.LabelSelector {
+	if p == nil {
+		return nil
+	}
+	return p.NodeSelector
+}
