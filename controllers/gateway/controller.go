@@ -49,6 +49,7 @@ import (
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=portico.dev,resources=gatewayclassconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -113,6 +114,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Named("gateway").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Watches(&gatewayv1.GatewayClass{}, all, specs).
+		// A class's parameters shape its Gateways' Services and configs; the
+		// single key re-reconciles every Gateway of the classes that name it.
+		Watches(&v1alpha1.GatewayClassConfig{}, all, specs).
 		Watches(&gatewayv1.Gateway{}, all, specs).
 		Watches(&gatewayv1.HTTPRoute{}, all, specs).
 		Watches(&gatewayv1.GRPCRoute{}, all, specs).

@@ -29,9 +29,13 @@ const Kind = "GatewayClassConfig"
 // (how it finds its Services again); a class may not take them over.
 var reservedLabels = []string{"app.kubernetes.io/managed-by", "gateway.networking.k8s.io/gateway-name"}
 
-// reservedAnnotationPrefix is LB-IPAM's: the controller sets the Gateway's
-// requested addresses and ipMode Proxy there.
-const reservedAnnotationPrefix = "lbipam.portico.dev/"
+// reservedAnnotation: Portico's own annotations (LB-IPAM's requested
+// addresses and ipMode, the controller's bookkeeping) are set by the
+// controller from the Gateway.
+func reservedAnnotation(key string) bool {
+	prefix, _, ok := strings.Cut(key, "/")
+	return ok && (prefix == "portico.dev" || strings.HasSuffix(prefix, ".portico.dev"))
+}
 
 // Parameters are a valid GatewayClassConfig, with defaults filled in.
 type Parameters struct {
@@ -39,7 +43,7 @@ type Parameters struct {
 	Name string
 	// ServiceType is LoadBalancer or ClusterIP.
 	ServiceType corev1.ServiceType
-	// ExternalTrafficPolicy is "" for the API server's default (Cluster).
+	// ExternalTrafficPolicy is Cluster unless the config says Local ("" for ClusterIP).
 	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy
 	// LoadBalancerClass is LB-IPAM's unless the config names another (LoadBalancer only).
 	LoadBalancerClass string
@@ -51,7 +55,8 @@ type Parameters struct {
 
 // Default are the parameters of a class without parametersRef.
 func Default() *Parameters {
-	return &Parameters{ServiceType: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: lbipam.LoadBalancerClass}
+	return &Parameters{ServiceType: corev1.ServiceTypeLoadBalancer, LoadBalancerClass: lbipam.LoadBalancerClass,
+		ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyCluster}
 }
 
 // Parse validates a GatewayClassConfig in one pass and reports every problem
@@ -88,7 +93,7 @@ func parseService(p *Parameters, s *v1alpha1.GatewayServiceConfig, path *field.P
 	case "", corev1.ServiceTypeLoadBalancer:
 	case corev1.ServiceTypeClusterIP:
 		p.ServiceType = s.Type
-		p.LoadBalancerClass = ""
+		p.LoadBalancerClass, p.ExternalTrafficPolicy = "", ""
 	default:
 		// NodePort is left out on purpose: a Gateway Service has no endpoints, so
 		// kube-proxy would refuse what arrives on its node ports.
@@ -129,8 +134,8 @@ func parseService(p *Parameters, s *v1alpha1.GatewayServiceConfig, path *field.P
 	ap := path.Child("annotations")
 	errs = append(errs, apivalidation.ValidateAnnotations(s.Annotations, ap)...)
 	for k := range s.Annotations {
-		if strings.HasPrefix(k, reservedAnnotationPrefix) {
-			errs = append(errs, field.Forbidden(ap.Key(k), "LB-IPAM's annotations are set by the gateway controller (requested addresses: the Gateway's spec.addresses)"))
+		if reservedAnnotation(k) {
+			errs = append(errs, field.Forbidden(ap.Key(k), "Portico's annotations are set by the gateway controller (requested addresses: the Gateway's spec.addresses)"))
 		}
 	}
 	p.Labels, p.Annotations = maps.Clone(s.Labels), maps.Clone(s.Annotations)

@@ -26,6 +26,39 @@ const (
 	LabelGateway = "gateway.networking.k8s.io/gateway-name"
 )
 
+// AnnotationPropagated lists the label and annotation keys a Gateway's
+// Service has from its class's parameters and the Gateway's infrastructure
+// ("label:<key>" or "annotation:<key>", sorted, comma-separated).
+const AnnotationPropagated = "gateway.portico.dev/propagated-keys"
+
+func propagated(svc *corev1.Service) string {
+	keys := make([]string, 0, len(svc.Labels)+len(svc.Annotations))
+	for k := range svc.Labels {
+		keys = append(keys, "label:"+k)
+	}
+	for k := range svc.Annotations {
+		keys = append(keys, "annotation:"+k)
+	}
+	slices.Sort(keys)
+	return strings.Join(keys, ",")
+}
+
+// Propagated returns the label and annotation keys AnnotationPropagated lists.
+func Propagated(svc *corev1.Service) (labels, annotations []string) {
+	raw := svc.Annotations[AnnotationPropagated]
+	if raw == "" {
+		return nil, nil
+	}
+	for _, k := range strings.Split(raw, ",") {
+		if l, ok := strings.CutPrefix(k, "label:"); ok {
+			labels = append(labels, l)
+		} else if a, ok := strings.CutPrefix(k, "annotation:"); ok {
+			annotations = append(annotations, a)
+		}
+	}
+	return labels, annotations
+}
+
 // ServiceName is the Service of a Gateway: portico-gateway-<name>, cut and
 // given a hash when it does not fit a DNS-1035 label.
 func ServiceName(gateway string) string {
@@ -65,6 +98,11 @@ func GatewayService(gw *gatewayv1.Gateway, p *gatewayparams.Parameters) *corev1.
 		for k, v := range inf.Annotations {
 			svc.Annotations[string(k)] = string(v)
 		}
+	}
+	// Remembered on the Service, so that a key the class or the Gateway drops
+	// later is removed while keys others put on the Service stay.
+	if keys := propagated(svc); keys != "" {
+		svc.Annotations[AnnotationPropagated] = keys
 	}
 	svc.Labels[LabelManagedBy], svc.Labels[LabelGateway] = ManagedBy, gw.Name
 	svc.Spec.Type = p.ServiceType
