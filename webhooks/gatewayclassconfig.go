@@ -27,12 +27,12 @@ func SetupGatewayClassConfigWebhook(mgr ctrl.Manager) error {
 
 // ValidateCreate validates a new config.
 func (v *GatewayClassConfigValidator) ValidateCreate(_ context.Context, c *v1alpha1.GatewayClassConfig) (admission.Warnings, error) {
-	return nil, validateGatewayClassConfig(c)
+	return validateGatewayClassConfig(c)
 }
 
 // ValidateUpdate validates a changed config.
 func (v *GatewayClassConfigValidator) ValidateUpdate(_ context.Context, _, c *v1alpha1.GatewayClassConfig) (admission.Warnings, error) {
-	return nil, validateGatewayClassConfig(c)
+	return validateGatewayClassConfig(c)
 }
 
 // ValidateDelete allows every deletion: the classes naming the config stop being accepted, with the field.
@@ -40,9 +40,10 @@ func (v *GatewayClassConfigValidator) ValidateDelete(context.Context, *v1alpha1.
 	return nil, nil
 }
 
-func validateGatewayClassConfig(c *v1alpha1.GatewayClassConfig) error {
-	if _, errs := gatewayparams.Parse(c); len(errs) > 0 {
-		return apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind(gatewayparams.Kind).GroupKind(), c.Name, errs)
+func validateGatewayClassConfig(c *v1alpha1.GatewayClassConfig) (admission.Warnings, error) {
+	p, errs := gatewayparams.Parse(c)
+	if len(errs) > 0 {
+		return nil, apierrors.NewInvalid(v1alpha1.GroupVersion.WithKind(gatewayparams.Kind).GroupKind(), c.Name, errs)
 	}
-	return nil
+	return gatewayparams.Warnings(p), nil
 }

@@ -33,13 +33,16 @@ type GatewayServiceConfig struct {
 	// +kubebuilder:validation:Enum=LoadBalancer;ClusterIP
 	Type corev1.ServiceType `json:"type,omitempty"`
 
-	// ExternalTrafficPolicy of the Service (Cluster or Local).
+	// ExternalTrafficPolicy of the Service (Cluster or Local). A Gateway Service has
+	// no endpoints (the node agents take its traffic), so with Local neither L2
+	// announcements nor load balancers that follow the health-check node port send
+	// it anywhere: the webhook warns.
 	// +optional
 	// +kubebuilder:validation:Enum=Cluster;Local
 	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
 
 	// LoadBalancerClass of the Service; absent is Portico's LB-IPAM
-	// (portico.dev/lb-ipam). Another class hands the address out elsewhere; its
+	// (portico.dev/lbipam). A change replaces the Service (the class is immutable). Another class hands the address out elsewhere; its
 	// load balancer must report ipMode Proxy (or run without kube-proxy) for the
 	// node agents to receive the traffic.
 	// +optional

@@ -164,3 +164,13 @@ func TestGatewayClassConfigWebhook(t *testing.T) {
 		t.Errorf("a refused config exists: %v", err)
 	}
 }
+
+// TestClassParametersSample: the sample class and its parameters are
+// accepted as written.
+func TestClassParametersSample(t *testing.T) {
+	kubectl(t, "apply", "-f", sample("gatewayclass-edge.yaml"))
+	NewWithT(t).Eventually(func(g Gomega) {
+		c := classAccepted(g, "portico-edge")
+		g.Expect(c.Status).To(Equal(metav1.ConditionTrue), c.Message)
+	}).WithTimeout(timeout).Should(Succeed())
+}

@@ -182,3 +182,15 @@ func (p *Parameters) Selector() *metav1.LabelSelector {
 	}
 	return p.NodeSelector
 }
+
+// Warnings are what a valid config may not do as its author expects, for the
+// webhook to return to kubectl.
+func Warnings(p *Parameters) []string {
+	if p == nil || p.ExternalTrafficPolicy != corev1.ServiceExternalTrafficPolicyLocal {
+		return nil
+	}
+	// A Gateway Service has no endpoints: the node agents take its traffic.
+	return []string{"spec.service.externalTrafficPolicy: Local: a Gateway's Service has no endpoints, and both Portico's L2 announcements " +
+		"and load balancers that follow the health-check node port send a Local Service's traffic only to nodes with a ready endpoint: " +
+		"none would receive it"}
+}

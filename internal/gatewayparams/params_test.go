@@ -119,3 +119,13 @@ func TestResolve(t *testing.T) {
 		}
 	}
 }
+
+func TestWarnings(t *testing.T) {
+	local, _ := Parse(cfg(v1alpha1.GatewayClassConfigSpec{Service: &v1alpha1.GatewayServiceConfig{ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal}}))
+	if w := Warnings(local); len(w) != 1 || !strings.Contains(w[0], "spec.service.externalTrafficPolicy") {
+		t.Errorf("Local: warnings %q", w)
+	}
+	if w := Warnings(Default()); len(w) != 0 {
+		t.Errorf("defaults: warnings %q", w)
+	}
+}

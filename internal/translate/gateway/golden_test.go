@@ -24,19 +24,19 @@ var update = flag.Bool("update", false, "rewrite testdata/*/output.yaml from the
 type goldenInput struct {
 	// Secrets are the certificate Secrets that exist ("<ns>/<name>"), with why
 	// one is unusable ("" for a valid key pair).
-	Secrets       map[string]string                `json:"secrets,omitempty"`
-	Namespaces    map[string]map[string]string     `json:"namespaces,omitempty"`
-	Addresses     map[string][]string              `json:"addresses,omitempty"` // "<ns>/<gateway>"
+	Secrets    map[string]string            `json:"secrets,omitempty"`
+	Namespaces map[string]map[string]string `json:"namespaces,omitempty"`
+	Addresses  map[string][]string          `json:"addresses,omitempty"` // "<ns>/<gateway>"
 	// GatewayClasses with their parameters (GatewayClassConfigs): a Gateway of
 	// a class not listed has the defaults.
 	GatewayClasses      []*gatewayv1.GatewayClass      `json:"gatewayClasses,omitempty"`
 	GatewayClassConfigs []*v1alpha1.GatewayClassConfig `json:"gatewayClassConfigs,omitempty"`
-	Services      []*corev1.Service                `json:"services,omitempty"`
-	Gateways      []*gatewayv1.Gateway             `json:"gateways"`
-	HTTPRoutes    []*gatewayv1.HTTPRoute           `json:"httpRoutes,omitempty"`
-	GRPCRoutes    []*gatewayv1.GRPCRoute           `json:"grpcRoutes,omitempty"`
-	TLSRoutes     []*gatewayv1.TLSRoute            `json:"tlsRoutes,omitempty"`
-	Grants        []*gatewayv1.ReferenceGrant      `json:"referenceGrants,omitempty"`
+	Services            []*corev1.Service              `json:"services,omitempty"`
+	Gateways            []*gatewayv1.Gateway           `json:"gateways"`
+	HTTPRoutes          []*gatewayv1.HTTPRoute         `json:"httpRoutes,omitempty"`
+	GRPCRoutes          []*gatewayv1.GRPCRoute         `json:"grpcRoutes,omitempty"`
+	TLSRoutes           []*gatewayv1.TLSRoute          `json:"tlsRoutes,omitempty"`
+	Grants              []*gatewayv1.ReferenceGrant    `json:"referenceGrants,omitempty"`
 }
 
 type goldenConfig struct {
@@ -48,12 +48,12 @@ type goldenConfig struct {
 
 type goldenOutput struct {
 	// Classes says why a class's parameters are refused ("" when accepted).
-	Classes  map[string]string          `json:"classes,omitempty"`
+	Classes  map[string]string         `json:"classes,omitempty"`
 	Gateways map[string]*GatewayStatus `json:"gateways"`
 	// Services are the Services the Gateways ask for ("<ns>/<gateway>").
 	Services map[string]*corev1.Service `json:"services"`
-	Routes   map[string][]ParentStatus `json:"routes,omitempty"`
-	Configs  []goldenConfig            `json:"configs"`
+	Routes   map[string][]ParentStatus  `json:"routes,omitempty"`
+	Configs  []goldenConfig             `json:"configs"`
 }
 
 func splitKey(s string) types.NamespacedName {
