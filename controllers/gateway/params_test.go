@@ -136,6 +136,22 @@ func TestClassParameters(t *testing.T) {
 		g.Expect(c.Reason).To(Equal("AddressNotAssigned"))
 		g.Expect(c.Message).To(ContainSubstring("load balancer of class example.com/other"))
 	}).WithTimeout(timeout).Should(Succeed())
+
+	// Type ClusterIP: the Service is replaced again, and the Gateway's address
+	// is its cluster IP, which the selected node serves.
+	g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(cfg), cfg)).To(Succeed())
+	cfg.Spec.Service = &v1alpha1.GatewayServiceConfig{Type: corev1.ServiceTypeClusterIP}
+	g.Expect(k8s.Update(ctx, cfg)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		svc := &corev1.Service{}
+		g.Expect(k8s.Get(ctx, svcKey, svc)).To(Succeed())
+		g.Expect(svc.Spec.Type).To(Equal(corev1.ServiceTypeClusterIP))
+		g.Expect(svc.Spec.LoadBalancerClass).To(BeNil())
+		g.Expect(svc.Spec.ClusterIP).NotTo(BeEmpty())
+		gw := getGateway(g, ns, "edge-gw")
+		g.Expect(gw.Status.Addresses).To(Equal([]gatewayv1.GatewayStatusAddress{{Type: ptrTo(gatewayv1.IPAddressType), Value: svc.Spec.ClusterIP}}))
+		expectCond(g, gw.Status.Conditions, "Programmed", metav1.ConditionTrue, "Programmed", gw.Generation)
+	}).WithTimeout(timeout).Should(Succeed())
 }
 
 // TestGatewayClassConfigWebhook: admission refuses what the controller could

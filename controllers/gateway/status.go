@@ -133,6 +133,11 @@ func (c *Controller) programmed(ctx context.Context, gw *gatewayv1.Gateway, st *
 	if st.Conditions[0].Status != metav1.ConditionTrue {
 		return p(false, gatewayv1.GatewayReasonInvalid, "the Gateway is not accepted: "+st.Conditions[0].Message)
 	}
+	if svc != nil && svc.Spec.Type == corev1.ServiceTypeClusterIP && len(gw.Spec.Addresses) > 0 {
+		// A requested address would be silently ignored: say so instead.
+		return p(false, gatewayv1.GatewayReasonAddressNotUsable,
+			"spec.addresses: the Gateway's class makes a ClusterIP Service (GatewayClassConfig spec.service.type), which takes no requested addresses")
+	}
 	if len(st.Addresses) == 0 {
 		why := "waiting for LB-IPAM to give Service " + ServiceName(gw.Name) + " an address"
 		if svc != nil && svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass != lbipam.LoadBalancerClass {
