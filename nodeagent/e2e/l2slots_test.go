@@ -115,39 +115,59 @@ type slotStats struct {
 	// first and last reply per MAC; maxGap is the longest time between two replies.
 	first, last map[string]time.Time
 	maxGap      time.Duration
+	// late are slots whose reply arrived in the next slot (see stats).
+	late int
 }
 
 func (p *slotProbe) stats(from, to time.Time) slotStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := slotStats{first: map[string]time.Time{}, last: map[string]time.Time{}}
+	// Per slot: its send time, how many replies it got, and from which MACs.
+	type slot struct {
+		at   time.Time
+		n    int
+		macs map[string]bool
+	}
+	slots := make([]slot, 0, len(p.sends))
 	j := 0
 	for i, s := range p.sends {
 		end := s.Add(p.every)
 		if i+1 < len(p.sends) {
 			end = p.sends[i+1]
 		}
-		macs := map[string]bool{}
+		sl := slot{at: s, macs: map[string]bool{}}
 		for ; j < len(p.replies) && p.replies[j].at.Before(end); j++ {
 			if !p.replies[j].at.Before(s) {
-				macs[p.replies[j].mac] = true
+				sl.macs[p.replies[j].mac] = true
+				sl.n++
 			}
 		}
-		if (!from.IsZero() && s.Before(from)) || (!to.IsZero() && !s.Before(to)) {
+		slots = append(slots, sl)
+	}
+	for i, sl := range slots {
+		if (!from.IsZero() && sl.at.Before(from)) || (!to.IsZero() && !sl.at.Before(to)) {
 			continue
 		}
 		st.requests++
-		if len(macs) > 0 {
+		switch {
+		case len(sl.macs) > 0:
 			st.answered++
-		} else if len(st.missed) < 20 {
-			st.missed = append(st.missed, s.Format("15:04:05.000000"))
+		case i+1 < len(slots) && slots[i+1].n > len(slots[i+1].macs):
+			// The reply was read after the next request went out (the reader ran
+			// late on a loaded machine): the next slot holds two replies from one
+			// MAC. A responder that stopped leaves no such extra reply.
+			st.answered++
+			st.late++
+		case len(st.missed) < 20:
+			st.missed = append(st.missed, sl.at.Format("15:04:05.000000"))
 		}
-		if len(macs) > 1 {
+		if len(sl.macs) > 1 {
 			var list []string
-			for m := range macs {
+			for m := range sl.macs {
 				list = append(list, m)
 			}
-			st.doubles = append(st.doubles, fmt.Sprintf("%s: %v", s.Format("15:04:05.000000"), list))
+			st.doubles = append(st.doubles, fmt.Sprintf("%s: %v", sl.at.Format("15:04:05.000000"), list))
 		}
 	}
 	var prev time.Time

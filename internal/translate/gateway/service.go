@@ -1,20 +1,18 @@
 package gateway
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/lbipam"
+	"github.com/portico-dev/portico/internal/svcname"
 )
 
 // Labels on the Services made for Gateways: how the controller finds them
@@ -59,20 +57,9 @@ func Propagated(svc *corev1.Service) (labels, annotations []string) {
 	return labels, annotations
 }
 
-// ServiceName is the Service of a Gateway: portico-gateway-<name>, cut and
-// given a hash when it does not fit a DNS-1035 label.
-func ServiceName(gateway string) string {
-	n := "portico-gateway-" + gateway
-	if len(validation.IsDNS1035Label(n)) == 0 {
-		return n
-	}
-	sum := sha256.Sum256([]byte(gateway))
-	head := strings.ReplaceAll(n, ".", "-")
-	if len(head) > 63-9 {
-		head = head[:63-9]
-	}
-	return strings.TrimRight(head, "-") + "-" + hex.EncodeToString(sum[:])[:8]
-}
+// ServiceName is the Service of a Gateway: portico-gateway-<name>, made to
+// fit a DNS-1035 label by the rule every producer shares (internal/svcname).
+func ServiceName(gateway string) string { return svcname.For("portico-gateway-", gateway) }
 
 // GatewayService is the Service a Gateway asks for: one port per listener
 // port, its spec.addresses as LB-IPAM's requested addresses, the type, traffic
