@@ -37,6 +37,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/npcstatus"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
@@ -77,6 +78,8 @@ type Controller struct {
 	routesDone map[translate.RouteKey]routeDone
 	// memo keeps each route's translation between passes.
 	memo *translate.Memo
+	// lastParams are each class's parameters last accepted (classStatus).
+	lastParams map[string]*gatewayparams.Parameters
 	// secrets remembers each certificate Secret's check by resourceVersion, so
 	// that a pass does not parse every key pair again.
 	secrets map[types.NamespacedName]secretCheck
@@ -98,6 +101,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		npcs:       &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
 		kick:       make(chan event.GenericEvent, 1),
 		secrets:    map[types.NamespacedName]secretCheck{},
+		lastParams: map[string]*gatewayparams.Parameters{},
 		memo:       translate.NewMemo(),
 		routesDone: map[translate.RouteKey]routeDone{},
 	}

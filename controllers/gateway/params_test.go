@@ -152,6 +152,24 @@ func TestClassParameters(t *testing.T) {
 		g.Expect(gw.Status.Addresses).To(Equal([]gatewayv1.GatewayStatusAddress{{Type: ptrTo(gatewayv1.IPAddressType), Value: svc.Spec.ClusterIP}}))
 		expectCond(g, gw.Status.Conditions, "Programmed", metav1.ConditionTrue, "Programmed", gw.Generation)
 	}).WithTimeout(timeout).Should(Succeed())
+
+	// The config deleted: the class says so, and its Gateway keeps the last
+	// accepted parameters rather than losing its Service and address.
+	svc := &corev1.Service{}
+	g.Expect(k8s.Get(ctx, svcKey, svc)).To(Succeed())
+	g.Expect(k8s.Delete(ctx, cfg)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := classAccepted(g, "edge")
+		g.Expect(c.Reason).To(Equal("InvalidParameters"))
+		g.Expect(c.Message).To(Equal(`spec.parametersRef.name: Not found: "edge-params"; its Gateways keep the parameters last accepted until this is fixed`))
+	}).WithTimeout(timeout).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		cur := &corev1.Service{}
+		g.Expect(k8s.Get(ctx, svcKey, cur)).To(Succeed())
+		g.Expect(cur.UID).To(Equal(svc.UID))
+		g.Expect(npcSelector(g, gwConfig)).To(Equal(moved))
+		g.Expect(npcSelector(g, routeConfig)).To(Equal(moved))
+	}).WithTimeout(2 * time.Second).Should(Succeed())
 }
 
 // TestGatewayClassConfigWebhook: admission refuses what the controller could

@@ -34,16 +34,23 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	// Parameters of the accepted classes; a class missing is not accepted.
 	params := map[string]*gatewayparams.Parameters{}
+	ours := map[string]bool{}
 	for i := range classes.Items {
 		gc := &classes.Items[i]
 		if gc.Spec.ControllerName != c.opts.ControllerName {
 			continue
 		}
+		ours[gc.Name] = true
 		p, err := c.classStatus(ctx, gc)
 		if p != nil {
 			params[gc.Name] = p
 		}
 		errs = append(errs, err)
+	}
+	for name := range c.lastParams {
+		if !ours[name] {
+			delete(c.lastParams, name)
+		}
 	}
 	var gwl gatewayv1.GatewayList
 	if err := c.client.List(ctx, &gwl, client.UnsafeDisableDeepCopy); err != nil {

@@ -32,8 +32,11 @@ func set(conds *[]metav1.Condition, gen int64, c translate.Condition) {
 // classStatus accepts a GatewayClass of ours, or not when its parametersRef
 // cannot be used (with the field: of the reference, or of the
 // GatewayClassConfig it names), and lists the supported features. It returns
-// the class's parameters, nil when the class is not accepted: its Gateways are
-// then left alone rather than served with settings they did not ask for.
+// the parameters to serve the class's Gateways with: nil for a class never
+// accepted, whose Gateways are left alone rather than served with settings
+// they did not ask for; the last accepted ones for a class whose parameters
+// broke (as MetalLB keeps its last good configuration), since dropping its
+// Gateways would give their addresses away over a typo or a deleted config.
 func (c *Controller) classStatus(ctx context.Context, gc *gatewayv1.GatewayClass) (*gatewayparams.Parameters, error) {
 	var getErr error
 	p, invalid := gatewayparams.Resolve(gc.Spec.ParametersRef, func(name string) *v1alpha1.GatewayClassConfig {
@@ -56,8 +59,14 @@ func (c *Controller) classStatus(ctx context.Context, gc *gatewayv1.GatewayClass
 	switch {
 	case invalid != nil:
 		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, string(gatewayv1.GatewayClassReasonInvalidParameters), invalid.Error()
+		if p = c.lastParams[gc.Name]; p != nil {
+			accepted.Message += "; its Gateways keep the parameters last accepted until this is fixed"
+		}
 	case gc.Spec.ParametersRef != nil:
 		accepted.Message += " with the parameters of " + gatewayparams.Kind + " " + p.Name
+	}
+	if invalid == nil {
+		c.lastParams[gc.Name] = p
 	}
 	set(&upd.Status.Conditions, gc.Generation, accepted)
 	upd.Status.SupportedFeatures = SupportedFeatures()
