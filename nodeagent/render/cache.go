@@ -21,6 +21,7 @@ import (
 type Renderer struct {
 	mu    sync.Mutex
 	cache map[string]*parsedEntry // by config name
+	memo  *memo
 }
 
 // parsedEntry is one config's parse result and what it was computed from.
@@ -42,7 +43,7 @@ type parsedEntry struct {
 
 // NewRenderer returns an empty Renderer.
 func NewRenderer() *Renderer {
-	return &Renderer{cache: map[string]*parsedEntry{}}
+	return &Renderer{cache: map[string]*parsedEntry{}, memo: newMemo()}
 }
 
 // Render is Render(in), reusing the parse of every config whose UID,
@@ -76,7 +77,8 @@ func (r *Renderer) Render(in Input) Output {
 			r.cache[cfg.Name] = &parsedEntry{uid: cfg.UID, rv: cfg.ResourceVersion, ports: ports, p: p, rej: rej, routes: routes.cur}
 		}
 		return p, rej
-	})
+	}, r.memo)
+	r.memo.next()
 	for name := range r.cache {
 		if !seen[name] {
 			delete(r.cache, name)

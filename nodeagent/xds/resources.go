@@ -6,8 +6,12 @@ import (
 	"fmt"
 	"strconv"
 
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -58,13 +62,18 @@ var snapshotTypes = []types.ResponseType{types.Cluster, types.Listener, types.Ro
 // route change does not make Envoy re-apply every cluster; the returned
 // version is the newest of the per-type versions. Versions come from one
 // process-wide counter and never go down.
+//
+// A resource that is the very message served now under its name (the same pointer,
+// which callers may not modify) is neither checked on its own again nor compared
+// field by field: a render that changed one route table among many costs the
+// changed table, not all of them.
 func (s *Server) SetResources(ctx context.Context, r Resources) (string, error) {
-	if errs := xdsres.Validate(r); len(errs) > 0 {
-		return "", &InvalidResourcesError{Errors: errs}
-	}
-
 	s.resMu.Lock()
 	defer s.resMu.Unlock()
+
+	if errs := xdsres.ValidateTrusting(r, s.isServed); len(errs) > 0 {
+		return "", &InvalidResourcesError{Errors: errs}
+	}
 
 	byType := [types.UnknownType][]types.Resource{}
 	byType[types.Listener] = toResources(r.Listeners)
@@ -164,11 +173,44 @@ func sameResources(prev map[string]types.ResourceWithTTL, next []types.Resource)
 	}
 	for _, r := range next {
 		p, ok := prev[cachev3.GetResourceName(r)]
-		if !ok || !proto.Equal(p.Resource, r) {
+		if !ok || (p.Resource != r && !proto.Equal(p.Resource, r)) {
 			return false
 		}
 	}
 	return true
+}
+
+// isServed reports whether m is the message served now under its name: it passed
+// validation when it was set and, by SetResources' contract, has not changed since.
+// The caller holds resMu.
+func (s *Server) isServed(m proto.Message) bool {
+	if s.served == nil {
+		return false
+	}
+	r, ok := m.(types.Resource)
+	if !ok {
+		return false
+	}
+	t, ok := servedType(r)
+	if !ok {
+		return false
+	}
+	p, ok := s.served.Resources[t].Items[cachev3.GetResourceName(r)]
+	return ok && p.Resource == r
+}
+
+func servedType(r types.Resource) (types.ResponseType, bool) {
+	switch r.(type) {
+	case *listenerv3.Listener:
+		return types.Listener, true
+	case *routev3.RouteConfiguration:
+		return types.Route, true
+	case *clusterv3.Cluster:
+		return types.Cluster, true
+	case *tlsv3.Secret:
+		return types.Secret, true
+	}
+	return 0, false
 }
 
 // SetEndpoints makes cla the complete set of ClusterLoadAssignments, keyed
