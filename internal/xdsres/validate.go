@@ -25,8 +25,9 @@ import (
 
 // Resources is the complete LDS/RDS/CDS/SDS state for the local Envoy.
 // Endpoints are not part of it: they change far more often and go through
-// SetEndpoints. The Server keeps references to the messages, so callers must
-// not modify them after SetResources (build new ones instead).
+// SetEndpoints. The Server keeps references to the messages and remembers which
+// passed validation, so callers must not modify them after SetResources, even one
+// that failed (build new ones instead).
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration

@@ -93,18 +93,18 @@ func (c *claimer) check(p *parsed, m *memo) *rejection {
 			return conflict(fmt.Sprintf("redirect %q (%s)", r.name, r.key), h)
 		}
 	}
-	for _, n := range names(p) {
-		if h, ok := c.exclusive[n]; ok {
-			if c.identicalCluster(p, n, m) {
+	for _, n := range p.claims.exclusive {
+		if h, ok := c.exclusive[n.key]; ok {
+			if c.identicalCluster(p, n.key, m) {
 				continue
 			}
-			return conflict(describe(n), h)
+			return conflict(n.what, h)
 		}
-		if h, ok := c.shared[n]; ok {
-			return conflict(describe(n), h)
+		if h, ok := c.shared[n.key]; ok {
+			return conflict(n.what, h)
 		}
 	}
-	for _, n := range sharedNames(p) {
+	for _, n := range p.claims.shared {
 		if h, ok := c.exclusive[n.key]; ok {
 			return conflict(n.what, h)
 		}
@@ -121,9 +121,9 @@ func (c *claimer) take(p *parsed) {
 	for _, r := range p.redirects {
 		c.redirects[r.key] = claimant{config: p.cfg.Name, what: fmt.Sprintf("redirect %q (%s)", r.name, r.key)}
 	}
-	for _, n := range names(p) {
-		if _, held := c.exclusive[n]; !held { // an identical cluster stays with its oldest claimant
-			c.exclusive[n] = claimant{config: p.cfg.Name, what: describe(n)}
+	for _, n := range p.claims.exclusive {
+		if _, held := c.exclusive[n.key]; !held { // an identical cluster stays with its oldest claimant
+			c.exclusive[n.key] = claimant{config: p.cfg.Name, what: n.what}
 		}
 	}
 	for _, cl := range p.clusters {
@@ -131,7 +131,7 @@ func (c *claimer) take(p *parsed) {
 			c.clusters[cl.GetName()] = cl
 		}
 	}
-	for _, n := range sharedNames(p) {
+	for _, n := range p.claims.shared {
 		if _, ok := c.shared[n.key]; !ok {
 			c.shared[n.key] = claimant{config: p.cfg.Name, what: n.what}
 		}
@@ -156,6 +156,23 @@ func (c *claimer) identicalCluster(p *parsed, name string, m *memo) bool {
 }
 
 type sharedName struct{ key, what string }
+
+// claims are the names a config claims whatever else it meets, worked out once per
+// parse: its exclusive resource names and its shared names. They depend on the
+// names of its resources, fragments and Secret references only, which the copies
+// render makes of a parse (applySecrets, onlyHere) keep.
+type claims struct {
+	exclusive, shared []sharedName
+}
+
+func claimsOf(p *parsed) claims {
+	var c claims
+	for _, n := range names(p) {
+		c.exclusive = append(c.exclusive, sharedName{n, describe(n)})
+	}
+	c.shared = sharedNames(p)
+	return c
+}
 
 func sharedNames(p *parsed) []sharedName {
 	out := make([]sharedName, 0, len(p.fragments)+len(p.secretRefs))
@@ -219,8 +236,8 @@ func build(winners []*parsed, known map[string]SecretState, m *memo) built {
 		if p.held() {
 			continue
 		}
-		for _, n := range names(p) {
-			owners[n] = append(owners[n], p)
+		for _, n := range p.claims.exclusive {
+			owners[n.key] = append(owners[n.key], p)
 		}
 		res.Listeners = append(res.Listeners, p.listeners...)
 		res.Routes = append(res.Routes, p.routes...)

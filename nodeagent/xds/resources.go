@@ -6,12 +6,8 @@ import (
 	"fmt"
 	"strconv"
 
-	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
-	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -63,15 +59,17 @@ var snapshotTypes = []types.ResponseType{types.Cluster, types.Listener, types.Ro
 // version is the newest of the per-type versions. Versions come from one
 // process-wide counter and never go down.
 //
-// A resource that is the very message served now under its name (the same pointer,
-// which callers may not modify) is neither checked on its own again nor compared
-// field by field: a render that changed one route table among many costs the
-// changed table, not all of them.
+// A message passed before (the same pointer: callers may not modify a message once
+// they passed it, even to a call that failed) is not checked on its own again, nor
+// compared field by field with the one it replaces: a render that changed one route
+// of one table among many costs that route, not every resource (xdsres.Memo).
 func (s *Server) SetResources(ctx context.Context, r Resources) (string, error) {
 	s.resMu.Lock()
 	defer s.resMu.Unlock()
 
-	if errs := xdsres.ValidateTrusting(r, s.isServed); len(errs) > 0 {
+	errs := s.checked.Validate(r)
+	s.checked.Next()
+	if len(errs) > 0 {
 		return "", &InvalidResourcesError{Errors: errs}
 	}
 
@@ -178,39 +176,6 @@ func sameResources(prev map[string]types.ResourceWithTTL, next []types.Resource)
 		}
 	}
 	return true
-}
-
-// isServed reports whether m is the message served now under its name: it passed
-// validation when it was set and, by SetResources' contract, has not changed since.
-// The caller holds resMu.
-func (s *Server) isServed(m proto.Message) bool {
-	if s.served == nil {
-		return false
-	}
-	r, ok := m.(types.Resource)
-	if !ok {
-		return false
-	}
-	t, ok := servedType(r)
-	if !ok {
-		return false
-	}
-	p, ok := s.served.Resources[t].Items[cachev3.GetResourceName(r)]
-	return ok && p.Resource == r
-}
-
-func servedType(r types.Resource) (types.ResponseType, bool) {
-	switch r.(type) {
-	case *listenerv3.Listener:
-		return types.Listener, true
-	case *routev3.RouteConfiguration:
-		return types.Route, true
-	case *clusterv3.Cluster:
-		return types.Cluster, true
-	case *tlsv3.Secret:
-		return types.Secret, true
-	}
-	return 0, false
 }
 
 // SetEndpoints makes cla the complete set of ClusterLoadAssignments, keyed
