@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
@@ -99,13 +100,22 @@ func loadGolden(t *testing.T, dir string) goldenInput {
 }
 
 // put selects config i with content c, as the apiserver would hand it: a new
-// resourceVersion on every write, the UID of the pool entry.
+// resourceVersion on every write, the UID of the pool entry, and a generation bumped
+// by every change to the spec (only).
 func (w *world) put(i int, c *v1alpha1.NodeProxyConfig) {
 	w.rv++
 	c = c.DeepCopy()
 	c.ResourceVersion = strconv.Itoa(w.rv)
 	if c.UID == "" {
 		c.UID = types.UID("uid-" + c.Name)
+	}
+	switch prev := w.on[i]; {
+	case prev == nil || prev.UID != c.UID:
+		c.Generation = 1
+	case !apiequality.Semantic.DeepEqual(prev.Spec, c.Spec):
+		c.Generation = prev.Generation + 1
+	default:
+		c.Generation = prev.Generation
 	}
 	w.on[i] = c
 }
@@ -141,7 +151,7 @@ func (w *world) step() string {
 		return "add " + w.pool[i].Name
 	case op == 2 && cur != nil:
 		w.put(i, cur)
-		return "rewrite " + cur.Name + " unchanged"
+		return "status of " + cur.Name + " written"
 	case op == 3 && cur != nil:
 		// Deleted and created again: a new UID and a new age.
 		c := cur.DeepCopy()
@@ -239,7 +249,8 @@ func (w *world) mutate(c *v1alpha1.NodeProxyConfig) string {
 		c.Spec.FilterChainFragments = slices.Delete(c.Spec.FilterChainFragments, j, j+1)
 		return "chain fragment dropped"
 	}
-	c.Labels = map[string]string{"touched": strconv.Itoa(w.rv)}
+	// Labels are metadata (no new generation); parse reads the source namespace.
+	c.Labels = map[string]string{v1alpha1.LabelSourceNamespace: []string{"default", "other"}[w.rng.IntN(2)]}
 	return "labels"
 }
 
