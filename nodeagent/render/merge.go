@@ -95,7 +95,7 @@ func (c *claimer) check(p *parsed, m *memo) *rejection {
 	}
 	for _, n := range p.claims.exclusive {
 		if h, ok := c.exclusive[n.key]; ok {
-			if c.identicalCluster(p, n.key, m) {
+			if n.cluster != nil && c.identicalCluster(n.cluster, m) {
 				continue
 			}
 			return conflict(n.what, h)
@@ -141,18 +141,9 @@ func (c *claimer) take(p *parsed) {
 	}
 }
 
-func (c *claimer) identicalCluster(p *parsed, name string, m *memo) bool {
-	kind, n, _ := strings.Cut(name, "/")
-	if kind != xdsres.KindCluster {
-		return false
-	}
-	held := c.clusters[n]
-	for _, cl := range p.clusters {
-		if cl.GetName() == n {
-			return held != nil && m.identical(held, cl)
-		}
-	}
-	return false
+func (c *claimer) identicalCluster(cl *clusterv3.Cluster, m *memo) bool {
+	held := c.clusters[cl.GetName()]
+	return held != nil && m.identical(held, cl)
 }
 
 type sharedName struct{ key, what string }
@@ -162,13 +153,27 @@ type sharedName struct{ key, what string }
 // names of its resources, fragments and Secret references only, which the copies
 // render makes of a parse (applySecrets, onlyHere) keep.
 type claims struct {
-	exclusive, shared []sharedName
+	// exclusive are in the order of names(p).
+	exclusive []exclusiveName
+	// shared are in the order of sharedNames(p): the fragments' tables first.
+	shared []sharedName
+}
+
+// exclusiveName is a sharedName that only one config may hold, except for identical
+// clusters: cluster is set for a cluster's name.
+type exclusiveName struct {
+	sharedName
+	cluster *clusterv3.Cluster
 }
 
 func claimsOf(p *parsed) claims {
 	var c claims
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, cl := range p.clusters {
+		clusters[xdsres.KindCluster+"/"+cl.GetName()] = cl
+	}
 	for _, n := range names(p) {
-		c.exclusive = append(c.exclusive, sharedName{n, describe(n)})
+		c.exclusive = append(c.exclusive, exclusiveName{sharedName{n, describe(n)}, clusters[n]})
 	}
 	c.shared = sharedNames(p)
 	return c
@@ -241,9 +246,9 @@ func build(winners []*parsed, known map[string]SecretState, m *memo) built {
 		}
 		res.Listeners = append(res.Listeners, p.listeners...)
 		res.Routes = append(res.Routes, p.routes...)
-		for _, cl := range p.clusters {
-			if len(owners[xdsres.KindCluster+"/"+cl.GetName()]) == 1 { // identical duplicates are served once
-				res.Clusters = append(res.Clusters, cl)
+		for _, n := range p.claims.exclusive {
+			if n.cluster != nil && len(owners[n.key]) == 1 { // identical duplicates are served once
+				res.Clusters = append(res.Clusters, n.cluster)
 			}
 		}
 		res.Secrets = append(res.Secrets, p.secrets...)
@@ -277,7 +282,7 @@ func build(winners []*parsed, known map[string]SecretState, m *memo) built {
 			}
 			t.hosts[f.host] = append(t.hosts[f.host], f.routes...)
 			t.fragments = append(t.fragments, f)
-			key := xdsres.KindRouteConfiguration + "/" + f.table
+			key := p.claims.shared[i].key // the table's name as a claim
 			if o := owners[key]; len(o) == 0 || o[len(o)-1] != p {
 				owners[key] = append(o, p)
 			}
