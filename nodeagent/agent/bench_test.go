@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/envoykit"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -112,7 +113,7 @@ func BenchmarkConfigChangeToSnapshot5000Configs(b *testing.B) {
 		ObjectMeta: metav1.ObjectMeta{Name: "bench-shared"},
 		Spec: v1alpha1.NodeProxyConfigSpec{
 			Envoy:          &v1alpha1.EnvoyResources{Resources: []v1alpha1.EnvoyResource{mustResource(benchListenerJSON)}},
-			RouteFragments: []v1alpha1.RouteFragment{{RouteTable: "bench-routes", Host: "*"}},
+			RouteFragments: []v1alpha1.RouteFragment{envoykit.EmptyTable("bench-routes")},
 		},
 	}
 	configs := []*v1alpha1.NodeProxyConfig{shared}
