@@ -171,7 +171,7 @@ func sameResources(prev map[string]types.ResourceWithTTL, next []types.Resource)
 	}
 	for _, r := range next {
 		p, ok := prev[cachev3.GetResourceName(r)]
-		if !ok || (p.Resource != r && !proto.Equal(p.Resource, r)) {
+		if !ok || !xdsres.Equal(p.Resource, r) {
 			return false
 		}
 	}
