@@ -36,8 +36,8 @@ func run(samples string, wait bool) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	fmt.Println("starting kube-apiserver and etcd ...")
-	env, err := testenv.Start(testenv.Options{})
+	fmt.Println("starting kube-apiserver and etcd (with the Gateway API CRDs) ...")
+	env, err := testenv.Start(testenv.Options{GatewayAPI: true})
 	if err != nil {
 		return err
 	}
@@ -119,6 +119,9 @@ var demoViews = [][]string{
 	{"describe", "ippool", "lb-pool"},
 	{"get", "service", "-A", "-o", "wide"},
 	{"get", "ingress", "-A"},
+	{"get", "gatewayclass"},
+	{"get", "gateway", "-A"},
+	{"get", "httproute", "-A"},
 	{"get", "l2policy"},
 	{"get", "nodeproxyconfigs"},
 	{"get", "nodeproxies", "-o", "wide"},

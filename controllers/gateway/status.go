@@ -243,9 +243,9 @@ func (c *Controller) routeStatus(cur gatewayv1.RouteStatus, gen int64, parents [
 
 // Reasons of the Events that mirror the nodes' verdict on a Gateway or route.
 const (
-	EventProgrammed = "Programmed"
-	EventRejected   = "Rejected"
-	EventPending    = "Pending"
+	EventProgrammed = npcstatus.EventProgrammed
+	EventRejected   = npcstatus.EventRejected
+	EventPending    = npcstatus.EventPending
 )
 
 // onVerdicts runs a pass (the Programmed conditions follow the verdicts) and
@@ -263,14 +263,7 @@ func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change)
 		if obj == nil {
 			continue
 		}
-		status, reason, _ := ch.Verdict.Condition()
-		typ, why := corev1.EventTypeNormal, EventProgrammed
-		switch {
-		case reason == v1alpha1.ReasonRejected:
-			typ, why = corev1.EventTypeWarning, EventRejected
-		case status != metav1.ConditionTrue:
-			why = EventPending
-		}
+		typ, why := ch.Event()
 		c.recorder.Eventf(obj, nil, typ, why, "Program", "%s: %s", ch.Config.Name, ch.Verdict.Summary())
 	}
 }

@@ -115,39 +115,55 @@ type slotStats struct {
 	// first and last reply per MAC; maxGap is the longest time between two replies.
 	first, last map[string]time.Time
 	maxGap      time.Duration
+	// late are requests whose reply was read after the next request went out.
+	late int
 }
 
 func (p *slotProbe) stats(from, to time.Time) slotStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := slotStats{first: map[string]time.Time{}, last: map[string]time.Time{}}
+	// Per slot (from one request to the next): its send time and who replied in it.
+	type slot struct {
+		at   time.Time
+		macs map[string]bool
+	}
+	slots := make([]slot, 0, len(p.sends))
 	j := 0
 	for i, s := range p.sends {
 		end := s.Add(p.every)
 		if i+1 < len(p.sends) {
 			end = p.sends[i+1]
 		}
-		macs := map[string]bool{}
+		sl := slot{at: s, macs: map[string]bool{}}
 		for ; j < len(p.replies) && p.replies[j].at.Before(end); j++ {
 			if !p.replies[j].at.Before(s) {
-				macs[p.replies[j].mac] = true
+				sl.macs[p.replies[j].mac] = true
 			}
 		}
-		if (!from.IsZero() && s.Before(from)) || (!to.IsZero() && !s.Before(to)) {
+		slots = append(slots, sl)
+	}
+	answered := p.matchReplies()
+	for i, sl := range slots {
+		if (!from.IsZero() && sl.at.Before(from)) || (!to.IsZero() && !sl.at.Before(to)) {
 			continue
 		}
 		st.requests++
-		if len(macs) > 0 {
+		switch {
+		case answered[i] && len(sl.macs) == 0:
 			st.answered++
-		} else if len(st.missed) < 20 {
-			st.missed = append(st.missed, s.Format("15:04:05.000000"))
+			st.late++
+		case answered[i]:
+			st.answered++
+		case len(st.missed) < 20:
+			st.missed = append(st.missed, sl.at.Format("15:04:05.000000"))
 		}
-		if len(macs) > 1 {
+		if len(sl.macs) > 1 {
 			var list []string
-			for m := range macs {
+			for m := range sl.macs {
 				list = append(list, m)
 			}
-			st.doubles = append(st.doubles, fmt.Sprintf("%s: %v", s.Format("15:04:05.000000"), list))
+			st.doubles = append(st.doubles, fmt.Sprintf("%s: %v", sl.at.Format("15:04:05.000000"), list))
 		}
 	}
 	var prev time.Time
@@ -165,6 +181,29 @@ func (p *slotProbe) stats(from, to time.Time) slotStats {
 		st.last[r.mac] = r.at
 	}
 	return st
+}
+
+// answerWithin is how long a request waits for its reply, as arping's default timeout.
+const answerWithin = time.Second
+
+// matchReplies pairs replies with requests in order, as a client that sends one
+// request at a time would: a reply answers the oldest unanswered request sent before it
+// and at most answerWithin earlier. On a loaded machine a reply can be read after the
+// next request went out; it still answers its own request, while a responder that
+// stopped leaves requests with no reply at all.
+func (p *slotProbe) matchReplies() []bool {
+	answered := make([]bool, len(p.sends))
+	next := 0
+	for _, r := range p.replies {
+		for next < len(p.sends) && r.at.Sub(p.sends[next]) > answerWithin {
+			next++ // too old to be answered by this or any later reply
+		}
+		if next < len(p.sends) && !r.at.Before(p.sends[next]) {
+			answered[next] = true
+			next++
+		}
+	}
+	return answered
 }
 
 // firstOther waits until a MAC other than owner answers after since and returns when.
