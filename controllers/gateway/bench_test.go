@@ -137,12 +137,37 @@ func waitAttached(ctx context.Context, want int) error {
 				n++
 			}
 		}
-		if n >= want {
+		if n >= want && routeStatusesWritten(ctx, want) {
 			return nil
 		}
 		time.Sleep(2 * time.Second)
 	}
 	return fmt.Errorf("routes not all translated after 30 minutes")
+}
+
+// routeStatusesWritten reports whether every bench route has the status of its current
+// generation: the controller writes statuses after the configs, in the same pass, and
+// a route change made while that first pass still runs would wait for it (under load
+// for longer than changeRoute waits), timing the setup instead of the change.
+func routeStatusesWritten(ctx context.Context, want int) bool {
+	var routes gatewayv1.HTTPRouteList
+	if err := k8s.List(ctx, &routes); err != nil {
+		return false
+	}
+	n := 0
+	for _, r := range routes.Items {
+		if !strings.HasPrefix(r.Namespace, "bench-") || len(r.Status.Parents) == 0 {
+			continue
+		}
+		current := true
+		for _, c := range r.Status.Parents[0].Conditions {
+			current = current && c.ObservedGeneration == r.Generation
+		}
+		if current {
+			n++
+		}
+	}
+	return n >= want
 }
 
 var benchSeq int

@@ -25,8 +25,9 @@ import (
 
 // Resources is the complete LDS/RDS/CDS/SDS state for the local Envoy.
 // Endpoints are not part of it: they change far more often and go through
-// SetEndpoints. The Server keeps references to the messages, so callers must
-// not modify them after SetResources (build new ones instead).
+// SetEndpoints. The Server keeps references to the messages and remembers which
+// passed validation, so callers must not modify them after SetResources, even one
+// that failed (build new ones instead).
 type Resources struct {
 	Listeners []*listenerv3.Listener
 	Routes    []*routev3.RouteConfiguration
@@ -96,8 +97,22 @@ func NewResourceError(kind, name, format string, args ...any) ResourceError {
 // every RouteConfiguration and ADS-delivered Secret must be referenced, and
 // every reference must resolve, otherwise the cache withholds the whole RDS
 // or SDS response from Envoy.
-func Validate(r Resources) []ResourceError {
+func Validate(r Resources) []ResourceError { return ValidateTrusting(r, nil) }
+
+// ValidateTrusting is Validate for a caller that knows some resources already passed
+// the deep check of a resource on its own (protoc-gen-validate rules, also inside
+// Anys) and were not modified since: trusted reports them, and their check is skipped. Names and
+// references are still checked over every resource, since they depend on the others.
+// A nil trusted trusts nothing. The result is Validate's whenever trusted only reports
+// resources that pass those checks.
+func ValidateTrusting(r Resources, trusted func(proto.Message) bool) []ResourceError {
 	var errs []ResourceError
+	deep := func(m proto.Message) error {
+		if trusted != nil && trusted(m) {
+			return nil
+		}
+		return validateDeep(m)
+	}
 
 	listeners := map[string]bool{}
 	for i, l := range r.Listeners {
@@ -105,7 +120,7 @@ func Validate(r Resources) []ResourceError {
 			errs = append(errs, e)
 			continue
 		}
-		if err := validateDeep(l); err != nil {
+		if err := deep(l); err != nil {
 			errs = append(errs, NewResourceError(KindListener, l.GetName(), "%v", err))
 		} else if l.GetAddress() == nil && l.GetInternalListener() == nil && l.GetApiListener() == nil {
 			// PGV allows this (internal listeners have none) but Envoy NACKs it.
@@ -118,7 +133,7 @@ func Validate(r Resources) []ResourceError {
 			errs = append(errs, e)
 			continue
 		}
-		if err := validateDeep(rc); err != nil {
+		if err := deep(rc); err != nil {
 			errs = append(errs, NewResourceError(KindRouteConfiguration, rc.GetName(), "%v", err))
 		}
 	}
@@ -128,7 +143,7 @@ func Validate(r Resources) []ResourceError {
 			errs = append(errs, e)
 			continue
 		}
-		if err := validateDeep(c); err != nil {
+		if err := deep(c); err != nil {
 			errs = append(errs, NewResourceError(KindCluster, c.GetName(), "%v", err))
 		}
 	}
@@ -138,7 +153,7 @@ func Validate(r Resources) []ResourceError {
 			errs = append(errs, e)
 			continue
 		}
-		if err := validateDeep(s); err != nil {
+		if err := deep(s); err != nil {
 			errs = append(errs, NewResourceError(KindSecret, s.GetName(), "%v", err))
 		}
 	}

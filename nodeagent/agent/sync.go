@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +58,9 @@ type agent struct {
 	rejectedRV map[string]string
 	rejected   []v1alpha1.RejectedConfig
 	endpoints  int
-	announced  int
+	// endpointsSynced: syncEndpoints ran at least once.
+	endpointsSynced bool
+	announced       int
 	// dpOpenErr is why the datapath could not be opened or attached (retried every
 	// DeviceRescan); dpSyncErr why the last redirect map sync failed.
 	dpOpenErr  error
@@ -191,17 +194,22 @@ func (a *agent) run(ctx context.Context) error {
 }
 
 func (a *agent) sync(ctx context.Context) {
-	rendered := false
+	backendsChanged := false
 	if a.configsDirty.Swap(false) {
+		before := a.out.BackendServices
 		if err := a.renderConfigs(ctx); err != nil {
 			a.log.Error(err, "rendering configs; retrying")
 			a.kick(true)
 		} else {
-			rendered = true
+			// The endpoints served depend on the backend Services and on what the cache
+			// holds for them; a change to the latter sets endpointsDirty. A render that
+			// keeps the Services (most config changes) leaves them as they are.
+			backendsChanged = !a.endpointsSynced || !slices.EqualFunc(before, a.out.BackendServices, sameBackend)
 		}
 	}
-	if a.endpointsDirty.Swap(false) || rendered {
+	if a.endpointsDirty.Swap(false) || backendsChanged {
 		a.syncEndpoints(ctx)
+		a.endpointsSynced = true
 	}
 	a.report.Update(a.buildReport())
 }
@@ -350,6 +358,10 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 	a.log.V(1).Info("rendered", "selected", len(configs), "applied", len(out.Applied),
 		"rejected", len(a.rejected), "redirects", len(out.Redirects), "xdsVersion", a.xdsVersion)
 	return nil
+}
+
+func sameBackend(x, y v1alpha1.BackendService) bool {
+	return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports)
 }
 
 func (a *agent) syncEndpoints(ctx context.Context) {

@@ -14,22 +14,31 @@ import (
 // Renderer is Render with memory: it keeps what each config parsed to (decoded Envoy
 // resources, routes checked on their own, or the rejection) and reuses it while the
 // config is unchanged, so a change to one config no longer decodes and validates all
-// the others again. Everything after parsing (conflicts, merging, validating the
-// merged resources) still runs on every call, so the output is exactly Render's.
+// the others again. Conflicts are settled again on every call; merging and validating
+// reuse what the previous call made of the same parsed pieces (see memo), so the
+// output is exactly Render's (TestRendererEqualsRenderAfterChanges).
 //
 // A Renderer is safe for concurrent use, but renders one call at a time.
 type Renderer struct {
 	mu    sync.Mutex
 	cache map[string]*parsedEntry // by config name
+	memo  *memo
 }
 
 // parsedEntry is one config's parse result and what it was computed from.
 type parsedEntry struct {
 	uid types.UID
-	// rv is the config's resourceVersion, which changes with every write to the
-	// object (spec, labels or status), so an entry can never outlive the content it
-	// was parsed from. Status writes re-parse needlessly, which is cheap next to
-	// serving a stale verdict if parse ever reads metadata.
+	// generation and labels stand for the content parse reads: the spec (the apiserver
+	// bumps metadata.generation on every spec change, never on status or metadata
+	// writes), the name (the cache key) and the labels (compared whole). Keying on
+	// resourceVersion instead would parse a config again on every status write, which
+	// the controllers make to every config a node reports on, and give its resources
+	// new identities, which every memo downstream (render's, the xDS server's) keys on.
+	// TestParseReadsOnlySpecNameLabels keeps parse to that.
+	generation int64
+	labels     map[string]string
+	// rv is the resourceVersion of the config the entry's parse now carries (p.cfg),
+	// which Applied reports.
 	rv string
 	// ports are the proxy ports of the config's redirect listeners, the only ports
 	// parse is given (see redirectPorts).
@@ -42,11 +51,11 @@ type parsedEntry struct {
 
 // NewRenderer returns an empty Renderer.
 func NewRenderer() *Renderer {
-	return &Renderer{cache: map[string]*parsedEntry{}}
+	return &Renderer{cache: map[string]*parsedEntry{}, memo: newMemo()}
 }
 
-// Render is Render(in), reusing the parse of every config whose UID,
-// resourceVersion and redirect ports are those of its previous call. Configs absent
+// Render is Render(in), reusing the parse of every config whose UID, generation,
+// labels and redirect ports are those of its previous call. Configs absent
 // from in are forgotten.
 func (r *Renderer) Render(in Input) Output {
 	r.mu.Lock()
@@ -55,7 +64,16 @@ func (r *Renderer) Render(in Input) Output {
 	out := render(in, func(cfg *v1alpha1.NodeProxyConfig) (*parsed, *rejection) {
 		seen[cfg.Name] = true
 		ports := redirectPorts(cfg, in.ProxyPorts)
-		if e := r.cache[cfg.Name]; e != nil && e.rv != "" && e.uid == cfg.UID && e.rv == cfg.ResourceVersion && maps.Equal(e.ports, ports) {
+		if e := r.cache[cfg.Name]; e != nil && e.rv != "" && cfg.ResourceVersion != "" && e.uid == cfg.UID &&
+			e.generation == cfg.Generation && maps.Equal(e.labels, cfg.Labels) && maps.Equal(e.ports, ports) {
+			if e.p != nil && e.rv != cfg.ResourceVersion {
+				// Same content, written since (status): the parse carries the current object.
+				own := *cfg
+				q := *e.p
+				q.cfg = &own
+				e.p = &q
+			}
+			e.rv = cfg.ResourceVersion
 			return e.p, e.rej
 		}
 		// The parse keeps its config (p.cfg). Callers pass elements of a list (the
@@ -73,10 +91,12 @@ func (r *Renderer) Render(in Input) Output {
 			// Not from an apiserver (a test's literal): nothing tells its versions apart.
 			delete(r.cache, cfg.Name)
 		} else {
-			r.cache[cfg.Name] = &parsedEntry{uid: cfg.UID, rv: cfg.ResourceVersion, ports: ports, p: p, rej: rej, routes: routes.cur}
+			r.cache[cfg.Name] = &parsedEntry{uid: cfg.UID, generation: cfg.Generation, labels: maps.Clone(cfg.Labels),
+				rv: cfg.ResourceVersion, ports: ports, p: p, rej: rej, routes: routes.cur}
 		}
 		return p, rej
-	})
+	}, r.memo)
+	r.memo.next()
 	for name := range r.cache {
 		if !seen[name] {
 			delete(r.cache, name)

@@ -291,3 +291,37 @@ func TestParseUsesRouteCache(t *testing.T) {
 		t.Fatalf("a parse without a cache: %v, %v", got, rej)
 	}
 }
+
+// TestParseReadsOnlySpecNameLabels guards the Renderer's cache key (UID, generation,
+// labels): a config whose other metadata and status differ must render the same, up
+// to the generation and resourceVersion it reports. If parse starts reading more of
+// the object, this fails and the key must grow.
+func TestParseReadsOnlySpecNameLabels(t *testing.T) {
+	blank := func(out Output) Output {
+		for i := range out.Applied {
+			out.Applied[i].Generation, out.Applied[i].ResourceVersion = 0, ""
+		}
+		for i := range out.Rejected {
+			out.Rejected[i].Generation = 0
+		}
+		return out
+	}
+	for _, dir := range cases(t) {
+		in := loadInput(t, dir)
+		want := marshalOutput(t, blank(Render(in)))
+		other := in
+		other.Configs = nil
+		for _, c := range in.Configs {
+			c = c.DeepCopy()
+			c.UID, c.ResourceVersion, c.Generation = "other-uid", "99", c.Generation+7
+			c.Annotations = map[string]string{"a": "b"}
+			c.Finalizers = []string{"example.com/f"}
+			c.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "x", UID: "y"}}
+			c.Status.ObservedGeneration = 42
+			other.Configs = append(other.Configs, c)
+		}
+		if got := marshalOutput(t, blank(Render(other))); !bytes.Equal(got, want) {
+			t.Fatalf("%s: metadata outside spec, name and labels changes the render:\n%s", dir, lineDiff(string(want), string(got)))
+		}
+	}
+}

@@ -222,7 +222,7 @@ type contribution struct {
 // mergeChains returns the listeners with the contributed chains appended. A
 // listener that receives chains is cloned: parsed resources may be shared with a
 // cache and must stay as decoded.
-func mergeChains(listeners []*listenerv3.Listener, contributions map[string][]contribution) []*listenerv3.Listener {
+func mergeChains(listeners []*listenerv3.Listener, contributions map[string][]contribution, m *memo) []*listenerv3.Listener {
 	out := make([]*listenerv3.Listener, len(listeners))
 	for i, l := range listeners {
 		cs := contributions[l.GetName()]
@@ -230,19 +230,27 @@ func mergeChains(listeners []*listenerv3.Listener, contributions map[string][]co
 			out[i] = l
 			continue
 		}
-		l = proto.Clone(l).(*listenerv3.Listener)
 		slices.SortFunc(cs, func(a, b contribution) int {
 			return cmp.Or(cmp.Compare(a.config, b.config), cmp.Compare(a.index, b.index))
 		})
+		var chains []*listenerv3.FilterChain
 		for _, c := range cs {
-			l.FilterChains = append(l.FilterChains, c.chains...)
+			chains = append(chains, c.chains...)
 		}
-		if len(l.FilterChains) == 0 && l.GetDefaultFilterChain() == nil && l.GetApiListener() == nil && !isUDP(l) {
-			l.FilterChains = []*listenerv3.FilterChain{{Name: closedChainName}}
-		}
-		out[i] = l
+		out[i] = m.merged(l, chains, withChains)
 	}
 	return out
+}
+
+// withChains is a clone of l with chains appended, or with a chain that closes every
+// connection if it would have none.
+func withChains(l *listenerv3.Listener, chains []*listenerv3.FilterChain) *listenerv3.Listener {
+	l = proto.Clone(l).(*listenerv3.Listener)
+	l.FilterChains = append(l.FilterChains, chains...)
+	if len(l.FilterChains) == 0 && l.GetDefaultFilterChain() == nil && l.GetApiListener() == nil && !isUDP(l) {
+		l.FilterChains = []*listenerv3.FilterChain{{Name: closedChainName}}
+	}
+	return l
 }
 
 // isUDP: a UDP listener's work is done by listener filters and needs no chain.

@@ -10,7 +10,6 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/xdsres"
@@ -45,13 +44,13 @@ type claimant struct {
 // first to claim a name keeps it and every later claimant is rejected whole.
 // Configs held back for missing proxy ports still claim, so that allocating a
 // port never flips a verdict.
-func claim(candidates []*parsed, invalid map[string]*rejection, known map[string]SecretState) ([]*parsed, map[string]*rejection, int) {
+func claim(candidates []*parsed, invalid map[string]*rejection, known map[string]SecretState, m *memo) ([]*parsed, map[string]*rejection, int) {
 	// A contribution to another config's listener can only be judged once the
 	// winners are known; rejecting it releases its claims, so claiming runs again
 	// without it and a younger config it was blocking gets its turn.
 	unfit := map[string]*rejection{}
 	for {
-		winners, conflicts := claimOnce(candidates, invalid, unfit)
+		winners, conflicts := claimOnce(candidates, invalid, unfit, m)
 		settled, rejected, notHere := settleChainFragments(winners, known)
 		if len(rejected) == 0 {
 			for name, r := range unfit {
@@ -65,7 +64,7 @@ func claim(candidates []*parsed, invalid map[string]*rejection, known map[string
 	}
 }
 
-func claimOnce(candidates []*parsed, invalid, unfit map[string]*rejection) ([]*parsed, map[string]*rejection) {
+func claimOnce(candidates []*parsed, invalid, unfit map[string]*rejection, m *memo) ([]*parsed, map[string]*rejection) {
 	c := claimer{redirects: map[Key]claimant{}, exclusive: map[string]claimant{}, shared: map[string]claimant{}, clusters: map[string]*clusterv3.Cluster{}, chains: map[string]claimant{}}
 	conflicts := map[string]*rejection{}
 	var winners []*parsed
@@ -73,7 +72,7 @@ func claimOnce(candidates []*parsed, invalid, unfit map[string]*rejection) ([]*p
 		if invalid[p.cfg.Name] != nil || unfit[p.cfg.Name] != nil {
 			continue
 		}
-		if rej := c.check(p); rej != nil {
+		if rej := c.check(p, m); rej != nil {
 			conflicts[p.cfg.Name] = rej
 			continue
 		}
@@ -88,24 +87,24 @@ func conflict(mine string, holder claimant) *rejection {
 }
 
 // check runs before take so that a rejected config leaves no claim behind.
-func (c *claimer) check(p *parsed) *rejection {
+func (c *claimer) check(p *parsed, m *memo) *rejection {
 	for _, r := range p.redirects {
 		if h, ok := c.redirects[r.key]; ok {
 			return conflict(fmt.Sprintf("redirect %q (%s)", r.name, r.key), h)
 		}
 	}
-	for _, n := range names(p) {
-		if h, ok := c.exclusive[n]; ok {
-			if c.identicalCluster(p, n) {
+	for _, n := range p.claims.exclusive {
+		if h, ok := c.exclusive[n.key]; ok {
+			if n.cluster != nil && c.identicalCluster(n.cluster, m) {
 				continue
 			}
-			return conflict(describe(n), h)
+			return conflict(n.what, h)
 		}
-		if h, ok := c.shared[n]; ok {
-			return conflict(describe(n), h)
+		if h, ok := c.shared[n.key]; ok {
+			return conflict(n.what, h)
 		}
 	}
-	for _, n := range sharedNames(p) {
+	for _, n := range p.claims.shared {
 		if h, ok := c.exclusive[n.key]; ok {
 			return conflict(n.what, h)
 		}
@@ -122,9 +121,9 @@ func (c *claimer) take(p *parsed) {
 	for _, r := range p.redirects {
 		c.redirects[r.key] = claimant{config: p.cfg.Name, what: fmt.Sprintf("redirect %q (%s)", r.name, r.key)}
 	}
-	for _, n := range names(p) {
-		if _, held := c.exclusive[n]; !held { // an identical cluster stays with its oldest claimant
-			c.exclusive[n] = claimant{config: p.cfg.Name, what: describe(n)}
+	for _, n := range p.claims.exclusive {
+		if _, held := c.exclusive[n.key]; !held { // an identical cluster stays with its oldest claimant
+			c.exclusive[n.key] = claimant{config: p.cfg.Name, what: n.what}
 		}
 	}
 	for _, cl := range p.clusters {
@@ -132,7 +131,7 @@ func (c *claimer) take(p *parsed) {
 			c.clusters[cl.GetName()] = cl
 		}
 	}
-	for _, n := range sharedNames(p) {
+	for _, n := range p.claims.shared {
 		if _, ok := c.shared[n.key]; !ok {
 			c.shared[n.key] = claimant{config: p.cfg.Name, what: n.what}
 		}
@@ -142,21 +141,43 @@ func (c *claimer) take(p *parsed) {
 	}
 }
 
-func (c *claimer) identicalCluster(p *parsed, name string) bool {
-	kind, n, _ := strings.Cut(name, "/")
-	if kind != xdsres.KindCluster {
-		return false
-	}
-	held := c.clusters[n]
-	for _, cl := range p.clusters {
-		if cl.GetName() == n {
-			return held != nil && proto.Equal(held, cl)
-		}
-	}
-	return false
+func (c *claimer) identicalCluster(cl *clusterv3.Cluster, m *memo) bool {
+	held := c.clusters[cl.GetName()]
+	return held != nil && m.identical(held, cl)
 }
 
 type sharedName struct{ key, what string }
+
+// claims are the names a config claims whatever else it meets, worked out once per
+// parse: its exclusive resource names and its shared names. They depend on the
+// names of its resources, fragments and Secret references only, which the copies
+// render makes of a parse (applySecrets, onlyHere) keep.
+type claims struct {
+	// exclusive are in the order of names(p).
+	exclusive []exclusiveName
+	// shared are in the order of sharedNames(p): the fragments' tables first.
+	shared []sharedName
+}
+
+// exclusiveName is a sharedName that only one config may hold, except for identical
+// clusters: cluster is set for a cluster's name.
+type exclusiveName struct {
+	sharedName
+	cluster *clusterv3.Cluster
+}
+
+func claimsOf(p *parsed) claims {
+	var c claims
+	clusters := map[string]*clusterv3.Cluster{}
+	for _, cl := range p.clusters {
+		clusters[xdsres.KindCluster+"/"+cl.GetName()] = cl
+	}
+	for _, n := range names(p) {
+		c.exclusive = append(c.exclusive, exclusiveName{sharedName{n, describe(n)}, clusters[n]})
+	}
+	c.shared = sharedNames(p)
+	return c
+}
 
 func sharedNames(p *parsed) []sharedName {
 	out := make([]sharedName, 0, len(p.fragments)+len(p.secretRefs))
@@ -209,7 +230,7 @@ type built struct {
 // build assembles the xDS resources of the winners that are not held back,
 // with the SDS secrets made from the Kubernetes Secrets they list and the route
 // tables made from their fragments.
-func build(winners []*parsed, known map[string]SecretState) built {
+func build(winners []*parsed, known map[string]SecretState, m *memo) built {
 	var res xdsres.Resources
 	owners := map[string][]*parsed{}
 	derived := map[string]bool{}
@@ -220,14 +241,14 @@ func build(winners []*parsed, known map[string]SecretState) built {
 		if p.held() {
 			continue
 		}
-		for _, n := range names(p) {
-			owners[n] = append(owners[n], p)
+		for _, n := range p.claims.exclusive {
+			owners[n.key] = append(owners[n.key], p)
 		}
 		res.Listeners = append(res.Listeners, p.listeners...)
 		res.Routes = append(res.Routes, p.routes...)
-		for _, cl := range p.clusters {
-			if len(owners[xdsres.KindCluster+"/"+cl.GetName()]) == 1 { // identical duplicates are served once
-				res.Clusters = append(res.Clusters, cl)
+		for _, n := range p.claims.exclusive {
+			if n.cluster != nil && len(owners[n.key]) == 1 { // identical duplicates are served once
+				res.Clusters = append(res.Clusters, n.cluster)
 			}
 		}
 		res.Secrets = append(res.Secrets, p.secrets...)
@@ -250,7 +271,9 @@ func build(winners []*parsed, known map[string]SecretState) built {
 				owners[key] = append(o, p)
 			}
 		}
-		for _, f := range p.fragments {
+		for i := range p.fragments {
+			// Fragments are taken by address: the memo knows a table by its fragments.
+			f := &p.fragments[i]
 			t := tables[f.table]
 			if t == nil {
 				t = &table{hosts: map[string][]fragmentRoute{}}
@@ -258,17 +281,18 @@ func build(winners []*parsed, known map[string]SecretState) built {
 				tableNames = append(tableNames, f.table)
 			}
 			t.hosts[f.host] = append(t.hosts[f.host], f.routes...)
-			key := xdsres.KindRouteConfiguration + "/" + f.table
+			t.fragments = append(t.fragments, f)
+			key := p.claims.shared[i].key // the table's name as a claim
 			if o := owners[key]; len(o) == 0 || o[len(o)-1] != p {
 				owners[key] = append(o, p)
 			}
 		}
 	}
 	for _, name := range tableNames {
-		res.Routes = append(res.Routes, tables[name].routeConfiguration(name))
+		res.Routes = append(res.Routes, m.routeConfiguration(name, tables[name]))
 		derived[xdsres.KindRouteConfiguration+"/"+name] = true
 	}
-	res.Listeners = mergeChains(res.Listeners, contributions)
+	res.Listeners = mergeChains(res.Listeners, contributions, m)
 	sortByName(res.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(res.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(res.Clusters, (*clusterv3.Cluster).GetName)
@@ -286,6 +310,8 @@ func sortByName[T any](s []T, name func(T) string) {
 // with no routes attached yet) contributes a fragment with no routes.
 type table struct {
 	hosts map[string][]fragmentRoute
+	// fragments are what hosts was made of, in the order build met them.
+	fragments []*fragment
 }
 
 // routeConfiguration makes one virtual host per host, named after it, with its

@@ -44,6 +44,8 @@ type parsed struct {
 	// waitSecrets: a cluster needs a Secret the agent has not read yet, so the
 	// config is held back whole (claiming its names) until it is read.
 	waitSecrets bool
+
+	claims claims
 }
 
 // held reports whether the config is held back whole: it claims its names but
@@ -91,6 +93,7 @@ func parse(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16, routes *route
 	if rej := p.parseAnnouncements(); rej != nil {
 		return nil, rej
 	}
+	p.claims = claimsOf(p)
 	return p, nil
 }
 

@@ -119,12 +119,12 @@ func reject(reason v1alpha1.ConditionReason, format string, args ...any) *reject
 func Render(in Input) Output {
 	return render(in, func(cfg *v1alpha1.NodeProxyConfig) (*parsed, *rejection) {
 		return parse(cfg, redirectPorts(cfg, in.ProxyPorts), nil)
-	})
+	}, nil)
 }
 
 // render is Render with the per-config step supplied, so that a Renderer can answer
-// it from its cache.
-func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rejection)) Output {
+// it from its cache, and with the Renderer's memo of the merge (nil: none).
+func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rejection), m *memo) Output {
 	configs := byAge(in.Configs)
 	st := renderState{rejected: map[string]*rejection{}, partial: map[string]*rejection{}, pending: map[string]bool{}}
 	var candidates []*parsed
@@ -159,9 +159,9 @@ func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rej
 	// config it was blocking gets its turn in the next round.
 	invalid := map[string]*rejection{}
 	for {
-		winners, conflicts, notHere := claim(candidates, invalid, in.Secrets)
-		b := build(winners, in.Secrets)
-		errs, unused := validate(b.res, b.derived)
+		winners, conflicts, notHere := claim(candidates, invalid, in.Secrets, m)
+		b := build(winners, in.Secrets, m)
+		errs, unused := validate(b.res, b.derived, m)
 		st.notHere = notHere + unusedTables(unused)
 		if len(errs) == 0 {
 			return st.finish(configs, winners, dropUnused(b.res, unused), conflicts, invalid)
@@ -209,9 +209,9 @@ func unusedTables(unused map[string]bool) int {
 // waits for its Secret) must not take every route contributor down with it.
 // They are returned as unused and left out, since the snapshot cache refuses an
 // unreferenced RouteConfiguration or Secret.
-func validate(res xdsres.Resources, derived map[string]bool) (errs []xdsres.ResourceError, unused map[string]bool) {
+func validate(res xdsres.Resources, derived map[string]bool, m *memo) (errs []xdsres.ResourceError, unused map[string]bool) {
 	unused = map[string]bool{}
-	errs = slices.DeleteFunc(xdsres.Validate(res), func(e xdsres.ResourceError) bool {
+	errs = slices.DeleteFunc(m.validate(res), func(e xdsres.ResourceError) bool {
 		key := e.Kind + "/" + e.Name
 		if derived[key] && strings.HasPrefix(e.Message, "not referenced") {
 			unused[key] = true

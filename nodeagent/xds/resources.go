@@ -58,13 +58,20 @@ var snapshotTypes = []types.ResponseType{types.Cluster, types.Listener, types.Ro
 // route change does not make Envoy re-apply every cluster; the returned
 // version is the newest of the per-type versions. Versions come from one
 // process-wide counter and never go down.
+//
+// A message passed before (the same pointer: callers may not modify a message once
+// they passed it, even to a call that failed) is not checked on its own again, nor
+// compared field by field with the one it replaces: a render that changed one route
+// of one table among many costs that route, not every resource (xdsres.Memo).
 func (s *Server) SetResources(ctx context.Context, r Resources) (string, error) {
-	if errs := xdsres.Validate(r); len(errs) > 0 {
-		return "", &InvalidResourcesError{Errors: errs}
-	}
-
 	s.resMu.Lock()
 	defer s.resMu.Unlock()
+
+	errs := s.checked.Validate(r)
+	s.checked.Next()
+	if len(errs) > 0 {
+		return "", &InvalidResourcesError{Errors: errs}
+	}
 
 	byType := [types.UnknownType][]types.Resource{}
 	byType[types.Listener] = toResources(r.Listeners)
@@ -164,7 +171,7 @@ func sameResources(prev map[string]types.ResourceWithTTL, next []types.Resource)
 	}
 	for _, r := range next {
 		p, ok := prev[cachev3.GetResourceName(r)]
-		if !ok || !proto.Equal(p.Resource, r) {
+		if !ok || !xdsres.Equal(p.Resource, r) {
 			return false
 		}
 	}

@@ -23,6 +23,8 @@ import (
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/portico-dev/portico/internal/xdsres"
 )
 
 // Options configures a Server.
@@ -59,6 +61,8 @@ type Server struct {
 	resMu   sync.Mutex
 	version uint64
 	served  *cachev3.Snapshot
+	// checked remembers the messages that passed validation, by identity.
+	checked *xdsres.Memo
 
 	edsMu     sync.Mutex
 	endpoints map[string]*endpointv3.ClusterLoadAssignment
@@ -95,6 +99,7 @@ func New(opts Options) (*Server, error) {
 		tracker:   newTracker(),
 		endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
 		version:   opts.VersionBase,
+		checked:   xdsres.NewMemo(),
 	}
 	mux := &cachev3.MuxCache{
 		Classify:      func(r *cachev3.Request) string { return cacheFor(r.GetTypeUrl()) },

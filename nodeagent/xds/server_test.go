@@ -4,6 +4,7 @@ import (
 	"context"
 	"github.com/portico-dev/portico/internal/xdsres/fixture"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -430,5 +431,48 @@ func TestStartStopsOnContext(t *testing.T) {
 	}
 	if _, err := os.Stat(s.opts.SocketPath); !os.IsNotExist(err) {
 		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+// TestServedMessagesAreNotTrustedBlindly: the server remembers what passed validation
+// by identity, but a new table made of routes it already serves is still judged as a
+// table, and a new route in it on its own.
+func TestServedMessagesAreNotTrustedBlindly(t *testing.T) {
+	s := startServer(t, Options{})
+	ctx := context.Background()
+	good := baseConfig(t, 3, "a")
+	v1, err := s.SetResources(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, s, "node-a")
+	if err := c.WaitFor(waitCtx(t), func(c *xdstest.Client) bool { return c.State(resourcev3.RouteType).Version == v1 }); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.SetResources(ctx, good); err != nil || v != v1 {
+		t.Fatalf("the same messages again: %q, %v; want %q", v, err, v1)
+	}
+	table := func(mutate func(*routev3.VirtualHost)) Resources {
+		old := good.Routes[0]
+		rc := &routev3.RouteConfiguration{Name: old.GetName()}
+		for _, vh := range old.GetVirtualHosts() {
+			c := &routev3.VirtualHost{Name: vh.GetName(), Domains: vh.GetDomains(), Routes: vh.GetRoutes()}
+			mutate(c)
+			rc.VirtualHosts = append(rc.VirtualHosts, c)
+		}
+		return Resources{Listeners: good.Listeners, Routes: []*routev3.RouteConfiguration{rc}, Clusters: good.Clusters}
+	}
+	if _, err := s.SetResources(ctx, table(func(vh *routev3.VirtualHost) { vh.Domains = nil })); err == nil {
+		t.Fatal("a virtual host without domains, over served routes, was accepted")
+	}
+	badRoute := &routev3.Route{Match: &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: "/x"}}}
+	if _, err := s.SetResources(ctx, table(func(vh *routev3.VirtualHost) { vh.Routes = append(slices.Clone(vh.Routes), badRoute) })); err == nil {
+		t.Fatal("a route without an action, among served routes, was accepted")
+	}
+	if v, err := s.SetResources(ctx, table(func(*routev3.VirtualHost) {})); err != nil || v != v1 {
+		t.Fatalf("an equal table of the served routes: %q, %v; want %q (same content, same version)", v, err, v1)
+	}
+	if st := c.State(resourcev3.RouteType); st.Version != v1 || st.Responses != 1 {
+		t.Fatalf("the client got routes version %q in %d responses, want only %q", st.Version, st.Responses, v1)
 	}
 }
