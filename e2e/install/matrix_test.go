@@ -102,6 +102,8 @@ var used = map[string][]access{
 		can("update", "portico.dev", "nodeproxies/status", ""),
 		can("get", "coordination.k8s.io", "leases", ns), can("create", "coordination.k8s.io", "leases", ns),
 		can("update", "coordination.k8s.io", "leases", ns),
+		// A restarted agent finds its memberlist peers on their heartbeat Leases.
+		can("list", "coordination.k8s.io", "leases", ns),
 	},
 }
 
@@ -145,7 +147,7 @@ var notFor = map[string][]access{
 	"nodeagent": {can("get", "", "secrets", "default"), can("update", "", "secrets", "default"),
 		can("create", "portico.dev", "nodeproxyconfigs", ""), can("update", "portico.dev", "nodeproxyconfigs", ""),
 		can("update", "", "services", "default"), can("patch", "", "services/status", "default"),
-		can("delete", "coordination.k8s.io", "leases", ns), can("list", "coordination.k8s.io", "leases", ns),
+		can("delete", "coordination.k8s.io", "leases", ns),
 		can("create", "", "events", "default"), can("update", "portico.dev", "nodeproxies", "")},
 }
 

@@ -24,4 +24,4 @@ package agent
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies/status,verbs=update
 //
 // The heartbeat Lease portico-agent-<node>, in the install namespace only:
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=portico-system
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;create;update,namespace=portico-system

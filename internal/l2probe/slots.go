@@ -1,0 +1,191 @@
+package l2probe
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	marp "github.com/mdlayher/arp"
+
+	"github.com/portico-dev/portico/internal/netlab"
+)
+
+// Slots asks for an address from a host every interval on a raw ARP socket and
+// attributes each reply to the request slot it arrives in (from one request to the
+// next). A slot with replies from two MACs is a request answered by two nodes: the
+// split brain the L2 tests exist to rule out. Replies take tens of microseconds on the
+// lab bridge, far less than a slot.
+type Slots struct {
+	c     *marp.Client
+	ip    netip.Addr
+	every time.Duration
+	done  chan struct{}
+	wg    sync.WaitGroup
+	once  sync.Once
+
+	mu      sync.Mutex
+	sends   []time.Time
+	replies []reply
+}
+
+type reply struct {
+	at  time.Time
+	mac string
+}
+
+// StartSlots starts probing ip from h's lab interface every interval until Stop.
+func StartSlots(h *netlab.Host, ip netip.Addr, every time.Duration) (*Slots, error) {
+	var c *marp.Client
+	err := h.Do(func() error {
+		ifi, err := net.InterfaceByName(netlab.HostInterface)
+		if err != nil {
+			return err
+		}
+		c, err = marp.Dial(ifi)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ARP probe from %s: %w", h.Name, err)
+	}
+	p := &Slots{c: c, ip: ip, every: every, done: make(chan struct{})}
+	p.wg.Add(2)
+	go p.read()
+	go p.send()
+	return p, nil
+}
+
+func (p *Slots) read() {
+	defer p.wg.Done()
+	for {
+		pkt, _, err := p.c.Read()
+		now := time.Now()
+		if err != nil {
+			select {
+			case <-p.done:
+				return
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue
+		}
+		if pkt.Operation != marp.OperationReply || pkt.SenderIP != p.ip {
+			continue // gratuitous ARP and other traffic: only answers count
+		}
+		p.mu.Lock()
+		p.replies = append(p.replies, reply{at: now, mac: strings.ToLower(pkt.SenderHardwareAddr.String())})
+		p.mu.Unlock()
+	}
+}
+
+func (p *Slots) send() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		p.sends = append(p.sends, time.Now())
+		p.mu.Unlock()
+		_ = p.c.Request(p.ip)
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends probing; it may be called more than once.
+func (p *Slots) Stop() {
+	p.once.Do(func() {
+		close(p.done)
+		_ = p.c.Close()
+		p.wg.Wait()
+	})
+}
+
+// Stats summarises the slots between two instants.
+type Stats struct {
+	Requests, Answered int
+	// Doubles are the slots answered by two MACs, with when and by whom; Missed (the
+	// first 20) those nobody answered.
+	Doubles, Missed []string
+	// First and Last reply per MAC; MaxGap is the longest time between two replies.
+	First, Last map[string]time.Time
+	MaxGap      time.Duration
+}
+
+// Stats summarises the slots sent between from and to (zero: unbounded).
+func (p *Slots) Stats(from, to time.Time) Stats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := Stats{First: map[string]time.Time{}, Last: map[string]time.Time{}}
+	j := 0
+	for i, s := range p.sends {
+		end := s.Add(p.every)
+		if i+1 < len(p.sends) {
+			end = p.sends[i+1]
+		}
+		macs := map[string]bool{}
+		for ; j < len(p.replies) && p.replies[j].at.Before(end); j++ {
+			if !p.replies[j].at.Before(s) {
+				macs[p.replies[j].mac] = true
+			}
+		}
+		if (!from.IsZero() && s.Before(from)) || (!to.IsZero() && !s.Before(to)) {
+			continue
+		}
+		st.Requests++
+		if len(macs) > 0 {
+			st.Answered++
+		} else if len(st.Missed) < 20 {
+			st.Missed = append(st.Missed, s.Format("15:04:05.000000"))
+		}
+		if len(macs) > 1 {
+			var list []string
+			for m := range macs {
+				list = append(list, m)
+			}
+			st.Doubles = append(st.Doubles, fmt.Sprintf("%s: %v", s.Format("15:04:05.000000"), list))
+		}
+	}
+	var prev time.Time
+	for _, r := range p.replies {
+		if (!from.IsZero() && r.at.Before(from)) || (!to.IsZero() && !r.at.Before(to)) {
+			continue
+		}
+		if !prev.IsZero() && r.at.Sub(prev) > st.MaxGap {
+			st.MaxGap = r.at.Sub(prev)
+		}
+		prev = r.at
+		if _, ok := st.First[r.mac]; !ok {
+			st.First[r.mac] = r.at
+		}
+		st.Last[r.mac] = r.at
+	}
+	return st
+}
+
+// FirstOther waits until a MAC other than owner answers after since and returns it and
+// when; false if none did within timeout.
+func (p *Slots) FirstOther(owner string, since time.Time, timeout time.Duration) (string, time.Time, bool) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, r := range p.replies {
+			if r.mac != owner && r.at.After(since) {
+				p.mu.Unlock()
+				return r.mac, r.at, true
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(5 * time.Millisecond)
+	}
+	return "", time.Time{}, false
+}
