@@ -12,7 +12,7 @@ CHART := charts/portico
 VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' $(CHART)/Chart.yaml)
 PLATFORMS ?= linux/amd64,linux/arm64
 # Files and folders that are generated: `make verify` fails when they are stale.
-GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook $(CHART)/crds $(CHART)/files bundle
+GENERATED := apis/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac config/webhook $(CHART)/crds $(CHART)/files bundle config/gateway-api
 
 .PHONY: help
 help: ## List targets.
@@ -35,6 +35,16 @@ manifests: ## Generate CRDs, per-binary RBAC and webhook configurations from mar
 	done
 	@if grep -rqs '+kubebuilder:webhook' webhooks; then \
 	  $(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook; fi
+	@$(MAKE) -s gateway-api-crds
+
+.PHONY: gateway-api-crds
+gateway-api-crds: ## Copy the Gateway API CRDs of the module version in go.mod (experimental channel: TLSRoute modes, CORS, retries) into config/gateway-api.
+	@src=$$(go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)/config/crd/experimental; \
+	rm -rf config/gateway-api && mkdir -p config/gateway-api && \
+	for f in $$src/gateway.networking.k8s.io_*.yaml; do \
+	  case $$f in *_vap_*) continue ;; esac; \
+	  install -m 0644 $$f config/gateway-api/; \
+	done
 
 .PHONY: chart
 chart: manifests ## Copy the generated CRDs, roles and webhooks into the Helm chart (charts/portico).

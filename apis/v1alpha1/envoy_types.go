@@ -55,8 +55,8 @@ type ServiceRef struct {
 type ServiceListener struct {
 	ServiceRef `json:",inline"`
 
-	// Listener is the name of the Envoy listener that receives the traffic. Empty means the
-	// config's only listener.
+	// Listener is the name of the Envoy listener (as written in the config's resources)
+	// that receives the traffic. Empty means the config's first listener, as in Cilium.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	Listener string `json:"listener,omitempty"`

@@ -17,7 +17,7 @@ type EnvoyConfigSpec struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=256
 	// +listType=atomic
-	BackendServices []BackendService `json:"backendServices,omitempty"`
+	BackendServices []ConfigBackendService `json:"backendServices,omitempty"`
 
 	// Resources are Envoy v3 resources (Listener, RouteConfiguration, Cluster,
 	// ClusterLoadAssignment, Secret) in proto3 JSON form with "@type".
@@ -29,6 +29,20 @@ type EnvoyConfigSpec struct {
 	// NodeSelector limits the config to matching nodes. Empty or absent selects every node.
 	// +optional
 	NodeSelector *metav1.LabelSelector `json:"nodeSelector,omitempty"`
+}
+
+// ConfigBackendService is a backend Service of an EnvoyConfig. Besides ports it accepts
+// Cilium's spelling of the same list, number, so that a CiliumEnvoyConfig keeps working
+// with only its apiVersion and kind changed; the two lists are merged.
+type ConfigBackendService struct {
+	BackendService `json:",inline"`
+
+	// Number is CiliumEnvoyConfig's name for ports (port numbers as strings); merged with ports.
+	// +optional
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=15
+	// +listType=set
+	Number []string `json:"number,omitempty"`
 }
 
 // EnvoyConfigStatus is the observed state of an EnvoyConfig or ClusterEnvoyConfig.

@@ -40,6 +40,10 @@ func main() {
 	flag.StringVar(&cfg.StateDir, "state-dir", envOr("PORTICO_STATE_DIR", agent.DefaultStateDir), "directory (a hostPath) keeping proxy port assignments across restarts")
 	flag.StringVar(&cfg.XDSSocket, "xds-socket", envOr("PORTICO_XDS_SOCKET", agent.DefaultXDSSocket), "Unix socket Envoy connects to for ADS")
 	flag.StringVar(&cfg.XDSAddress, "xds-address", os.Getenv("PORTICO_XDS_ADDRESS"), "optional loopback host:port to serve ADS on as well (debugging)")
+	// Loopback by default: reachable from the node and through `kubectl port-forward`
+	// (pods/portforward RBAC); $(POD_IP):9880 also lets the apiserver's pod proxy reach it
+	// (pods/proxy RBAC), for `kubectl portico config-dump` without a port-forward.
+	flag.StringVar(&cfg.DebugAddress, "debug-address", envOr("PORTICO_DEBUG_ADDRESS", "127.0.0.1:9880"), "host:port of the debug endpoint (GET /debug/config_dump: the xDS resources served, private keys redacted); empty disables it")
 	flag.StringVar(&devices, "devices", os.Getenv("PORTICO_DEVICES"), "regular expression of the interfaces to attach the redirect to (default: every up non-loopback interface with an address)")
 	flag.StringVar(&reportExclude, "interface-report-exclude", envOr("PORTICO_INTERFACE_REPORT_EXCLUDE", agent.DefaultInterfaceReportExclude), "regular expression of interfaces (pod veths, tunnels) left out of NodeProxy status.interfaces, which L2 eligibility is decided on; empty reports every interface")
 	flag.StringVar(&portRange, "proxy-port-range", envOr("PORTICO_PROXY_PORT_RANGE", fmt.Sprintf("%d-%d", agent.DefaultProxyPortMin, agent.DefaultProxyPortMax)), "range of the proxy ports given to redirected Envoy listeners")

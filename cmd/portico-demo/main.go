@@ -16,7 +16,9 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 
+	"github.com/portico-dev/portico/internal/kubectlportico"
 	"github.com/portico-dev/portico/internal/testenv"
 )
 
@@ -73,9 +75,39 @@ func run(samples string, wait bool) error {
 			return err
 		}
 	}
+	for _, args := range pluginViews {
+		if err := showPlugin(ctx, env, args...); err != nil {
+			return err
+		}
+	}
 	if wait {
 		fmt.Printf("\ncontrol plane running; use:\n  export KUBECONFIG=%s\nCtrl-C stops it.\n", env.Kubeconfig)
 		<-ctx.Done()
+	}
+	return nil
+}
+
+// pluginViews are the `kubectl portico` commands whose output the demo prints.
+var pluginViews = [][]string{
+	{"status", "ingress/basic-ingress", "-n", "default"},
+	{"nodes"},
+}
+
+// showPlugin runs `kubectl portico` against the demo's control plane. The plugin is
+// its own binary (cmd/kubectl-portico); the demo calls its package in this process
+// with the demo's kubeconfig, which prints what the binary prints, without a build
+// step or a PATH to set up. Exit status 1 (something is wrong) is shown, not fatal:
+// the demo's node has no L2 responder, so no node answers ARP for the addresses.
+func showPlugin(ctx context.Context, env *testenv.Env, args ...string) error {
+	fmt.Printf("\n$ kubectl portico %s\n", strings.Join(args, " "))
+	code := kubectlportico.Main(ctx, append(args, "--kubeconfig", env.Kubeconfig),
+		genericiooptions.IOStreams{In: os.Stdin, Out: os.Stdout, ErrOut: os.Stdout})
+	switch code {
+	case kubectlportico.ExitOK:
+	case kubectlportico.ExitProblems:
+		fmt.Println("(exit status 1: something is wrong, as listed)")
+	default:
+		return fmt.Errorf("kubectl portico %s: exit status %d", strings.Join(args, " "), code)
 	}
 	return nil
 }

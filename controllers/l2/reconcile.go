@@ -375,11 +375,13 @@ func (c *Controller) inEffect(sr *l2assign.ServiceResult) string {
 			pending = append(pending, n)
 		}
 	}
+	// In parentheses after the node names, so "announced by <node>" still ends at
+	// the node name for anyone reading it with a pattern.
 	switch {
 	case len(rejected) > 0:
-		return "; rejected by " + strings.Join(rejected, ", ")
+		return " (rejected by " + strings.Join(rejected, ", ") + ")"
 	case len(pending) > 0:
-		return "; not yet in effect on " + strings.Join(pending, ", ")
+		return " (not yet in effect on " + strings.Join(pending, ", ") + ")"
 	}
-	return "; in effect"
+	return " (in effect)"
 }

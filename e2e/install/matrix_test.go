@@ -102,7 +102,7 @@ var used = map[string][]access{
 		can("update", "portico.dev", "nodeproxies/status", ""),
 		can("get", "coordination.k8s.io", "leases", ns), can("create", "coordination.k8s.io", "leases", ns),
 		can("update", "coordination.k8s.io", "leases", ns),
-		// A restarted agent finds its memberlist peers on their heartbeat Leases.
+		// An agent finds its memberlist peers on their heartbeat Leases.
 		can("list", "coordination.k8s.io", "leases", ns),
 	},
 }

@@ -266,7 +266,7 @@ func (r *rig) checkWire() {
 	// ingress controller's watch to have carried some.
 	ing := r.proxies["ingress"]
 	if len(ing.exchanges(secrets)) == 0 || ing.metaSecrets.Load() == 0 {
-		t.Errorf("the ingress controller received no Secret metadata (%d requests): the metadata-only check saw nothing", len(ing.exchanges(secrets)))
+		t.Errorf("the ingress controller received no Secret metadata (%d requests: %v): the metadata-only check saw nothing", len(ing.exchanges(secrets)), ing.exchanges(secrets))
 	}
 	// The scanner does see whole Secrets where they are read: LB-IPAM reads its own
 	// webhook certificate.

@@ -70,6 +70,8 @@ type HCM struct {
 	// StripAnyHostPort lets "Host: example.com:80" find the example.com virtual host.
 	StripAnyHostPort bool         `json:"strip_any_host_port"`
 	HTTPFilters      []NamedTyped `json:"http_filters"`
+	// UpgradeConfigs lists the protocol upgrades passed through (websocket).
+	UpgradeConfigs []UpgradeConfig `json:"upgrade_configs,omitempty"`
 }
 
 // HCMFilter is the network filter of an HTTP listener chain whose routes come

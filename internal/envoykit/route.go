@@ -80,6 +80,12 @@ type WeightedClusters struct {
 type ClusterWeight struct {
 	Name   string `json:"name"`
 	Weight uint32 `json:"weight"`
+	// Header changes for requests sent to this cluster only (Gateway API
+	// filters on a backendRef).
+	RequestHeadersToAdd     []HeaderValueOption `json:"request_headers_to_add,omitempty"`
+	RequestHeadersToRemove  []string            `json:"request_headers_to_remove,omitempty"`
+	ResponseHeadersToAdd    []HeaderValueOption `json:"response_headers_to_add,omitempty"`
+	ResponseHeadersToRemove []string            `json:"response_headers_to_remove,omitempty"`
 }
 
 // RegexRewrite rewrites the path matched by a pattern.
@@ -115,7 +121,10 @@ type Redirect struct {
 	PortRedirect   uint32 `json:"port_redirect,omitempty"`
 	PathRedirect   string `json:"path_redirect,omitempty"`
 	PrefixRewrite  string `json:"prefix_rewrite,omitempty"`
-	ResponseCode   string `json:"response_code,omitempty"`
+	// RegexRewrite rewrites the matched path (prefix "/" replacements, where a
+	// plain prefix_rewrite would leave a double slash).
+	RegexRewrite *RegexRewrite `json:"regex_rewrite,omitempty"`
+	ResponseCode string        `json:"response_code,omitempty"`
 }
 
 // DirectResponse answers with a status (and an optional body).
@@ -162,7 +171,8 @@ func (k *Key) sep() {
 // Num appends v padded to width digits (negative values count as zero).
 func (k *Key) Num(v int64, width int) *Key {
 	k.sep()
-	s := strconv.AppendInt(nil, max(v, 0), 10)
+	var buf [20]byte // on the stack: keys are built for every route of every pass
+	s := strconv.AppendInt(buf[:0], max(v, 0), 10)
 	for i := len(s); i < width; i++ {
 		k.b = append(k.b, '0')
 	}

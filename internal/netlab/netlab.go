@@ -73,6 +73,12 @@ func NewWithID(t T, id string, v4, v6 netip.Prefix) *Lab {
 	l := &Lab{t: t, id: id, Bridge: "ptbr" + id, prefix: v4, v6: v6, next: 10}
 	l.Mgmt = netip.PrefixFrom(v4.Addr().Next(), v4.Bits())
 	l.Mgmt6 = netip.PrefixFrom(v6.Addr().Next(), v6.Bits())
+	if owner := addressOwner(l.Mgmt.Addr()); owner != "" {
+		// Two bridges with one address make the hosts' replies go to either: every test
+		// would time out far from the cause.
+		t.Fatalf("%s is already on %s, most likely a lab left by a killed test run: remove it with `ip link del %s` (and its namespaces, `ip netns list`)",
+			l.Mgmt.Addr(), owner, owner)
+	}
 	t.Cleanup(l.teardown)
 	// Without an MLD querier a snooping bridge forwards solicited-node multicast (and so
 	// NDP) depending on timing; hosts on a lab should see each other deterministically.
@@ -81,6 +87,20 @@ func NewWithID(t T, id string, v4, v6 netip.Prefix) *Lab {
 	l.must("ip", "-6", "addr", "add", l.Mgmt6.String(), "dev", l.Bridge, "nodad")
 	l.must("ip", "link", "set", l.Bridge, "up")
 	return l
+}
+
+// addressOwner is the name of the host interface that has a, or "".
+func addressOwner(a netip.Addr) string {
+	ifs, _ := net.Interfaces()
+	for _, ifi := range ifs {
+		addrs, _ := ifi.Addrs()
+		for _, ad := range addrs {
+			if p, err := netip.ParsePrefix(ad.String()); err == nil && p.Addr() == a {
+				return ifi.Name
+			}
+		}
+	}
+	return ""
 }
 
 // Interface is one of a host's interfaces on the lab's bridge.

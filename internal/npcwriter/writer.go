@@ -65,6 +65,9 @@ type Writer struct {
 	// event of NodeProxyConfigs to Observe. Apply then skips even the cache
 	// lookup for a spec it wrote and nobody else has touched since.
 	Watched bool
+	// Parallelism is how many configs ApplySet writes at once within one of its
+	// ordered groups (zero or one: one at a time). Apply is safe for concurrent use.
+	Parallelism int
 
 	mu   sync.Mutex
 	last map[string]written

@@ -193,3 +193,38 @@ func TestShares(t *testing.T) {
 		}
 	}
 }
+
+// TestApplySetParallel: with Parallelism, ApplySet writes every config of the set,
+// sweeps the ones left out, and a second identical set writes nothing.
+func TestApplySetParallel(t *testing.T) {
+	ctx := context.Background()
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).Build()
+	w := &Writer{Client: c, Producer: "envoyconfig", Parallelism: 8}
+	set := func(n int) []Config {
+		var out []Config
+		for i := range n {
+			name := fmt.Sprintf("c%d", i)
+			out = append(out, Config{Name: "envoyconfig.default." + name, Source: Source{Kind: "EnvoyConfig", Namespace: "default", Name: name},
+				Spec: spec(fmt.Sprintf(`{"match":{"prefix":"/%d"},"route":{"cluster":"a"}}`, i))})
+		}
+		return out
+	}
+	count := func() int {
+		var list v1alpha1.NodeProxyConfigList
+		if err := c.List(ctx, &list); err != nil {
+			t.Fatal(err)
+		}
+		return len(list.Items)
+	}
+	if err := w.ApplySet(ctx, set(50)); err != nil || count() != 50 {
+		t.Fatalf("first set: %v, %d configs", err, count())
+	}
+	if err := w.ApplySet(ctx, set(20)); err != nil || count() != 20 {
+		t.Fatalf("smaller set: %v, %d configs", err, count())
+	}
+	for _, cfg := range set(20) {
+		if changed, err := w.Apply(ctx, cfg.Name, cfg.Source, cfg.Spec); err != nil || changed {
+			t.Fatalf("%s rewritten (%v, %v)", cfg.Name, changed, err)
+		}
+	}
+}

@@ -45,8 +45,11 @@ type Options struct {
 	// Webhooks installs the ValidatingWebhookConfigurations in config/webhook; the test
 	// serves them on Env.Webhook.LocalServingHost/Port with Env.Webhook.LocalServingCertDir.
 	Webhooks bool
-	// ExtraCRDDirs are installed besides Portico's CRDs (e.g. Gateway API CRDs).
+	// ExtraCRDDirs are installed besides Portico's CRDs.
 	ExtraCRDDirs []string
+	// GatewayAPI installs the Gateway API CRDs of config/gateway-api (the
+	// module version in go.mod, with its bundle-version annotation).
+	GatewayAPI bool
 	// APIServerArgs are appended to kube-apiserver's flags (e.g. --advertise-address).
 	APIServerArgs map[string]string
 	// ListenHost binds the apiserver to this address instead of 127.0.0.1, so that agents in
@@ -92,7 +95,7 @@ func Start(opts Options) (*Env, error) {
 	e := &Env{Scheme: Scheme()}
 	e.env = &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        append([]string{filepath.Join(root, "config", "crd", "bases")}, opts.ExtraCRDDirs...),
+		CRDDirectoryPaths:        crdDirs(root, opts),
 		ErrorIfCRDPathMissing:    true,
 		Scheme:                   e.Scheme,
 		ControlPlaneStartTimeout: 2 * time.Minute,
@@ -143,6 +146,14 @@ func Start(opts Options) (*Env, error) {
 		return nil, errors.Join(err, e.Stop())
 	}
 	return e, nil
+}
+
+func crdDirs(root string, opts Options) []string {
+	dirs := append([]string{filepath.Join(root, "config", "crd", "bases")}, opts.ExtraCRDDirs...)
+	if opts.GatewayAPI {
+		dirs = append(dirs, filepath.Join(root, "config", "gateway-api"))
+	}
+	return dirs
 }
 
 // Stop stops the control plane and removes its files.

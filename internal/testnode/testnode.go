@@ -36,7 +36,12 @@ type Options struct {
 	Labels map[string]string
 	// Namespace of the heartbeat Lease (created if missing); default portico-system.
 	Namespace string
-	Log       logr.Logger
+	// L2 runs the agent's ARP/NDP responder (needs CAP_NET_RAW; it answers on the
+	// host's interfaces that the announcements' regexes match).
+	L2 bool
+	// DebugAddress serves the agent's debug endpoint (host:port; "" disables it).
+	DebugAddress string
+	Log          logr.Logger
 }
 
 // Start creates the Node object if needed and runs its agent and proxy until Stop.
@@ -66,7 +71,7 @@ func Start(ctx context.Context, cfg *rest.Config, c client.Client, name string, 
 	done := make(chan error, 1)
 	go func() {
 		done <- agent.Run(runCtx, agent.Config{NodeName: name, Namespace: opts.Namespace, RestConfig: cfg,
-			StateDir: dir, XDSSocket: sock, DisableDatapath: true, DisableL2: true,
+			StateDir: dir, XDSSocket: sock, DisableDatapath: true, DisableL2: !opts.L2, DebugAddress: opts.DebugAddress,
 			ReportInterval: 200 * time.Millisecond, Log: opts.Log})
 	}()
 	stopAgent := func() {

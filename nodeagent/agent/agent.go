@@ -29,6 +29,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/scheme"
+	"github.com/portico-dev/portico/nodeagent/debug"
 	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds"
 )
@@ -91,6 +92,9 @@ type Config struct {
 	Debounce time.Duration
 	// ReportInterval is the minimum time between two NodeProxy status writes.
 	ReportInterval time.Duration
+	// DebugAddress serves the debug endpoint (nodeagent/debug: the xDS resources being
+	// served, as Envoy's config_dump) on this host:port; "" disables it.
+	DebugAddress string
 	// MetricsAddr and ProbeAddr are the manager's endpoints ("0" disables metrics, "" probes).
 	MetricsAddr, ProbeAddr string
 	Log                    logr.Logger
@@ -237,6 +241,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}))
 	}
 
+	if cfg.DebugAddress != "" {
+		runnables = append(runnables, manager.RunnableFunc(func(ctx context.Context) error {
+			return debug.Serve(ctx, cfg.DebugAddress, xsrv, log.WithName("debug"))
+		}))
+	}
 	for _, r := range append(runnables,
 		xsrv,
 		// The heartbeat starts once the caches have synced: a live heartbeat makes the L2

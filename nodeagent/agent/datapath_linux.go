@@ -55,6 +55,10 @@ func (d *datapath) ensure() error {
 	if err := routing.EnsureRouting(); err != nil {
 		return fmt.Errorf("installing policy routing: %w", err)
 	}
+	// Redirected packets must skip kube-proxy's DNAT (see routing.EnsureNoTrack).
+	if err := routing.EnsureNoTrack(); err != nil {
+		return err
+	}
 	names, err := d.matchingDevices()
 	if err != nil {
 		return err
@@ -67,6 +71,11 @@ func (d *datapath) ensure() error {
 		if err := d.dp.Attach(n); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	// After Attach, which records this namespace as the agent's: host-network
+	// clients are redirected at connect() (pods by the TC program on their interfaces).
+	if err := d.dp.AttachConnect(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

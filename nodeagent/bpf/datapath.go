@@ -55,6 +55,8 @@ type Datapath struct {
 	pinPath string
 	opts    Options
 	objs    redirectObjects
+	// connect are the host-network clients' hooks, loaded by AttachConnect.
+	connect *connectObjects
 
 	// mu serialises Sync so that two concurrent diffs cannot interleave.
 	mu sync.Mutex
@@ -137,6 +139,9 @@ func (d *Datapath) MaxEntries() uint32 { return d.objs.Redirects.MaxEntries() }
 // Close releases this process's file descriptors. Pinned maps and links stay, so
 // attached interfaces keep redirecting.
 func (d *Datapath) Close() error {
+	if d.connect != nil {
+		_ = d.connect.Close()
+	}
 	return d.objs.Close()
 }
 
@@ -160,6 +165,7 @@ func (d *Datapath) Remove() error {
 	if err := unpinLink(filepath.Join(d.pinPath, sockopsLink)); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, d.detachConnect()...)
 	for _, m := range []*ebpf.Map{d.objs.Redirects, d.objs.Redirects4, d.objs.RedirectStats, d.objs.Listeners, d.objs.ListenerStats, d.objs.ListenerNetns} {
 		if err := m.Unpin(); err != nil {
 			errs = append(errs, err)

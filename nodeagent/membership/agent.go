@@ -49,6 +49,8 @@ type Agent struct {
 	held      []string
 	queries   map[uint64]*query
 	nextQuery uint64
+	// lastDiscoveryErr is the last discovery error logged ("" when it worked).
+	lastDiscoveryErr string
 }
 
 // Start joins nothing yet (Run does) but listens at once, so the address can be
@@ -144,7 +146,9 @@ func (a *Agent) join(ctx context.Context) {
 		more, err := a.opts.Discover(dctx)
 		cancel()
 		if err != nil {
-			a.log.V(1).Info("discovering memberlist peers", "error", err.Error())
+			a.reportDiscovery(err)
+		} else {
+			a.reportDiscovery(nil)
 		}
 		seeds = append(seeds, more...)
 	}
@@ -152,6 +156,28 @@ func (a *Agent) join(ctx context.Context) {
 		a.log.V(1).Info("joining the memberlist cluster", "seeds", len(seeds), "error", err.Error())
 	}
 	a.refresh() // a lone agent (or one whose peers all left) is its own quorum
+}
+
+// reportDiscovery logs a discovery failure once per distinct error, at the default
+// level: a refused list (RBAC) leaves an agent alone in its own cluster, and the
+// operator must see why without raising verbosity. Transient outages repeat the same
+// message and so are logged once.
+func (a *Agent) reportDiscovery(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	a.mu.Lock()
+	changed := msg != a.lastDiscoveryErr
+	a.lastDiscoveryErr = msg
+	a.mu.Unlock()
+	switch {
+	case !changed:
+	case err != nil:
+		a.log.Error(err, "discovering memberlist peers from the heartbeat Leases failed; this agent only knows its seeds")
+	default:
+		a.log.Info("discovering memberlist peers works again")
+	}
 }
 
 // pingRound pings enough alive voters for a quorum, plus two in case some do not

@@ -1,0 +1,250 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-dev/portico/internal/npcwriter"
+	translate "github.com/portico-dev/portico/internal/translate/gateway"
+)
+
+// reconcile is one pass: accept the classes, keep the Services, translate,
+// write the configs, write status. Errors of one object do not stop the
+// pass; they are joined and the pass is retried.
+func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	log := ctrl.LoggerFrom(ctx)
+	var errs []error
+
+	var classes gatewayv1.GatewayClassList
+	if err := c.client.List(ctx, &classes); err != nil {
+		return ctrl.Result{}, err
+	}
+	accepted := map[string]bool{}
+	for i := range classes.Items {
+		gc := &classes.Items[i]
+		if gc.Spec.ControllerName != c.opts.ControllerName {
+			continue
+		}
+		ok, err := c.classStatus(ctx, gc)
+		accepted[gc.Name] = ok
+		errs = append(errs, err)
+	}
+	var gwl gatewayv1.GatewayList
+	if err := c.client.List(ctx, &gwl, client.UnsafeDisableDeepCopy); err != nil {
+		return ctrl.Result{}, err
+	}
+	in := translate.Input{Services: map[types.NamespacedName]*corev1.Service{}, Secrets: map[types.NamespacedName]string{},
+		Addresses: map[types.NamespacedName][]string{}}
+	services := map[types.NamespacedName]*corev1.Service{}
+	keep := map[types.NamespacedName]bool{}
+	for i := range gwl.Items {
+		gw := &gwl.Items[i]
+		if gw.DeletionTimestamp != nil || !accepted[string(gw.Spec.GatewayClassName)] {
+			continue
+		}
+		key := client.ObjectKeyFromObject(gw)
+		in.Gateways = append(in.Gateways, gw)
+		svc, err := c.ensureService(ctx, gw)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		services[key] = svc
+		keep[client.ObjectKeyFromObject(svc)] = true
+		in.Addresses[key] = addresses(svc)
+	}
+	errs = append(errs, c.sweepServices(ctx, keep))
+	if err := c.gather(ctx, &in); err != nil {
+		return ctrl.Result{}, err
+	}
+	out := c.memo.Translate(in)
+	errs = append(errs, c.writeConfigs(ctx, out))
+	for _, gw := range in.Gateways {
+		key := client.ObjectKeyFromObject(gw)
+		errs = append(errs, c.gatewayStatus(ctx, gw, out.Gateways[key], services[key]))
+	}
+	errs = append(errs, c.routeStatuses(ctx, in, out))
+	err := errors.Join(errs...)
+	if err != nil {
+		log.Error(err, "gateway pass incomplete, retrying")
+	}
+	return ctrl.Result{}, err
+}
+
+// gather reads the routes, grants, namespaces and what the Gateways and
+// routes reference: only existing Services and Secrets go into the input, so
+// the translator sees exactly what is missing.
+func (c *Controller) gather(ctx context.Context, in *translate.Input) error {
+	var hl gatewayv1.HTTPRouteList
+	var gl gatewayv1.GRPCRouteList
+	var tl gatewayv1.TLSRouteList
+	var rgl gatewayv1.ReferenceGrantList
+	for _, l := range []client.ObjectList{&hl, &gl, &tl, &rgl} {
+		if err := c.client.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
+			return err
+		}
+	}
+	for i := range hl.Items {
+		in.HTTPRoutes = append(in.HTTPRoutes, &hl.Items[i])
+	}
+	for i := range gl.Items {
+		in.GRPCRoutes = append(in.GRPCRoutes, &gl.Items[i])
+	}
+	for i := range tl.Items {
+		in.TLSRoutes = append(in.TLSRoutes, &tl.Items[i])
+	}
+	for i := range rgl.Items {
+		in.Grants = append(in.Grants, &rgl.Items[i])
+	}
+	var nsl metav1.PartialObjectMetadataList
+	nsl.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("NamespaceList"))
+	if err := c.client.List(ctx, &nsl, client.UnsafeDisableDeepCopy); err != nil {
+		return err
+	}
+	in.Namespaces = make(map[string]map[string]string, len(nsl.Items))
+	for _, ns := range nsl.Items {
+		in.Namespaces[ns.Name] = ns.Labels
+	}
+	for _, gw := range in.Gateways {
+		for _, l := range gw.Spec.Listeners {
+			if l.TLS == nil {
+				continue
+			}
+			for _, ref := range l.TLS.CertificateRefs {
+				ns := gw.Namespace
+				if ref.Namespace != nil {
+					ns = string(*ref.Namespace)
+				}
+				if err := c.checkSecret(ctx, in, types.NamespacedName{Namespace: ns, Name: string(ref.Name)}); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	// Forget the checks of Secrets no listener names any more.
+	for k := range c.secrets {
+		if _, named := in.Secrets[k]; !named {
+			delete(c.secrets, k)
+		}
+	}
+	return c.gatherServices(ctx, in)
+}
+
+// gatherServices reads the Services the routes' backendRefs and mirrors name.
+func (c *Controller) gatherServices(ctx context.Context, in *translate.Input) error {
+	lookup := func(ns string, ref gatewayv1.BackendObjectReference) error {
+		if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Service") {
+			return nil
+		}
+		if ref.Namespace != nil {
+			ns = string(*ref.Namespace)
+		}
+		key := types.NamespacedName{Namespace: ns, Name: string(ref.Name)}
+		if _, done := in.Services[key]; done {
+			return nil
+		}
+		svc := &corev1.Service{}
+		switch err := c.client.Get(ctx, key, svc, client.UnsafeDisableDeepCopy); {
+		case apierrors.IsNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		}
+		in.Services[key] = svc
+		return nil
+	}
+	mirrors := func(ns string, fs []gatewayv1.HTTPRouteFilter) error {
+		for _, f := range fs {
+			if f.RequestMirror != nil {
+				if err := lookup(ns, f.RequestMirror.BackendRef); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	var errs []error
+	for _, r := range in.HTTPRoutes {
+		for _, rule := range r.Spec.Rules {
+			errs = append(errs, mirrors(r.Namespace, rule.Filters))
+			for _, b := range rule.BackendRefs {
+				errs = append(errs, lookup(r.Namespace, b.BackendObjectReference))
+			}
+		}
+	}
+	for _, r := range in.GRPCRoutes {
+		for _, rule := range r.Spec.Rules {
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil {
+					errs = append(errs, lookup(r.Namespace, f.RequestMirror.BackendRef))
+				}
+			}
+			for _, b := range rule.BackendRefs {
+				errs = append(errs, lookup(r.Namespace, b.BackendObjectReference))
+			}
+		}
+	}
+	for _, r := range in.TLSRoutes {
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				errs = append(errs, lookup(r.Namespace, b.BackendObjectReference))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// secretCheck is what a certificate Secret's check found, for one resourceVersion.
+type secretCheck struct {
+	resourceVersion string
+	problem         string
+}
+
+// checkSecret records whether a certificate Secret exists and holds a key
+// pair. The agent checks it again before serving it; here it decides the
+// listener's ResolvedRefs, as the spec asks.
+func (c *Controller) checkSecret(ctx context.Context, in *translate.Input, key types.NamespacedName) error {
+	if _, done := in.Secrets[key]; done {
+		return nil
+	}
+	s := &corev1.Secret{}
+	switch err := c.client.Get(ctx, key, s, client.UnsafeDisableDeepCopy); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	if chk, ok := c.secrets[key]; ok && chk.resourceVersion == s.ResourceVersion {
+		in.Secrets[key] = chk.problem
+		return nil
+	}
+	problem := ""
+	if _, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]); err != nil {
+		problem = fmt.Sprintf("%s and %s are not a key pair: %v", corev1.TLSCertKey, corev1.TLSPrivateKeyKey, err)
+	}
+	c.secrets[key] = secretCheck{s.ResourceVersion, problem}
+	in.Secrets[key] = problem
+	return nil
+}
+
+// writeConfigs writes the translation and deletes our configs nothing asks
+// for, Gateways' listeners before the routes' chains for them.
+func (c *Controller) writeConfigs(ctx context.Context, out translate.Output) error {
+	set := make([]npcwriter.Config, 0, len(out.Configs))
+	for _, cfg := range out.Configs {
+		set = append(set, npcwriter.Config{Name: cfg.Name, Source: cfg.Source, Spec: cfg.Spec})
+	}
+	return c.npcs.ApplySet(ctx, set)
+}

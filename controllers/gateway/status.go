@@ -1,0 +1,298 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/npcstatus"
+	translate "github.com/portico-dev/portico/internal/translate/gateway"
+)
+
+func set(conds *[]metav1.Condition, gen int64, c translate.Condition) {
+	conditions.Set(conds, gen, v1alpha1.ConditionType(c.Type), c.Status, v1alpha1.ConditionReason(c.Reason), c.Message)
+}
+
+// classStatus accepts a GatewayClass of ours and lists the supported features.
+// Portico has no parameters kind: a class naming one is not accepted, with
+// the field, rather than served with settings it did not ask for.
+func (c *Controller) classStatus(ctx context.Context, gc *gatewayv1.GatewayClass) (bool, error) {
+	upd := gc.DeepCopy()
+	ok := gc.Spec.ParametersRef == nil
+	if ok {
+		set(&upd.Status.Conditions, gc.Generation, translate.Condition{Type: string(gatewayv1.GatewayClassConditionStatusAccepted),
+			Status: metav1.ConditionTrue, Reason: string(gatewayv1.GatewayClassReasonAccepted), Message: "Accepted by " + string(c.opts.ControllerName)})
+	} else {
+		p := gc.Spec.ParametersRef
+		set(&upd.Status.Conditions, gc.Generation, translate.Condition{Type: string(gatewayv1.GatewayClassConditionStatusAccepted),
+			Status: metav1.ConditionFalse, Reason: string(gatewayv1.GatewayClassReasonInvalidParameters),
+			Message: fmt.Sprintf("spec.parametersRef: %s/%s %s is not supported: Portico's GatewayClasses take no parameters", p.Group, p.Kind, p.Name)})
+	}
+	upd.Status.SupportedFeatures = SupportedFeatures()
+	if equality.Semantic.DeepEqual(upd.Status, gc.Status) {
+		return ok, nil
+	}
+	if err := c.client.Status().Patch(ctx, upd, client.MergeFrom(gc)); client.IgnoreNotFound(err) != nil {
+		return ok, fmt.Errorf("status of GatewayClass %s: %w", gc.Name, err)
+	}
+	return ok, nil
+}
+
+// gatewayStatus writes a Gateway's conditions, listeners and addresses.
+// Programmed comes from the nodes' verdict on the Gateway's config.
+func (c *Controller) gatewayStatus(ctx context.Context, gw *gatewayv1.Gateway, st *translate.GatewayStatus, svc *corev1.Service) error {
+	if st == nil {
+		return nil
+	}
+	upd := gw.DeepCopy()
+	gen := gw.Generation
+	for _, cd := range st.Conditions {
+		set(&upd.Status.Conditions, gen, cd)
+	}
+	programmed := c.programmed(ctx, gw, st, svc)
+	set(&upd.Status.Conditions, gen, programmed)
+	upd.Status.Addresses = nil
+	for _, a := range st.Addresses {
+		upd.Status.Addresses = append(upd.Status.Addresses, gatewayv1.GatewayStatusAddress{Type: ptrTo(gatewayv1.IPAddressType), Value: a})
+	}
+	listeners := make([]gatewayv1.ListenerStatus, 0, len(st.Listeners))
+	for _, ls := range st.Listeners {
+		out := gatewayv1.ListenerStatus{Name: gatewayv1.SectionName(ls.Name), SupportedKinds: ls.SupportedKinds, AttachedRoutes: ls.AttachedRoutes}
+		if i := slices.IndexFunc(gw.Status.Listeners, func(l gatewayv1.ListenerStatus) bool { return string(l.Name) == ls.Name }); i >= 0 {
+			out.Conditions = slices.Clone(gw.Status.Listeners[i].Conditions)
+		}
+		for _, cd := range ls.Conditions {
+			set(&out.Conditions, gen, cd)
+		}
+		lp := programmed
+		if !ls.Servable {
+			lp = translate.Condition{Type: string(gatewayv1.ListenerConditionProgrammed), Status: metav1.ConditionFalse,
+				Reason: string(gatewayv1.ListenerReasonInvalid), Message: "the listener is not valid (see its other conditions)"}
+		}
+		lp.Type = string(gatewayv1.ListenerConditionProgrammed)
+		set(&out.Conditions, gen, lp)
+		listeners = append(listeners, out)
+	}
+	upd.Status.Listeners = listeners
+	if equality.Semantic.DeepEqual(upd.Status, gw.Status) {
+		return nil
+	}
+	if err := c.client.Status().Patch(ctx, upd, client.MergeFrom(gw)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("status of Gateway %s/%s: %w", gw.Namespace, gw.Name, err)
+	}
+	return nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
+// programmed is a Gateway's Programmed condition: not while it is not
+// accepted or has no address; then the nodes' verdict on its config.
+func (c *Controller) programmed(ctx context.Context, gw *gatewayv1.Gateway, st *translate.GatewayStatus, svc *corev1.Service) translate.Condition {
+	p := func(ok bool, reason gatewayv1.GatewayConditionReason, msg string) translate.Condition {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		return translate.Condition{Type: string(gatewayv1.GatewayConditionProgrammed), Status: s, Reason: string(reason), Message: msg}
+	}
+	if st.Conditions[0].Status != metav1.ConditionTrue {
+		return p(false, gatewayv1.GatewayReasonInvalid, "the Gateway is not accepted: "+st.Conditions[0].Message)
+	}
+	if len(st.Addresses) == 0 {
+		why := "waiting for LB-IPAM to give Service " + ServiceName(gw.Name) + " an address"
+		if svc != nil {
+			if cd := conditions.Get(svc.Status.Conditions, v1alpha1.ConditionIPAMRequestSatisfied); cd != nil && cd.Status == metav1.ConditionFalse {
+				why = "Service " + svc.Name + ": " + cd.Message
+				if len(gw.Spec.Addresses) > 0 {
+					return p(false, gatewayv1.GatewayReasonAddressNotUsable, why)
+				}
+			}
+		}
+		return p(false, gatewayv1.GatewayReasonAddressNotAssigned, why)
+	}
+	cfg := &v1alpha1.NodeProxyConfig{}
+	if err := c.client.Get(ctx, client.ObjectKey{Name: st.Config}, cfg, client.UnsafeDisableDeepCopy); err != nil {
+		return p(false, gatewayv1.GatewayReasonPending, "the Gateway's NodeProxyConfig "+st.Config+" is not written yet")
+	}
+	v := conditions.Get(cfg.Status.Conditions, v1alpha1.ConditionProgrammed)
+	switch {
+	case v == nil || v.ObservedGeneration != cfg.Generation:
+		return p(false, gatewayv1.GatewayReasonPending, "waiting for the nodes to report on "+st.Config)
+	case v.Status == metav1.ConditionTrue:
+		return p(true, gatewayv1.GatewayReasonProgrammed, v.Message)
+	}
+	return p(false, gatewayv1.GatewayReasonPending, st.Config+": "+v.Message)
+}
+
+// routeStatuses writes the parents Portico reports on of every route,
+// keeping the entries of other controllers.
+func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out translate.Output) error {
+	var errs []error
+	// The routes are the cache's own objects: a copy is made only of those
+	// whose status changes.
+	seen := make(map[translate.RouteKey]bool, len(c.routesDone))
+	write := func(key translate.RouteKey, gen int64, rv string, cur gatewayv1.RouteStatus, update func(gatewayv1.RouteStatus) client.Object) {
+		seen[key] = true
+		// A route whose object and translated status are as when last
+		// checked needs no comparison: most routes, on most passes.
+		sig := statusSig(gen, out.Routes[key])
+		if d, ok := c.routesDone[key]; ok && d.rv == rv && d.sig == sig {
+			return
+		}
+		next := c.routeStatus(cur, gen, out.Routes[key])
+		if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
+			c.routesDone[key] = routeDone{rv, sig}
+			return
+		}
+		obj := update(next)
+		if err := c.client.Status().Update(ctx, obj); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err))
+			delete(c.routesDone, key)
+			return
+		}
+		c.routesDone[key] = routeDone{obj.GetResourceVersion(), sig}
+	}
+	for _, r := range in.HTTPRoutes {
+		write(translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+	}
+	for _, r := range in.GRPCRoutes {
+		write(translate.RouteKey{Kind: translate.KindGRPCRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+	}
+	for _, r := range in.TLSRoutes {
+		write(translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+	}
+	for k := range c.routesDone {
+		if !seen[k] {
+			delete(c.routesDone, k)
+		}
+	}
+	return joinErrs(errs)
+}
+
+// routeDone is a route's resourceVersion and translated status when its
+// status was last found or made right.
+type routeDone struct{ rv, sig string }
+
+func statusSig(gen int64, parents []translate.ParentStatus) string {
+	var b strings.Builder
+	b.WriteString(strconv.FormatInt(gen, 10))
+	for _, p := range parents {
+		b.WriteString("|")
+		b.WriteString(string(p.Ref.Name))
+		if p.Ref.Namespace != nil {
+			b.WriteString("/" + string(*p.Ref.Namespace))
+		}
+		if p.Ref.SectionName != nil {
+			b.WriteString("#" + string(*p.Ref.SectionName))
+		}
+		if p.Ref.Port != nil {
+			b.WriteString(":" + strconv.Itoa(int(*p.Ref.Port)))
+		}
+		for _, c := range p.Conditions {
+			b.WriteString(";" + c.Type + "=" + string(c.Status) + "/" + c.Reason + "/" + c.Message)
+		}
+	}
+	return b.String()
+}
+
+// routeStatus is cur with Portico's parents replaced by parents, each
+// keeping its conditions' transition times.
+func (c *Controller) routeStatus(cur gatewayv1.RouteStatus, gen int64, parents []translate.ParentStatus) gatewayv1.RouteStatus {
+	var next gatewayv1.RouteStatus
+	for _, p := range cur.Parents {
+		if p.ControllerName != c.opts.ControllerName {
+			next.Parents = append(next.Parents, p)
+		}
+	}
+	for _, ps := range parents {
+		entry := gatewayv1.RouteParentStatus{ParentRef: ps.Ref, ControllerName: c.opts.ControllerName}
+		if i := slices.IndexFunc(cur.Parents, func(p gatewayv1.RouteParentStatus) bool {
+			return p.ControllerName == c.opts.ControllerName && reflect.DeepEqual(p.ParentRef, ps.Ref)
+		}); i >= 0 {
+			entry.Conditions = slices.Clone(cur.Parents[i].Conditions)
+		}
+		keep := map[string]bool{}
+		for _, cd := range ps.Conditions {
+			set(&entry.Conditions, gen, cd)
+			keep[cd.Type] = true
+		}
+		entry.Conditions = slices.DeleteFunc(entry.Conditions, func(cd metav1.Condition) bool { return !keep[cd.Type] })
+		next.Parents = append(next.Parents, entry)
+	}
+	if next.Parents == nil {
+		next.Parents = []gatewayv1.RouteParentStatus{}
+	}
+	return next
+}
+
+// Reasons of the Events that mirror the nodes' verdict on a Gateway or route.
+const (
+	EventProgrammed = "Programmed"
+	EventRejected   = "Rejected"
+	EventPending    = "Pending"
+)
+
+// onVerdicts runs a pass (the Programmed conditions follow the verdicts) and
+// sends an Event on the source of every config whose verdict moved.
+func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change) {
+	select {
+	case c.kick <- event.GenericEvent{Object: &gatewayv1.Gateway{}}:
+	default:
+	}
+	for _, ch := range changes {
+		if !ch.Transition() {
+			continue
+		}
+		obj := c.sourceOf(ctx, ch.Config)
+		if obj == nil {
+			continue
+		}
+		status, reason, _ := ch.Verdict.Condition()
+		typ, why := corev1.EventTypeNormal, EventProgrammed
+		switch {
+		case reason == v1alpha1.ReasonRejected:
+			typ, why = corev1.EventTypeWarning, EventRejected
+		case status != metav1.ConditionTrue:
+			why = EventPending
+		}
+		c.recorder.Eventf(obj, nil, typ, why, "Program", "%s: %s", ch.Config.Name, ch.Verdict.Summary())
+	}
+}
+
+// sourceOf is the object a config was made from, read from the cache.
+func (c *Controller) sourceOf(ctx context.Context, cfg *v1alpha1.NodeProxyConfig) client.Object {
+	key := types.NamespacedName{Namespace: cfg.Labels[v1alpha1.LabelSourceNamespace], Name: cfg.Labels[v1alpha1.LabelSourceName]}
+	var obj client.Object
+	switch cfg.Labels[v1alpha1.LabelSourceKind] {
+	case translate.KindGateway:
+		obj = &gatewayv1.Gateway{}
+	case translate.KindHTTPRoute:
+		obj = &gatewayv1.HTTPRoute{}
+	case translate.KindGRPCRoute:
+		obj = &gatewayv1.GRPCRoute{}
+	case translate.KindTLSRoute:
+		obj = &gatewayv1.TLSRoute{}
+	default:
+		return nil
+	}
+	if err := c.client.Get(ctx, key, obj); err != nil {
+		return nil
+	}
+	return obj
+}

@@ -1,0 +1,85 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/controllers/gateway"
+	"github.com/portico-dev/portico/controllers/lbipam"
+	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/testnode"
+)
+
+var (
+	env  *testenv.Env
+	k8s  client.Client
+	node *testnode.Node
+)
+
+const installNS = "portico-system"
+
+// nodeName is the suite's one node.
+const nodeName = "gateway-node"
+
+// TestMain runs a real apiserver with the Gateway API CRDs, LB-IPAM and the
+// gateway controller, and one node: the real agent with an Envoy-like proxy,
+// so Programmed comes from the nodes as in a cluster. The pool hands out
+// 192.168.10.211 onwards; scenario S5's Gateway is the first to ask.
+func TestMain(m *testing.M) {
+	testenv.Main(m, testenv.Options{GatewayAPI: true}, func(e *testenv.Env) (func(), error) {
+		env, k8s = e, e.Client
+		return setup()
+	})
+}
+
+func setup() (func(), error) {
+	ctx := context.Background()
+	if err := k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: installNS}}); err != nil {
+		return nil, err
+	}
+	pool := &v1alpha1.LoadBalancerIPPool{ObjectMeta: metav1.ObjectMeta{Name: "gateway-pool"},
+		Spec: v1alpha1.LoadBalancerIPPoolSpec{Blocks: []v1alpha1.IPBlock{{Start: "192.168.10.211", Stop: "192.168.10.230"}}}}
+	if err := k8s.Create(ctx, pool); err != nil {
+		return nil, err
+	}
+	// The class every test's Gateways use (scenario S5 applies the sample of it too).
+	class := &gatewayv1.GatewayClass{ObjectMeta: metav1.ObjectMeta{Name: "portico"}, Spec: gatewayv1.GatewayClassSpec{ControllerName: "portico.dev/gateway-controller"}}
+	if err := k8s.Create(ctx, class); err != nil {
+		return nil, err
+	}
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	if err != nil {
+		return nil, err
+	}
+	if err := lbipam.Setup(mgr, lbipam.Options{}); err != nil {
+		return nil, err
+	}
+	if err := gateway.Setup(mgr, gateway.Options{}); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager:", err)
+		}
+	}()
+	node, err = testnode.Start(ctx, env.Config, k8s, nodeName, testnode.Options{Namespace: installNS})
+	if err != nil {
+		cancel()
+		<-done
+		return nil, err
+	}
+	return func() { node.Stop(); cancel(); <-done }, nil
+}
