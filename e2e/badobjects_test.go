@@ -57,7 +57,7 @@ func expectBadObjectsAlone(ctx context.Context, shared netip.Addr) {
 	Expect(k8s().Create(ctx, bad)).To(Succeed())
 	DeferCleanup(func(ctx SpecContext) { remove(ctx, bad) })
 	Eventually(kubectlFn("get", "events", "-n", "default", "--field-selector", "involvedObject.name=bad-path", "-o", "custom-columns=REASON:.reason,MSG:.message")).
-		Should(MatchRegexp(`InvalidPath\s+spec\.rules\[0\]\.http\.paths\[0\]\.path`))
+		Should(MatchRegexp(`InvalidPath\s+spec\.rules\[0\]\.http\.paths\[0\]: ImplementationSpecific path "/api/\[" is not an RE2 regular expression`))
 
 	By("a NodeProxyConfig with a resource Envoy would refuse is rejected on every node, alone")
 	npc := &v1alpha1.NodeProxyConfig{ObjectMeta: metav1.ObjectMeta{Name: "bad-config"},

@@ -111,7 +111,10 @@ func describeFaults() {
 			probe.Stop()
 			st := probe.Stats(time.Time{}, time.Time{})
 			Expect(st.Doubles).To(BeEmpty())
-			Expect(st.Answered).To(Equal(st.Requests), "ARP requests unanswered around the restart: %v", st.Missed)
+			// One node answers throughout: every request has its reply (the last one may
+			// arrive after Stop), though on a loaded machine some arrive a slot late.
+			Expect(st.Replies).To(BeNumerically(">=", st.Requests-1), "ARP requests unanswered around the restart (slots without a reply: %v)", st.Missed)
+			Expect(st.MaxGap).To(BeNumerically("<", time.Second), "no ARP reply for %v around the restart", st.MaxGap)
 			for mac := range st.First {
 				Expect(cluster.Network().NodeOfMAC(mac)).To(Equal(owner), "the shared address moved")
 			}

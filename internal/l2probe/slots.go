@@ -116,6 +116,10 @@ type Stats struct {
 	// Doubles are the slots answered by two MACs, with when and by whom; Missed (the
 	// first 20) those nobody answered.
 	Doubles, Missed []string
+	// Replies counts the replies received. A reply that a loaded machine delays past
+	// the next request lands in that request's slot, leaving its own "missed"; where
+	// one node answers throughout, Replies against Requests tells delay from silence.
+	Replies int
 	// First and Last reply per MAC; MaxGap is the longest time between two replies.
 	First, Last map[string]time.Time
 	MaxGap      time.Duration
@@ -164,6 +168,7 @@ func (p *Slots) Stats(from, to time.Time) Stats {
 			st.MaxGap = r.at.Sub(prev)
 		}
 		prev = r.at
+		st.Replies++
 		if _, ok := st.First[r.mac]; !ok {
 			st.First[r.mac] = r.at
 		}
