@@ -11,6 +11,7 @@ package e2e
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -56,7 +57,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		return
 	}
 	privileged.Require(GinkgoTB())
-	c := local.Start(GinkgoTB(), local.Options{Kwok: true, Router: standin.Oracle, Progress: GinkgoWriter})
+	// A segment of its own: `make demo ARGS=--wait` (192.168.10.0/24) may be running.
+	c := local.Start(GinkgoTB(), local.Options{Kwok: true, Router: standin.Oracle, Progress: GinkgoWriter,
+		V4: netip.MustParsePrefix("10.250.0.0/24"), V6: netip.MustParsePrefix("fd00:250::/64"),
+		PoolFirst: netip.MustParseAddr("10.250.0.211"), PoolLast: netip.MustParseAddr("10.250.0.215")})
 	Expect(c.WaitReady(ctx, 2*time.Minute)).To(Succeed())
 	cluster = c
 }, NodeTimeout(6*time.Minute))

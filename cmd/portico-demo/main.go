@@ -70,7 +70,7 @@ three nodes answer ARP, redirect a client's connection and fail over.`
 // process and one xDS-only agent.
 func runControlPlane(ctx context.Context, samples string, wait bool) error {
 	fmt.Println("starting kube-apiserver and etcd ...")
-	env, err := testenv.Start(testenv.Options{})
+	env, err := testenv.Start(testenv.Options{GatewayAPI: true})
 	if err != nil {
 		return err
 	}

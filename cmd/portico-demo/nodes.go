@@ -256,14 +256,30 @@ func (d *demo) showFailover(ctx context.Context, l lb) error {
 	if !ok {
 		return fmt.Errorf("no other node answered for %s within 30 s of killing the agent on %s", l.ip, l.owner)
 	}
+	time.Sleep(time.Second) // probe on: nobody else may answer, the old node no more
 	probe.Stop()
-	st := probe.Stats(start, time.Time{})
-	fmt.Printf("failover: %s answered by %s (%s) %v after kill -9 of the agent on %s (ARP requests every 2 ms: %d sent, %d answered, none by two nodes: %v)\n",
-		l.ip, d.nodeOfMAC(mac), mac, at.Sub(start).Round(time.Millisecond), l.owner, st.Requests, st.Answered, len(st.Doubles) == 0)
-	v := viewer{d.c.Env.Kubeconfig, d.c.Env.Kubectl}
+	st := probe.Stats(at, time.Time{})
+	others := []string{}
+	for m := range st.First {
+		if m != mac {
+			others = append(others, d.nodeOfMAC(m))
+		}
+	}
+	fmt.Printf("failover: %s answered by %s (%s) %v after kill -9 of the agent on %s\n",
+		l.ip, d.nodeOfMAC(mac), mac, at.Sub(start).Round(time.Millisecond), l.owner)
+	fmt.Printf("          in the next second, ARP requests every 2 ms: %d of %d answered, by two nodes: %d, by others than %s: %v\n",
+		st.Answered, st.Requests, len(st.Doubles), d.nodeOfMAC(mac), others)
+	// The Service's condition follows once the new node reports the address in effect.
 	ns, name, _ := strings.Cut(l.svc, "/")
-	time.Sleep(time.Second) // the controller's condition follows the agents' verdict
-	if err := v.kubectl(ctx, "get", "service", "-n", ns, name, "-o", "jsonpath={range .status.conditions[?(@.type==\"L2Announced\")]}{.type}={.status} {.reason}: {.message}{\"\\n\"}{end}"); err != nil {
+	jsonpath := `jsonpath={range .status.conditions[?(@.type=="L2Announced")]}{.type}={.status} {.reason}: {.message}{"\n"}{end}`
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline) && ctx.Err() == nil; time.Sleep(200 * time.Millisecond) {
+		out, _ := d.c.Env.Kubectl(ctx, "get", "service", "-n", ns, name, "-o", jsonpath)
+		if strings.Contains(out, "announced by "+d.nodeOfMAC(mac)) && !strings.Contains(out, "not yet in effect") {
+			break
+		}
+	}
+	v := viewer{d.c.Env.Kubeconfig, d.c.Env.Kubectl}
+	if err := v.kubectl(ctx, "get", "service", "-n", ns, name, "-o", jsonpath); err != nil {
 		return err
 	}
 	fmt.Printf("\nstarting the agent on %s again\n", l.owner)

@@ -6,10 +6,13 @@ package apirecorder
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -77,6 +80,14 @@ func Start(host string, api *rest.Config) (*Proxy, error) {
 				res.Body = &secretScanner{ReadCloser: res.Body, p: p}
 			}
 			return nil
+		},
+		// A client going away (a process stopped by a test) is no error worth a line;
+		// anything else answers 502 as the default handler does, and is logged.
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if !errors.Is(err, context.Canceled) {
+				log.Printf("apirecorder: %s %s: %v", r.Method, r.URL.Path, err)
+			}
+			w.WriteHeader(http.StatusBadGateway)
 		},
 	}
 	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey(host, []net.IP{net.ParseIP(host)}, nil)

@@ -167,7 +167,7 @@ func Start(t netlab.T, opts Options) *Cluster {
 	c.Client_ = c.Lab.AddHost("client")
 
 	c.step("starting kube-apiserver and etcd on %s", c.Lab.Mgmt.Addr())
-	c.Env, err = testenv.Start(testenv.Options{ListenHost: c.Lab.Mgmt.Addr().String()})
+	c.Env, err = testenv.Start(testenv.Options{ListenHost: c.Lab.Mgmt.Addr().String(), GatewayAPI: true})
 	c.must(err)
 	t.Cleanup(func() { _ = c.Env.Stop() })
 	c.startControllerManager()
