@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"regexp"
 	"strings"
@@ -13,10 +15,12 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/kubectlportico"
 )
 
 func k8s() client.Client { return cluster.Client() }
@@ -32,6 +36,20 @@ func kubectl(args ...string) string {
 // kubectlFn is kubectl for Eventually.
 func kubectlFn(args ...string) func() (string, error) {
 	return func() (string, error) { return cluster.Kubectl(context.Background(), args...) }
+}
+
+// porticoFn runs `kubectl portico` (its package, as the binary does) against the
+// cluster for Eventually: the output, and an error unless it exits 0 (all in effect).
+func porticoFn(args ...string) func() (string, error) {
+	return func() (string, error) {
+		var out bytes.Buffer
+		code := kubectlportico.Main(context.Background(), append(args, "--kubeconfig", cluster.Kubeconfig()),
+			genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &out})
+		if code != kubectlportico.ExitOK {
+			return out.String(), fmt.Errorf("kubectl portico %s: exit status %d:\n%s", strings.Join(args, " "), code, out.String())
+		}
+		return out.String(), nil
+	}
 }
 
 // poolAddr is the pool's address number i (0 = the first).

@@ -22,6 +22,8 @@ type request struct {
 	method, path string
 	header       http.Header
 	backend      string
+	// code is the status expected (0: 200, from backend).
+	code int
 }
 
 // s3Table is scenario S3's: prefix /details to details, the rest to productpage.
@@ -49,6 +51,11 @@ func describeS3() {
 				Expect(shared).To(Equal(poolAddr(0)))
 			}
 			Eventually(kubectlFn("get", "npc", "ingress.default.basic-ingress")).Should(MatchRegexp(`(?m)^ingress\.default\.basic-ingress\s+ingress\s+True\s+`))
+			// What `kubectl portico status` shows: the Ingress's configs in effect on every node.
+			Eventually(porticoFn("status", "ingress/basic-ingress", "-n", "default")).Should(And(
+				ContainSubstring("published:       "+shared.String()),
+				MatchRegexp(`(?m)^ingress\.default\.basic-ingress\s+ingress\s+\d+\s+True\s+Programmed\s+%d/%d$`, len(cluster.Nodes()), len(cluster.Nodes())),
+				MatchRegexp(`(?m)^ingress-shared\s+ingress\s+\d+\s+True\s+Programmed\s+%d/%d$`, len(cluster.Nodes()), len(cluster.Nodes()))))
 		})
 
 		It("is served by every node: routes in order, backends with endpoints, nothing unresolved", func(ctx SpecContext) {
@@ -91,8 +98,14 @@ func expectTable(addr netip.AddrPort, node string, table []request) {
 		Eventually(func(g Gomega) {
 			resp, err := cluster.Network().Request(addr, r.method, r.path, r.header)
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(resp.Code).To(Equal(http.StatusOK), "%s %s: %s", r.method, r.path, resp.Detail)
-			g.Expect(resp.Backend).To(Equal(r.backend), "%s %s %v", r.method, r.path, r.header)
+			want := r.code
+			if want == 0 {
+				want = http.StatusOK
+			}
+			g.Expect(resp.Code).To(Equal(want), "%s %s %v: %s", r.method, r.path, r.header, resp.Detail)
+			if want == http.StatusOK {
+				g.Expect(resp.Backend).To(Equal(r.backend), "%s %s %v", r.method, r.path, r.header)
+			}
 			if resp.Node != "" {
 				g.Expect(resp.Node).To(Equal(node), "the proxy that took %s %s", r.method, r.path)
 				g.Expect(resp.Local).To(Equal(addr.String()), "the accepted connection's local address")

@@ -12,6 +12,7 @@ var _ = Describe("Portico", Ordered, ContinueOnFailure, func() {
 	describeS2()
 	describeS3()
 	describeS4()
+	describeS5()
 	describeFaults()
 	describeServiceAccounts()
 })
