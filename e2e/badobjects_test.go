@@ -16,8 +16,10 @@ import (
 )
 
 // badCluster decodes but Envoy's validation refuses it (a negative connect timeout).
-const badCluster = `{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"default/broken:80","type":"EDS",
- "connect_timeout":"-1s","eds_cluster_config":{"eds_config":{"ads":{},"resource_api_version":"V3"}}}`
+// STATIC: an EDS cluster would first be refused for asking EDS for a Service the config
+// does not list.
+const badCluster = `{"@type":"type.googleapis.com/envoy.config.cluster.v3.Cluster","name":"broken","type":"STATIC",
+ "connect_timeout":"-1s"}`
 
 // expectBadObjectsAlone creates one bad object of each kind the cluster serves next
 // to the scenarios' good ones: each fails with a message naming its field, where the

@@ -46,7 +46,7 @@ func describeS5() {
 			Eventually(kubectlFn("get", "gateway", "my-gateway")).WithTimeout(60 * time.Second).
 				Should(MatchRegexp(`(?m)^my-gateway\s+portico\s+%s\s+True\s`, addr))
 			Eventually(kubectlFn("get", "gateway", "my-gateway", "-o", `jsonpath={range .status.listeners[*]}{.name} {.attachedRoutes} {range .conditions[*]}{.type}={.status} {end}{"\n"}{end}`)).
-				Should(MatchRegexp(`web-gw 1 .*Accepted=True .*Programmed=True .*ResolvedRefs=True`))
+				Should(And(HavePrefix("web-gw 1 "), ContainSubstring("Accepted=True"), ContainSubstring("Programmed=True"), ContainSubstring("ResolvedRefs=True")))
 			Eventually(kubectlFn("get", "httproute", "http-app-1", "-o", `jsonpath={range .status.parents[*].conditions[*]}{.type}={.status} {end}`)).
 				Should(And(ContainSubstring("Accepted=True"), ContainSubstring("ResolvedRefs=True")))
 		})
