@@ -86,6 +86,10 @@ demo: ## Run Portico on this machine (as root: three nodes in network namespaces
 demo-down: ## Remove every namespace, link, bpffs mount and process a demo left.
 	@bash hack/demo.sh --down
 
+.PHONY: bench
+bench: ## Run the Go benchmarks and print one table (figure, value, command).
+	@bash hack/bench.sh $(ARGS)
+
 .PHONY: e2e
 e2e: ## Run the Ginkgo end-to-end suite (e2e/) on a local cluster (root) or PORTICO_E2E_KUBECONFIG.
 	@bash hack/e2e.sh $(ARGS)

@@ -275,6 +275,10 @@ func (c *Cluster) Logs() map[string]string {
 	out := map[string]string{}
 	for name, p := range c.procs {
 		out[name] = testproc.Tail(p.Logs.String(), 60)
+		if p.Exited() {
+			// A controller that lost its leader lease exits; nothing restarts it here.
+			out[name] += "\n(process exited: " + p.Cmd.ProcessState.String() + ")"
+		}
 	}
 	return out
 }
