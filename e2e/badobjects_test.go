@@ -71,7 +71,7 @@ func expectBadObjectsAlone(ctx context.Context, shared netip.Addr) {
 			np := &v1alpha1.NodeProxy{}
 			g.Expect(k8s().Get(ctx, client.ObjectKey{Name: node}, np)).To(Succeed())
 			g.Expect(np.Status.Rejected).To(ConsistOf(And(HaveField("Name", "bad-config"), HaveField("Reason", v1alpha1.ReasonInvalidResource),
-				HaveField("Message", ContainSubstring("connect_timeout")))), "node %s", node)
+				HaveField("Message", ContainSubstring("ConnectTimeout")))), "node %s", node)
 		}
 	}).Should(Succeed())
 	Eventually(kubectlFn("get", "nodeproxies")).Should(MatchRegexp(`(?m)^%s\s+True\s+\S+\s+True\s+\d+\s+1\s+`, cluster.Nodes()[0]))
