@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -19,7 +18,6 @@ import (
 	"github.com/portico-dev/portico/internal/apirecorder"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/standin"
-	"github.com/portico-dev/portico/internal/testenv"
 	"github.com/portico-dev/portico/internal/testproc"
 )
 
@@ -144,21 +142,17 @@ func (c *Cluster) mountBPF(dir string) {
 	c.t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
 }
 
-// startKwok runs kwok for KwokNode (hack/kwok.sh builds it once into the cache).
+// startKwok runs kwok for KwokNode (testenv.KwokCommand).
 func (c *Cluster) startKwok(ctx context.Context) {
-	out, err := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "hack", "kwok.sh")).Output()
-	c.must(err)
-	paths := strings.Fields(string(out))
-	if len(paths) != 2 {
-		c.t.Fatalf("hack/kwok.sh printed %q, want the binary and its stages", out)
-	}
 	c.must(ensure(ctx, c.Env.Client, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: KwokNode,
 		Annotations: map[string]string{"kwok.x-k8s.io/node": "fake"}, Labels: map[string]string{corev1.LabelHostname: KwokNode, "type": "kwok"}}}))
 	c.step("starting kwok for node %s (backend Pods become Ready there)", KwokNode)
 	c.run("kwok", func() (*testproc.Proc, error) {
-		return testproc.Start("kwok", exec.Command(paths[0], "--kubeconfig="+c.Env.Kubeconfig, "--config="+paths[1],
-			"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--node-ip=10.0.0.1", "--cidr=10.0.0.0/16",
-			"--server-address=127.0.0.1:0"), nil)
+		cmd, err := c.Env.KwokCommand(context.Background())
+		if err != nil {
+			return nil, err
+		}
+		return testproc.Start("kwok", cmd, nil)
 	})
 }
 
