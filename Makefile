@@ -6,8 +6,8 @@ CONTROLLER_GEN := go tool controller-gen
 # the webhook certificate rotation that webhook-serving controllers add. A new
 # controllers/<name> gets its role (and the chart its RBAC) without touching this file.
 RBAC_DIRS := $(wildcard controllers/*) $(wildcard nodeagent) internal/webhookcert
-# Binaries that ship as images (cmd/portico-demo is a local tool).
-IMAGE_BINARIES := $(filter-out portico-demo,$(notdir $(wildcard cmd/*)))
+# Binaries that ship as images (portico-demo and kubectl-portico run on a user's machine).
+IMAGE_BINARIES := $(filter-out portico-demo kubectl-portico,$(notdir $(wildcard cmd/*)))
 CHART := charts/portico
 VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}/\1/p' $(CHART)/Chart.yaml)
 PLATFORMS ?= linux/amd64,linux/arm64

@@ -44,7 +44,7 @@ import (
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=portico-system
 
 // Options configure the controller (none yet: the translation has no settings).
 type Options struct{}

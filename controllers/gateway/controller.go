@@ -52,7 +52,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update,namespace=portico-system
 
 // Options configure the controller.
 type Options struct {
@@ -119,7 +119,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Watches(&gatewayv1.TLSRoute{}, all, specs).
 		Watches(&gatewayv1.ReferenceGrant{}, all).
 		Watches(&corev1.Service{}, all, builder.WithPredicates(servicePredicate())).
-		Watches(&corev1.Secret{}, all).
+		// Secrets as metadata only: the cache must not hold every Secret's data in
+		// the cluster; a named certificate is read whole once per resourceVersion.
+		WatchesMetadata(&corev1.Secret{}, all).
 		WatchesMetadata(&corev1.Namespace{}, all, builder.WithPredicates(predicate.LabelChangedPredicate{})).
 		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ownedConfigs(c.npcs))).
 		WatchesRawSource(source.Channel(c.kick, all)).

@@ -219,16 +219,24 @@ func (c *Controller) checkSecret(ctx context.Context, in *translate.Input, key t
 	if _, done := in.Secrets[key]; done {
 		return nil
 	}
-	s := &corev1.Secret{}
-	switch err := c.client.Get(ctx, key, s, client.UnsafeDisableDeepCopy); {
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
+	switch err := c.client.Get(ctx, key, meta); {
 	case apierrors.IsNotFound(err):
 		return nil
 	case err != nil:
 		return err
 	}
-	if chk, ok := c.secrets[key]; ok && chk.resourceVersion == s.ResourceVersion {
+	if chk, ok := c.secrets[key]; ok && chk.resourceVersion == meta.ResourceVersion {
 		in.Secrets[key] = chk.problem
 		return nil
+	}
+	s := &corev1.Secret{}
+	switch err := c.apiReader.Get(ctx, key, s); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
 	}
 	problem := ""
 	if _, err := tls.X509KeyPair(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey]); err != nil {

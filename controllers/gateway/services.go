@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"maps"
@@ -15,13 +13,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/internal/lbipam"
+	"github.com/portico-dev/portico/internal/svcname"
 )
 
 // Labels on the Services this controller makes: how it finds them again, and
@@ -35,18 +33,7 @@ const (
 
 // ServiceName is the load balancer Service of a Gateway: portico-gateway-<name>,
 // cut and given a hash when it does not fit a DNS-1035 label.
-func ServiceName(gateway string) string {
-	n := "portico-gateway-" + gateway
-	if len(validation.IsDNS1035Label(n)) == 0 {
-		return n
-	}
-	sum := sha256.Sum256([]byte(gateway))
-	head := strings.ReplaceAll(n, ".", "-")
-	if len(head) > 63-9 {
-		head = head[:63-9]
-	}
-	return strings.TrimRight(head, "-") + "-" + hex.EncodeToString(sum[:])[:8]
-}
+func ServiceName(gateway string) string { return svcname.For("portico-gateway-", gateway) }
 
 // desiredService is the Service a Gateway asks for: one port per listener
 // port, its spec.addresses as LB-IPAM's requested addresses, its

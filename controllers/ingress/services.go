@@ -1,8 +1,6 @@
 package ingress
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,10 +9,10 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/portico-dev/portico/internal/lbipam"
+	"github.com/portico-dev/portico/internal/svcname"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
 
@@ -37,16 +35,7 @@ var copiedPrefixes = []string{"lbipam.portico.dev/", "service.beta.kubernetes.io
 // dots) while Ingress names are DNS subdomains, so a name that does not fit is
 // cut, its dots replaced, and a hash of the whole name appended.
 func DedicatedServiceName(ingressName string) string {
-	n := "portico-ingress-" + ingressName
-	if len(validation.IsDNS1035Label(n)) == 0 {
-		return n
-	}
-	sum := sha256.Sum256([]byte(ingressName))
-	head := strings.ReplaceAll(n, ".", "-")
-	if len(head) > 63-9 {
-		head = head[:63-9]
-	}
-	return strings.TrimRight(head, "-") + "-" + hex.EncodeToString(sum[:])[:8]
+	return svcname.For("portico-ingress-", ingressName)
 }
 
 // serviceSpec is what this controller decides about one of its Services; the

@@ -48,7 +48,7 @@ type cluster struct {
 func startCluster(t testing.TB, listenHost string) *cluster {
 	t.Helper()
 	ctrl.SetLogger(logr.Discard())
-	env, err := testenv.Start(testenv.Options{ListenHost: listenHost})
+	env, err := testenv.Start(testenv.Options{ListenHost: listenHost, GatewayAPI: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,6 +91,33 @@ var used = map[string][]access{
 		can("create", "", "events", "default"),
 		can("get", "coordination.k8s.io", "leases", ns), can("update", "coordination.k8s.io", "leases", ns),
 	},
+	"gateway": {
+		can("list", "gateway.networking.k8s.io", "gatewayclasses", ""), can("list", "gateway.networking.k8s.io", "gateways", ""),
+		can("watch", "gateway.networking.k8s.io", "httproutes", ""), can("list", "gateway.networking.k8s.io", "grpcroutes", ""),
+		can("list", "gateway.networking.k8s.io", "tlsroutes", ""), can("list", "gateway.networking.k8s.io", "referencegrants", ""),
+		can("patch", "gateway.networking.k8s.io", "gateways/status", "default"), can("update", "gateway.networking.k8s.io", "httproutes/status", "default"),
+		can("update", "gateway.networking.k8s.io", "gatewayclasses/status", ""),
+		can("list", "", "services", ""), can("create", "", "services", "default"), can("delete", "", "services", "default"),
+		// Secrets as metadata (list/watch); a certificate a listener names is read whole.
+		can("list", "", "secrets", ""), can("get", "", "secrets", "default"),
+		can("list", "", "namespaces", ""),
+		can("create", "portico.dev", "nodeproxyconfigs", ""), can("delete", "portico.dev", "nodeproxyconfigs", ""),
+		can("update", "portico.dev", "nodeproxyconfigs/status", ""),
+		can("list", "portico.dev", "nodeproxies", ""), can("list", "", "nodes", ""),
+		can("create", "", "events", "default"),
+		can("get", "coordination.k8s.io", "leases", ns), can("update", "coordination.k8s.io", "leases", ns),
+	},
+	"envoyconfig": {
+		can("list", "portico.dev", "envoyconfigs", ""), can("list", "portico.dev", "clusterenvoyconfigs", ""),
+		can("update", "portico.dev", "envoyconfigs/status", "default"), can("update", "portico.dev", "clusterenvoyconfigs/status", ""),
+		can("list", "", "services", ""), can("list", "", "nodes", ""),
+		can("create", "portico.dev", "nodeproxyconfigs", ""), can("delete", "portico.dev", "nodeproxyconfigs", ""),
+		can("update", "portico.dev", "nodeproxyconfigs/status", ""), can("list", "portico.dev", "nodeproxies", ""),
+		can("create", "", "events", "default"),
+		can("get", "coordination.k8s.io", "leases", ns), can("update", "coordination.k8s.io", "leases", ns),
+		can("update", "", "secrets", ns).named(release + "-envoyconfig-webhook-cert"),
+		can("update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "").named(release + "-envoyconfig"),
+	},
 	"nodeagent": {
 		can("list", "portico.dev", "nodeproxyconfigs", ""), can("watch", "portico.dev", "nodeproxyconfigs", ""),
 		can("list", "", "nodes", ""), can("watch", "", "nodes", ""),
@@ -144,6 +171,12 @@ var notFor = map[string][]access{
 	"ingress": {can("patch", "", "services/status", "default"), can("get", "", "secrets", "default"),
 		can("update", "", "secrets", ns), can("update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
 		can("update", "portico.dev", "nodeproxies/status", ""), can("list", "coordination.k8s.io", "leases", ns)},
+	"gateway": {can("update", "", "secrets", "default"), can("patch", "", "services/status", "default"),
+		can("update", "portico.dev", "nodeproxies/status", ""), can("list", "coordination.k8s.io", "leases", ns),
+		can("update", "networking.k8s.io", "ingresses/status", "default")},
+	"envoyconfig": {can("list", "", "secrets", ""), can("get", "", "secrets", "default"),
+		can("create", "", "services", "default"), can("update", "", "services", "default"),
+		can("update", "portico.dev", "nodeproxies/status", ""), can("list", "coordination.k8s.io", "leases", ns)},
 	"nodeagent": {can("get", "", "secrets", "default"), can("update", "", "secrets", "default"),
 		can("create", "portico.dev", "nodeproxyconfigs", ""), can("update", "portico.dev", "nodeproxyconfigs", ""),
 		can("update", "", "services", "default"), can("patch", "", "services/status", "default"),
@@ -162,6 +195,13 @@ var exempt = map[string]func(access) bool{
 	// metadata.name=<name>, which RBAC ignores: the scenario run checks it never asks
 	// for Secrets any other way.
 	"nodeagent": func(a access) bool { return a.resource == "secrets" && (a.verb == "list" || a.verb == "watch") },
+	// The gateway controller watches Secrets as metadata only and reads whole only a
+	// certificate a listener names (the spec wants ResolvedRefs=False for a malformed
+	// one), in whatever namespace a ReferenceGrant lets the Gateway name it: RBAC
+	// cannot express "Secrets some Gateway names". Reading is all it may do.
+	"gateway": func(a access) bool {
+		return a.resource == "secrets" && (a.verb == "get" || a.verb == "list" || a.verb == "watch")
+	},
 }
 
 // TestRBACMatrix asks the apiserver's authorizer (SubjectAccessReview, as `kubectl auth

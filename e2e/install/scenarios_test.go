@@ -74,7 +74,7 @@ func newRig(t *testing.T) *rig {
 			}
 		}
 	})
-	bins := buildBinaries(t, "lbipam-controller", "l2-controller", "ingress-controller", "node-agent")
+	bins := buildBinaries(t, "lbipam-controller", "l2-controller", "ingress-controller", "gateway-controller", "envoyconfig-controller", "node-agent")
 	dir := t.TempDir()
 	r.startControllers(bins, dir)
 	r.startAgents(bins, dir)

@@ -116,9 +116,10 @@ type Stats struct {
 	// Doubles are the slots answered by two MACs, with when and by whom; Missed (the
 	// first 20) those nobody answered.
 	Doubles, Missed []string
-	// Replies counts the replies received. A reply that a loaded machine delays past
-	// the next request lands in that request's slot, leaving its own "missed"; where
-	// one node answers throughout, Replies against Requests tells delay from silence.
+	// Late are the slots whose reply arrived in the next slot, counted as answered.
+	Late int
+	// Replies counts the replies received: where one node answers throughout, Replies
+	// against Requests tells delay from silence whatever slot a reply was read in.
 	Replies int
 	// First and Last reply per MAC; MaxGap is the longest time between two replies.
 	First, Last map[string]time.Time
@@ -130,33 +131,51 @@ func (p *Slots) Stats(from, to time.Time) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := Stats{First: map[string]time.Time{}, Last: map[string]time.Time{}}
+	// Per slot: its send time, how many replies it got, and from which MACs.
+	type slot struct {
+		at   time.Time
+		n    int
+		macs map[string]bool
+	}
+	slots := make([]slot, 0, len(p.sends))
 	j := 0
 	for i, s := range p.sends {
 		end := s.Add(p.every)
 		if i+1 < len(p.sends) {
 			end = p.sends[i+1]
 		}
-		macs := map[string]bool{}
+		sl := slot{at: s, macs: map[string]bool{}}
 		for ; j < len(p.replies) && p.replies[j].at.Before(end); j++ {
 			if !p.replies[j].at.Before(s) {
-				macs[p.replies[j].mac] = true
+				sl.macs[p.replies[j].mac] = true
+				sl.n++
 			}
 		}
-		if (!from.IsZero() && s.Before(from)) || (!to.IsZero() && !s.Before(to)) {
+		slots = append(slots, sl)
+	}
+	for i, sl := range slots {
+		if (!from.IsZero() && sl.at.Before(from)) || (!to.IsZero() && !sl.at.Before(to)) {
 			continue
 		}
 		st.Requests++
-		if len(macs) > 0 {
+		switch {
+		case len(sl.macs) > 0:
 			st.Answered++
-		} else if len(st.Missed) < 20 {
-			st.Missed = append(st.Missed, s.Format("15:04:05.000000"))
+		case i+1 < len(slots) && slots[i+1].n > len(slots[i+1].macs):
+			// The reply was read after the next request went out (the reader ran
+			// late on a loaded machine): the next slot holds two replies from one
+			// MAC. A responder that stopped leaves no such extra reply.
+			st.Answered++
+			st.Late++
+		case len(st.Missed) < 20:
+			st.Missed = append(st.Missed, sl.at.Format("15:04:05.000000"))
 		}
-		if len(macs) > 1 {
+		if len(sl.macs) > 1 {
 			var list []string
-			for m := range macs {
+			for m := range sl.macs {
 				list = append(list, m)
 			}
-			st.Doubles = append(st.Doubles, fmt.Sprintf("%s: %v", s.Format("15:04:05.000000"), list))
+			st.Doubles = append(st.Doubles, fmt.Sprintf("%s: %v", sl.at.Format("15:04:05.000000"), list))
 		}
 	}
 	var prev time.Time

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -8,6 +10,8 @@ import (
 
 	. "github.com/onsi/gomega"
 	"golang.org/x/sys/unix"
+
+	"github.com/portico-dev/portico/apis/v1alpha1"
 )
 
 // freeze stops the apiserver (SIGSTOP) and returns the function resuming it, which
@@ -82,8 +86,8 @@ func TestL2ApiserverFreezeKeepsAnswering(t *testing.T) {
 	time.Sleep(5 * time.Second)
 	probe.Stop()
 	st := probe.Stats(from, to)
-	t.Logf("apiserver frozen %v: %d of %d probes answered (%.1f%%), answering MACs %v",
-		to.Sub(from).Round(time.Second), st.Answered, st.Requests, 100*float64(st.Answered)/float64(st.Requests), keys(st.First))
+	t.Logf("apiserver frozen %v: %d of %d probes answered (%.1f%%; %d read in the next slot), answering MACs %v",
+		to.Sub(from).Round(time.Second), st.Answered, st.Requests, 100*float64(st.Answered)/float64(st.Requests), st.Late, keys(st.First))
 	g.Expect(st.Doubles).To(BeEmpty(), "requests answered by two nodes")
 	g.Expect(st.Answered).To(Equal(st.Requests), "requests left unanswered while the apiserver was frozen: %v", st.Missed)
 	g.Expect(keys(st.First)).To(ConsistOf(ownerMAC))
@@ -265,6 +269,7 @@ func TestL2ControllerRestartMovesNothing(t *testing.T) {
 	owner := r.waitAnswered(g, "default", "web4", lbIPv4)
 	probe := r.startSlotProbe(t, lbIPv4, 10*time.Millisecond)
 	defer probe.Stop()
+	before := r.configVersions(g)
 	from := time.Now()
 	r.stopControllers()
 	r.stopControllers = r.startControllers()
@@ -273,8 +278,21 @@ func TestL2ControllerRestartMovesNothing(t *testing.T) {
 	st := probe.Stats(from, time.Time{})
 	t.Logf("controller restarted: %d of %d probes answered, longest silence %v", st.Answered, st.Requests, st.MaxGap)
 	g.Expect(st.Doubles).To(BeEmpty())
-	// A withdrawal and a new assignment would take hundreds of milliseconds; a probe
-	// reply delayed past its 10 ms slot on a busy machine is not one.
-	g.Expect(st.MaxGap).To(BeNumerically("<", 200*time.Millisecond), "the address was withdrawn while the new controller built its view")
+	// A withdrawal is a write of the announcing node's config: none may happen. (The
+	// longest silence is logged, not asserted: on a loaded machine a probe reply can
+	// miss its slot without any withdrawal.)
+	g.Expect(r.configVersions(g)).To(Equal(before), "the new controller rewrote announcement configs while it built its view")
 	g.Expect(keys(st.First)).To(ConsistOf(r.nodes[owner].MAC.String()))
+}
+
+// configVersions maps every NodeProxyConfig to its uid and generation: equal maps mean
+// no config was created, deleted or had its spec changed in between.
+func (r *l2rig) configVersions(g Gomega) map[string]string {
+	var list v1alpha1.NodeProxyConfigList
+	g.Expect(r.env.Client.List(context.Background(), &list)).To(Succeed())
+	out := map[string]string{}
+	for _, c := range list.Items {
+		out[c.Name] = fmt.Sprintf("%s/%d", c.UID, c.Generation)
+	}
+	return out
 }

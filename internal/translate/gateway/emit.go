@@ -3,11 +3,9 @@ package gateway
 import (
 	"cmp"
 	"slices"
-	"strconv"
 	"strings"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
@@ -186,23 +184,7 @@ func (t *translation) addBackends(spec *v1alpha1.NodeProxyConfigSpec, b *backend
 		}
 		spec.Envoy.Resources = append(spec.Envoy.Resources, res)
 	}
-	svcs := make([]types.NamespacedName, 0, len(b.services))
-	for k := range b.services {
-		svcs = append(svcs, k)
-	}
-	slices.SortFunc(svcs, func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) })
-	for _, k := range svcs {
-		ports := make([]int, 0, len(b.services[k]))
-		for p := range b.services[k] {
-			ports = append(ports, int(p))
-		}
-		slices.Sort(ports)
-		bs := v1alpha1.BackendService{ServiceRef: v1alpha1.ServiceRef{Namespace: k.Namespace, Name: k.Name}}
-		for _, p := range ports {
-			bs.Ports = append(bs.Ports, strconv.Itoa(p))
-		}
-		spec.Envoy.BackendServices = append(spec.Envoy.BackendServices, bs)
-	}
+	spec.Envoy.BackendServices = envoykit.BackendServices(b.services)
 }
 
 // claimSNI settles which TLSRoute serves each server name on each Envoy

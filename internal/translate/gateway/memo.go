@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -156,7 +158,9 @@ func configSig(a *attachment, hosts map[*listener]map[string]bool, sni map[*atta
 		if !anyWildcard(x.hosts) {
 			continue // only "*" and wildcard hostnames are copied onto others
 		}
-		for h := range hosts[x.l] {
+		// In a fixed order: a signature built in map order differs between two
+		// passes over the same inputs and rebuilds configs for nothing.
+		for _, h := range slices.Sorted(maps.Keys(hosts[x.l])) {
 			for _, own := range x.hosts {
 				if h != own && covers(own, h) {
 					b.WriteString(h)

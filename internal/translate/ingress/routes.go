@@ -255,22 +255,6 @@ func (r *ingressResult) spec() v1alpha1.NodeProxyConfigSpec {
 	for _, n := range names {
 		spec.Envoy.Resources = append(spec.Envoy.Resources, envoykit.Resource(envoykit.TypeCluster, envoykit.EDSCluster(n)))
 	}
-	svcs := make([]types.NamespacedName, 0, len(r.backends))
-	for k := range r.backends {
-		svcs = append(svcs, k)
-	}
-	slices.SortFunc(svcs, func(a, b types.NamespacedName) int { return cmp.Compare(a.String(), b.String()) })
-	for _, k := range svcs {
-		ports := make([]int32, 0, len(r.backends[k]))
-		for p := range r.backends[k] {
-			ports = append(ports, p)
-		}
-		slices.Sort(ports)
-		bs := v1alpha1.BackendService{ServiceRef: v1alpha1.ServiceRef{Namespace: k.Namespace, Name: k.Name}}
-		for _, p := range ports {
-			bs.Ports = append(bs.Ports, strconv.Itoa(int(p)))
-		}
-		spec.Envoy.BackendServices = append(spec.Envoy.BackendServices, bs)
-	}
+	spec.Envoy.BackendServices = envoykit.BackendServices(r.backends)
 	return spec
 }
