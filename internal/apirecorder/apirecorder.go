@@ -68,6 +68,10 @@ func Start(host string, api *rest.Config) (*Proxy, error) {
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
 			r.Out.Host = target.Host
+			// The apiserver gzips large responses for a client that accepts it; without
+			// the header the proxy's own transport asks for gzip and inflates, so the
+			// scanner reads plain bodies (a list of Secrets is exactly what gets large).
+			r.Out.Header.Del("Accept-Encoding")
 		},
 		Transport:     &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
 		FlushInterval: -1, // watches stream
