@@ -40,10 +40,11 @@ func describeServiceAccounts() {
 				"no whole Secret seen even in LB-IPAM's certificate reads: the Secret scanner is blind")
 			Expect(ing.FullSecrets.Load()).To(BeZero(), "the ingress controller received whole Secrets")
 			// An agent reads only the Secrets it serves, each by name (a per-name watch).
+			// (Eventually: run alone, the spec may get here before the agents got S4's config.)
 			for _, node := range cluster.Nodes() {
-				reads := lc.Recorders["agent-"+node].Exchanges(apirecorder.Secrets)
-				Expect(reads).NotTo(BeEmpty(), "agent %s never read the TLS Secret it serves", node)
-				for _, e := range reads {
+				Eventually(func() []apirecorder.Exchange { return lc.Recorders["agent-"+node].Exchanges(apirecorder.Secrets) }).
+					ShouldNot(BeEmpty(), "agent %s never read the TLS Secret it serves", node)
+				for _, e := range lc.Recorders["agent-"+node].Exchanges(apirecorder.Secrets) {
 					Expect(byName(e)).To(BeTrue(), "agent %s read Secrets other than by name: %v", node, e)
 				}
 			}
