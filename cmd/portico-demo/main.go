@@ -69,7 +69,7 @@ three nodes answer ARP, redirect a client's connection and fail over.`
 // runControlPlane is the demo without nodes: a control plane, the controllers in this
 // process and one xDS-only agent.
 func runControlPlane(ctx context.Context, samples string, wait bool) error {
-	fmt.Println("starting kube-apiserver and etcd ...")
+	fmt.Println("starting kube-apiserver and etcd (with the Gateway API CRDs) ...")
 	env, err := testenv.Start(testenv.Options{GatewayAPI: true})
 	if err != nil {
 		return err
@@ -168,6 +168,9 @@ func demoViews(node string) [][]string {
 		{"describe", "ippool", "lb-pool"},
 		{"get", "service", "-A", "-o", "wide"},
 		{"get", "ingress", "-A"},
+		{"get", "gatewayclass"},
+		{"get", "gateway", "-A"},
+		{"get", "httproute", "-A"},
 		{"get", "l2policy"},
 		{"get", "nodeproxyconfigs"},
 		{"get", "nodeproxies", "-o", "wide"},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -19,9 +18,9 @@ import (
 
 // Reasons of the Events that mirror the nodes' verdict on a config.
 const (
-	EventProgrammed = "Programmed"
-	EventRejected   = "Rejected"
-	EventPending    = "Pending"
+	EventProgrammed = npcstatus.EventProgrammed
+	EventRejected   = npcstatus.EventRejected
+	EventPending    = npcstatus.EventPending
 )
 
 // maxMessage keeps a condition message readable (the API allows 32 KiB).
@@ -51,14 +50,7 @@ func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change)
 			continue
 		}
 		if obj := c.sourceOf(ctx, ch.Config); obj != nil {
-			status, reason, _ := ch.Verdict.Condition()
-			typ, why := corev1.EventTypeNormal, EventProgrammed
-			switch {
-			case reason == v1alpha1.ReasonRejected:
-				typ, why = corev1.EventTypeWarning, EventRejected
-			case status != metav1.ConditionTrue:
-				why = EventPending
-			}
+			typ, why := ch.Event()
 			c.recorder.Eventf(obj, nil, typ, why, "Program", "%s", ch.Verdict.Summary())
 		}
 	}

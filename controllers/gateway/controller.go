@@ -37,6 +37,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/npcstatus"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
@@ -49,6 +50,7 @@ import (
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxyconfigs/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=portico.dev,resources=nodeproxies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=portico.dev,resources=gatewayclassconfigs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
@@ -76,6 +78,8 @@ type Controller struct {
 	routesDone map[translate.RouteKey]routeDone
 	// memo keeps each route's translation between passes.
 	memo *translate.Memo
+	// lastParams are each class's parameters last accepted (classStatus).
+	lastParams map[string]*gatewayparams.Parameters
 	// secrets remembers each certificate Secret's check by resourceVersion, so
 	// that a pass does not parse every key pair again.
 	secrets map[types.NamespacedName]secretCheck
@@ -97,6 +101,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		npcs:       &npcwriter.Writer{Client: mgr.GetClient(), Producer: translate.Producer, Watched: true},
 		kick:       make(chan event.GenericEvent, 1),
 		secrets:    map[types.NamespacedName]secretCheck{},
+		lastParams: map[string]*gatewayparams.Parameters{},
 		memo:       translate.NewMemo(),
 		routesDone: map[translate.RouteKey]routeDone{},
 	}
@@ -113,6 +118,9 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		Named("gateway").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
 		Watches(&gatewayv1.GatewayClass{}, all, specs).
+		// A class's parameters shape its Gateways' Services and configs; the
+		// single key re-reconciles every Gateway of the classes that name it.
+		Watches(&v1alpha1.GatewayClassConfig{}, all, specs).
 		Watches(&gatewayv1.Gateway{}, all, specs).
 		Watches(&gatewayv1.HTTPRoute{}, all, specs).
 		Watches(&gatewayv1.GRPCRoute{}, all, specs).

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
 )
@@ -31,39 +32,50 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	if err := c.client.List(ctx, &classes); err != nil {
 		return ctrl.Result{}, err
 	}
-	accepted := map[string]bool{}
+	// Parameters of the accepted classes; a class missing is not accepted.
+	params := map[string]*gatewayparams.Parameters{}
+	ours := map[string]bool{}
 	for i := range classes.Items {
 		gc := &classes.Items[i]
 		if gc.Spec.ControllerName != c.opts.ControllerName {
 			continue
 		}
-		ok, err := c.classStatus(ctx, gc)
-		accepted[gc.Name] = ok
+		ours[gc.Name] = true
+		p, err := c.classStatus(ctx, gc)
+		if p != nil {
+			params[gc.Name] = p
+		}
 		errs = append(errs, err)
+	}
+	for name := range c.lastParams {
+		if !ours[name] {
+			delete(c.lastParams, name)
+		}
 	}
 	var gwl gatewayv1.GatewayList
 	if err := c.client.List(ctx, &gwl, client.UnsafeDisableDeepCopy); err != nil {
 		return ctrl.Result{}, err
 	}
 	in := translate.Input{Services: map[types.NamespacedName]*corev1.Service{}, Secrets: map[types.NamespacedName]string{},
-		Addresses: map[types.NamespacedName][]string{}}
+		Addresses: map[types.NamespacedName][]string{}, Classes: params}
 	services := map[types.NamespacedName]*corev1.Service{}
 	keep := map[types.NamespacedName]bool{}
 	for i := range gwl.Items {
 		gw := &gwl.Items[i]
-		if gw.DeletionTimestamp != nil || !accepted[string(gw.Spec.GatewayClassName)] {
+		p := params[string(gw.Spec.GatewayClassName)]
+		if gw.DeletionTimestamp != nil || p == nil {
 			continue
 		}
 		key := client.ObjectKeyFromObject(gw)
 		in.Gateways = append(in.Gateways, gw)
-		svc, err := c.ensureService(ctx, gw)
+		svc, err := c.ensureService(ctx, gw, p)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		services[key] = svc
 		keep[client.ObjectKeyFromObject(svc)] = true
-		in.Addresses[key] = addresses(svc)
+		in.Addresses[key] = translate.ServiceAddresses(svc)
 	}
 	errs = append(errs, c.sweepServices(ctx, keep))
 	if err := c.gather(ctx, &in); err != nil {

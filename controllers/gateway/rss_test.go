@@ -60,7 +60,7 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0")
+	cmd := exec.CommandContext(ctx, bin, "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0", "--enable-webhook=false")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	start := time.Now()

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strconv"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,88 +16,33 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/lbipam"
-	"github.com/portico-dev/portico/internal/svcname"
+	translate "github.com/portico-dev/portico/internal/translate/gateway"
 )
 
-// Labels on the Services this controller makes: how it finds them again, and
-// how a user lists them.
+// Labels on the Services this controller makes (translate's, named here for
+// the controller's users).
 const (
-	LabelManagedBy = "app.kubernetes.io/managed-by"
-	ManagedBy      = "portico-gateway-controller"
-	// LabelGateway is the name of the Gateway a Service belongs to (in its namespace).
-	LabelGateway = "gateway.networking.k8s.io/gateway-name"
+	LabelManagedBy = translate.LabelManagedBy
+	ManagedBy      = translate.ManagedBy
+	LabelGateway   = translate.LabelGateway
 )
 
-// ServiceName is the load balancer Service of a Gateway: portico-gateway-<name>,
-// cut and given a hash when it does not fit a DNS-1035 label.
-func ServiceName(gateway string) string { return svcname.For("portico-gateway-", gateway) }
-
-// desiredService is the Service a Gateway asks for: one port per listener
-// port, its spec.addresses as LB-IPAM's requested addresses, its
-// infrastructure labels and annotations.
-func desiredService(gw *gatewayv1.Gateway) *corev1.Service {
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: gw.Namespace, Name: ServiceName(gw.Name),
-		Labels: map[string]string{}, Annotations: map[string]string{}}}
-	if inf := gw.Spec.Infrastructure; inf != nil {
-		for k, v := range inf.Labels {
-			svc.Labels[string(k)] = string(v)
-		}
-		for k, v := range inf.Annotations {
-			svc.Annotations[string(k)] = string(v)
-		}
-	}
-	svc.Labels[LabelManagedBy], svc.Labels[LabelGateway] = ManagedBy, gw.Name
-	// The node agents serve the addresses; kube-proxy must leave them alone.
-	svc.Annotations[lbipam.AnnotationIPMode] = "Proxy"
-	var ips []string
-	for _, a := range gw.Spec.Addresses {
-		if (a.Type == nil || *a.Type == gatewayv1.IPAddressType) && a.Value != "" {
-			ips = append(ips, a.Value)
-		}
-	}
-	if len(ips) > 0 {
-		svc.Annotations[lbipam.AnnotationIPs] = strings.Join(ips, ",")
-	}
-	svc.Spec.Type = corev1.ServiceTypeLoadBalancer
-	svc.Spec.LoadBalancerClass = ptr.To(lbipam.LoadBalancerClass)
-	svc.Spec.AllocateLoadBalancerNodePorts = ptr.To(false)
-	seen := map[int32]bool{}
-	for _, l := range gw.Spec.Listeners {
-		if seen[l.Port] || (l.Protocol != gatewayv1.HTTPProtocolType && l.Protocol != gatewayv1.HTTPSProtocolType && l.Protocol != gatewayv1.TLSProtocolType) {
-			continue
-		}
-		seen[l.Port] = true
-		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "port-" + strconv.Itoa(int(l.Port)), Port: l.Port, Protocol: corev1.ProtocolTCP})
-	}
-	slices.SortFunc(svc.Spec.Ports, func(a, b corev1.ServicePort) int { return int(a.Port - b.Port) })
-	if len(svc.Spec.Ports) == 0 {
-		// A Service needs a port; one no listener uses still gets the Gateway an address.
-		svc.Spec.Ports = []corev1.ServicePort{{Name: "none", Port: 9, Protocol: corev1.ProtocolTCP}}
-	}
-	return svc
-}
+// ServiceName is the load balancer Service of a Gateway (translate.ServiceName).
+func ServiceName(gateway string) string { return translate.ServiceName(gateway) }
 
 // ensureService creates or updates a Gateway's Service and returns it. A
-// Service of that name that is not ours is left alone and reported.
-func (c *Controller) ensureService(ctx context.Context, gw *gatewayv1.Gateway) (*corev1.Service, error) {
-	want := desiredService(gw)
+// Service of that name that is not ours is left alone and reported. A change
+// of type or load balancer class replaces the Service: the API server does not
+// let loadBalancerClass change in place.
+func (c *Controller) ensureService(ctx context.Context, gw *gatewayv1.Gateway, p *gatewayparams.Parameters) (*corev1.Service, error) {
+	want := translate.GatewayService(gw, p)
 	key := client.ObjectKeyFromObject(want)
 	cur := &corev1.Service{}
 	err := c.client.Get(ctx, key, cur)
 	if apierrors.IsNotFound(err) {
-		if err := controllerutil.SetControllerReference(gw, want, c.client.Scheme()); err != nil {
-			return nil, err
-		}
-		err = c.client.Create(ctx, want)
-		if err == nil {
-			return want, nil
-		}
-		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("creating Service %s: %w", key, err)
-		}
-		// Our own create of an earlier pass, not in the cache yet.
-		err = c.apiReader.Get(ctx, key, cur)
+		return c.createService(ctx, gw, want)
 	}
 	if err != nil {
 		return nil, err
@@ -107,24 +50,73 @@ func (c *Controller) ensureService(ctx context.Context, gw *gatewayv1.Gateway) (
 	if cur.Labels[LabelManagedBy] != ManagedBy || !metav1.IsControlledBy(cur, gw) {
 		return nil, fmt.Errorf("Service %s exists and is not this Gateway's: left alone", key)
 	}
+	if cur.Spec.Type != want.Spec.Type || ptr.Deref(cur.Spec.LoadBalancerClass, "") != ptr.Deref(want.Spec.LoadBalancerClass, "") {
+		if err := c.client.Delete(ctx, cur, client.Preconditions{UID: &cur.UID}); client.IgnoreNotFound(err) != nil {
+			return nil, fmt.Errorf("replacing Service %s (type or load balancer class changed): %w", key, err)
+		}
+		return c.createService(ctx, gw, want)
+	}
 	upd := cur.DeepCopy()
-	maps.Copy(upd.Labels, want.Labels)
-	if upd.Annotations == nil {
-		upd.Annotations = map[string]string{}
-	}
-	if _, ok := want.Annotations[lbipam.AnnotationIPs]; !ok {
-		delete(upd.Annotations, lbipam.AnnotationIPs)
-	}
-	maps.Copy(upd.Annotations, want.Annotations)
-	upd.Spec.Type, upd.Spec.LoadBalancerClass, upd.Spec.AllocateLoadBalancerNodePorts = want.Spec.Type, want.Spec.LoadBalancerClass, want.Spec.AllocateLoadBalancerNodePorts
+	mergeMeta(upd, want)
+	upd.Spec.AllocateLoadBalancerNodePorts = want.Spec.AllocateLoadBalancerNodePorts
+	upd.Spec.ExternalTrafficPolicy = want.Spec.ExternalTrafficPolicy
 	upd.Spec.Ports = want.Spec.Ports
-	if maps.Equal(upd.Labels, cur.Labels) && maps.Equal(upd.Annotations, cur.Annotations) && slices.Equal(upd.Spec.Ports, cur.Spec.Ports) {
+	if maps.Equal(upd.Labels, cur.Labels) && maps.Equal(upd.Annotations, cur.Annotations) && slices.Equal(upd.Spec.Ports, cur.Spec.Ports) &&
+		upd.Spec.ExternalTrafficPolicy == cur.Spec.ExternalTrafficPolicy &&
+		ptr.Equal(upd.Spec.AllocateLoadBalancerNodePorts, cur.Spec.AllocateLoadBalancerNodePorts) {
 		return cur, nil
 	}
 	if err := c.client.Update(ctx, upd); err != nil {
 		return nil, fmt.Errorf("updating Service %s: %w", key, err)
 	}
 	return upd, nil
+}
+
+// mergeMeta puts want's labels and annotations on upd, removing those an
+// earlier pass propagated that want no longer has; keys others set stay.
+func mergeMeta(upd, want *corev1.Service) {
+	if upd.Labels == nil {
+		upd.Labels = map[string]string{}
+	}
+	if upd.Annotations == nil {
+		upd.Annotations = map[string]string{}
+	}
+	oldLabels, oldAnnotations := translate.Propagated(upd)
+	for _, k := range oldLabels {
+		delete(upd.Labels, k)
+	}
+	for _, k := range oldAnnotations {
+		delete(upd.Annotations, k)
+	}
+	for _, k := range []string{lbipam.AnnotationIPs, translate.AnnotationPropagated} {
+		if _, ok := want.Annotations[k]; !ok {
+			delete(upd.Annotations, k)
+		}
+	}
+	maps.Copy(upd.Labels, want.Labels)
+	maps.Copy(upd.Annotations, want.Annotations)
+}
+
+// createService creates a Gateway's Service, owned by the Gateway.
+func (c *Controller) createService(ctx context.Context, gw *gatewayv1.Gateway, want *corev1.Service) (*corev1.Service, error) {
+	key := client.ObjectKeyFromObject(want)
+	if err := controllerutil.SetControllerReference(gw, want, c.client.Scheme()); err != nil {
+		return nil, err
+	}
+	err := c.client.Create(ctx, want)
+	if err == nil {
+		return want, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("creating Service %s: %w", key, err)
+	}
+	// Our own create of an earlier pass, not in the cache yet: the next pass
+	// (the Service's event) compares it.
+	cur := &corev1.Service{}
+	if err := c.apiReader.Get(ctx, key, cur); err != nil {
+		return nil, err
+	}
+	return cur, nil
 }
 
 // sweepServices deletes our Services whose Gateway is gone or no longer ours
@@ -145,18 +137,4 @@ func (c *Controller) sweepServices(ctx context.Context, keep map[types.Namespace
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// addresses are the IPs in a Service's status.
-func addresses(svc *corev1.Service) []string {
-	if svc == nil {
-		return nil
-	}
-	var out []string
-	for _, in := range svc.Status.LoadBalancer.Ingress {
-		if in.IP != "" {
-			out = append(out, in.IP)
-		}
-	}
-	return out
 }

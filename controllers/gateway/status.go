@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/gatewayparams"
+	"github.com/portico-dev/portico/internal/lbipam"
 	"github.com/portico-dev/portico/internal/npcstatus"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
 )
@@ -26,29 +29,57 @@ func set(conds *[]metav1.Condition, gen int64, c translate.Condition) {
 	conditions.Set(conds, gen, v1alpha1.ConditionType(c.Type), c.Status, v1alpha1.ConditionReason(c.Reason), c.Message)
 }
 
-// classStatus accepts a GatewayClass of ours and lists the supported features.
-// Portico has no parameters kind: a class naming one is not accepted, with
-// the field, rather than served with settings it did not ask for.
-func (c *Controller) classStatus(ctx context.Context, gc *gatewayv1.GatewayClass) (bool, error) {
-	upd := gc.DeepCopy()
-	ok := gc.Spec.ParametersRef == nil
-	if ok {
-		set(&upd.Status.Conditions, gc.Generation, translate.Condition{Type: string(gatewayv1.GatewayClassConditionStatusAccepted),
-			Status: metav1.ConditionTrue, Reason: string(gatewayv1.GatewayClassReasonAccepted), Message: "Accepted by " + string(c.opts.ControllerName)})
-	} else {
-		p := gc.Spec.ParametersRef
-		set(&upd.Status.Conditions, gc.Generation, translate.Condition{Type: string(gatewayv1.GatewayClassConditionStatusAccepted),
-			Status: metav1.ConditionFalse, Reason: string(gatewayv1.GatewayClassReasonInvalidParameters),
-			Message: fmt.Sprintf("spec.parametersRef: %s/%s %s is not supported: Portico's GatewayClasses take no parameters", p.Group, p.Kind, p.Name)})
+// classStatus accepts a GatewayClass of ours, or not when its parametersRef
+// cannot be used (with the field: of the reference, or of the
+// GatewayClassConfig it names), and lists the supported features. It returns
+// the parameters to serve the class's Gateways with: nil for a class never
+// accepted, whose Gateways are left alone rather than served with settings
+// they did not ask for; the last accepted ones for a class whose parameters
+// broke (as MetalLB keeps its last good configuration), since dropping its
+// Gateways would give their addresses away over a typo or a deleted config.
+func (c *Controller) classStatus(ctx context.Context, gc *gatewayv1.GatewayClass) (*gatewayparams.Parameters, error) {
+	var getErr error
+	p, invalid := gatewayparams.Resolve(gc.Spec.ParametersRef, func(name string) *v1alpha1.GatewayClassConfig {
+		cfg := &v1alpha1.GatewayClassConfig{}
+		err := c.client.Get(ctx, client.ObjectKey{Name: name}, cfg)
+		if err != nil {
+			if !apierrors.IsNotFound(err) {
+				getErr = err
+			}
+			return nil
+		}
+		return cfg
+	})
+	if getErr != nil {
+		return nil, fmt.Errorf("GatewayClass %s: reading its parameters: %w", gc.Name, getErr)
 	}
+	upd := gc.DeepCopy()
+	accepted := translate.Condition{Type: string(gatewayv1.GatewayClassConditionStatusAccepted),
+		Status: metav1.ConditionTrue, Reason: string(gatewayv1.GatewayClassReasonAccepted), Message: "Accepted by " + string(c.opts.ControllerName)}
+	switch {
+	case invalid != nil:
+		accepted.Status, accepted.Reason, accepted.Message = metav1.ConditionFalse, string(gatewayv1.GatewayClassReasonInvalidParameters), invalid.Error()
+		if p = c.lastParams[gc.Name]; p != nil {
+			accepted.Message += "; its Gateways keep the parameters last accepted until this is fixed"
+		}
+	case gc.Spec.ParametersRef != nil:
+		accepted.Message += " with the parameters of " + gatewayparams.Kind + " " + p.Name
+	}
+	if invalid == nil {
+		c.lastParams[gc.Name] = p
+	}
+	set(&upd.Status.Conditions, gc.Generation, accepted)
 	upd.Status.SupportedFeatures = SupportedFeatures()
 	if equality.Semantic.DeepEqual(upd.Status, gc.Status) {
-		return ok, nil
+		return p, nil
+	}
+	if invalid != nil {
+		c.recorder.Eventf(gc, nil, corev1.EventTypeWarning, string(gatewayv1.GatewayClassReasonInvalidParameters), "Accept", "%s", invalid.Error())
 	}
 	if err := c.client.Status().Patch(ctx, upd, client.MergeFrom(gc)); client.IgnoreNotFound(err) != nil {
-		return ok, fmt.Errorf("status of GatewayClass %s: %w", gc.Name, err)
+		return p, fmt.Errorf("status of GatewayClass %s: %w", gc.Name, err)
 	}
-	return ok, nil
+	return p, nil
 }
 
 // gatewayStatus writes a Gateway's conditions, listeners and addresses.
@@ -111,8 +142,16 @@ func (c *Controller) programmed(ctx context.Context, gw *gatewayv1.Gateway, st *
 	if st.Conditions[0].Status != metav1.ConditionTrue {
 		return p(false, gatewayv1.GatewayReasonInvalid, "the Gateway is not accepted: "+st.Conditions[0].Message)
 	}
+	if svc != nil && svc.Spec.Type == corev1.ServiceTypeClusterIP && len(gw.Spec.Addresses) > 0 {
+		// A requested address would be silently ignored: say so instead.
+		return p(false, gatewayv1.GatewayReasonAddressNotUsable,
+			"spec.addresses: the Gateway's class makes a ClusterIP Service (GatewayClassConfig spec.service.type), which takes no requested addresses")
+	}
 	if len(st.Addresses) == 0 {
 		why := "waiting for LB-IPAM to give Service " + ServiceName(gw.Name) + " an address"
+		if svc != nil && svc.Spec.LoadBalancerClass != nil && *svc.Spec.LoadBalancerClass != lbipam.LoadBalancerClass {
+			why = "waiting for the load balancer of class " + *svc.Spec.LoadBalancerClass + " to give Service " + svc.Name + " an address"
+		}
 		if svc != nil {
 			if cd := conditions.Get(svc.Status.Conditions, v1alpha1.ConditionIPAMRequestSatisfied); cd != nil && cd.Status == metav1.ConditionFalse {
 				why = "Service " + svc.Name + ": " + cd.Message
@@ -243,9 +282,9 @@ func (c *Controller) routeStatus(cur gatewayv1.RouteStatus, gen int64, parents [
 
 // Reasons of the Events that mirror the nodes' verdict on a Gateway or route.
 const (
-	EventProgrammed = "Programmed"
-	EventRejected   = "Rejected"
-	EventPending    = "Pending"
+	EventProgrammed = npcstatus.EventProgrammed
+	EventRejected   = npcstatus.EventRejected
+	EventPending    = npcstatus.EventPending
 )
 
 // onVerdicts runs a pass (the Programmed conditions follow the verdicts) and
@@ -263,14 +302,7 @@ func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change)
 		if obj == nil {
 			continue
 		}
-		status, reason, _ := ch.Verdict.Condition()
-		typ, why := corev1.EventTypeNormal, EventProgrammed
-		switch {
-		case reason == v1alpha1.ReasonRejected:
-			typ, why = corev1.EventTypeWarning, EventRejected
-		case status != metav1.ConditionTrue:
-			why = EventPending
-		}
+		typ, why := ch.Event()
 		c.recorder.Eventf(obj, nil, typ, why, "Program", "%s: %s", ch.Config.Name, ch.Verdict.Summary())
 	}
 }

@@ -19,9 +19,9 @@ import (
 
 // Reasons of the Events that mirror the nodes' verdict on an Ingress.
 const (
-	EventProgrammed = "Programmed"
-	EventRejected   = "Rejected"
-	EventPending    = "Pending"
+	EventProgrammed = npcstatus.EventProgrammed
+	EventRejected   = npcstatus.EventRejected
+	EventPending    = npcstatus.EventPending
 )
 
 // onVerdicts mirrors the verdicts that changed onto their sources: an Event on the
@@ -37,14 +37,7 @@ func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change)
 		if obj == nil {
 			continue
 		}
-		status, reason, _ := ch.Verdict.Condition()
-		typ, why := corev1.EventTypeNormal, EventProgrammed
-		switch {
-		case reason == v1alpha1.ReasonRejected:
-			typ, why = corev1.EventTypeWarning, EventRejected
-		case status != "True":
-			why = EventPending
-		}
+		typ, why := ch.Event()
 		c.recorder.Eventf(obj, nil, typ, why, "Program", "%s: %s", ch.Config.Name, ch.Verdict.Summary())
 	}
 }

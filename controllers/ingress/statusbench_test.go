@@ -3,6 +3,7 @@ package ingress_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +37,7 @@ func BenchmarkStatusWrites(b *testing.B) {
 		b.Cleanup(n.Stop)
 	}
 	start := time.Now()
-	if err := waitAllProgrammed(ctx, 3, 20*time.Minute); err != nil {
+	if err := waitAllProgrammed(ctx, 3, 30*time.Minute); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("all %d configs programmed on 3/3 nodes after %s", benchIngresses+1, time.Since(start).Round(time.Second))
@@ -144,17 +145,28 @@ func waitAllProgrammed(ctx context.Context, nodes int32, within time.Duration) e
 			return err
 		}
 		missing := 0
+		var examples []string
 		for i := range list.Items {
 			c := &list.Items[i]
 			if !conditions.IsTrue(c.Status.Conditions, c.Generation, v1alpha1.ConditionProgrammed) || c.Status.ProgrammedNodes != nodes {
 				missing++
+				if len(examples) < 5 {
+					cond := conditions.Get(c.Status.Conditions, v1alpha1.ConditionProgrammed)
+					examples = append(examples, fmt.Sprintf("%s (generation %d, resourceVersion %s): %+v", c.Name, c.Generation, c.ResourceVersion, cond))
+				}
 			}
 		}
 		if missing == 0 && len(list.Items) > benchIngresses {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d configs not programmed on %d nodes", missing, len(list.Items), nodes)
+			var nps v1alpha1.NodeProxyList
+			_ = k8s.List(ctx, &nps)
+			for _, np := range nps.Items {
+				examples = append(examples, fmt.Sprintf("NodeProxy %s: applied %s, programmed %s, rejected %d", np.Name,
+					np.Status.AppliedResourceVersion, np.Status.ProgrammedResourceVersion, len(np.Status.Rejected)))
+			}
+			return fmt.Errorf("%d of %d configs not programmed on %d nodes, e.g.\n%s", missing, len(list.Items), nodes, strings.Join(examples, "\n"))
 		}
 		time.Sleep(2 * time.Second)
 	}

@@ -97,6 +97,10 @@ var used = map[string][]access{
 		can("list", "gateway.networking.k8s.io", "tlsroutes", ""), can("list", "gateway.networking.k8s.io", "referencegrants", ""),
 		can("patch", "gateway.networking.k8s.io", "gateways/status", "default"), can("update", "gateway.networking.k8s.io", "httproutes/status", "default"),
 		can("update", "gateway.networking.k8s.io", "gatewayclasses/status", ""),
+		// The classes' parameters, and the certificate of its GatewayClassConfig webhook.
+		can("list", "portico.dev", "gatewayclassconfigs", ""), can("watch", "portico.dev", "gatewayclassconfigs", ""),
+		can("update", "", "secrets", ns).named(release + "-gateway-webhook-cert"),
+		can("update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", "").named(release + "-gateway"),
 		can("list", "", "services", ""), can("create", "", "services", "default"), can("delete", "", "services", "default"),
 		// Secrets as metadata (list/watch); a certificate a listener names is read whole.
 		can("list", "", "secrets", ""), can("get", "", "secrets", "default"),
@@ -172,6 +176,7 @@ var notFor = map[string][]access{
 		can("update", "", "secrets", ns), can("update", "admissionregistration.k8s.io", "validatingwebhookconfigurations", ""),
 		can("update", "portico.dev", "nodeproxies/status", ""), can("list", "coordination.k8s.io", "leases", ns)},
 	"gateway": {can("update", "", "secrets", "default"), can("patch", "", "services/status", "default"),
+		can("update", "", "secrets", ns).named(release + "-lbipam-webhook-cert"), can("create", "portico.dev", "gatewayclassconfigs", ""),
 		can("update", "portico.dev", "nodeproxies/status", ""), can("list", "coordination.k8s.io", "leases", ns),
 		can("update", "networking.k8s.io", "ingresses/status", "default")},
 	"envoyconfig": {can("list", "", "secrets", ""), can("get", "", "secrets", "default"),

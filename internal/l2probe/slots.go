@@ -116,7 +116,7 @@ type Stats struct {
 	// Doubles are the slots answered by two MACs, with when and by whom; Missed (the
 	// first 20) those nobody answered.
 	Doubles, Missed []string
-	// Late are the slots whose reply arrived in the next slot, counted as answered.
+	// Late are requests whose reply was read after the next request went out.
 	Late int
 	// Replies counts the replies received: where one node answers throughout, Replies
 	// against Requests tells delay from silence whatever slot a reply was read in.
@@ -131,10 +131,9 @@ func (p *Slots) Stats(from, to time.Time) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	st := Stats{First: map[string]time.Time{}, Last: map[string]time.Time{}}
-	// Per slot: its send time, how many replies it got, and from which MACs.
+	// Per slot (from one request to the next): its send time and who replied in it.
 	type slot struct {
 		at   time.Time
-		n    int
 		macs map[string]bool
 	}
 	slots := make([]slot, 0, len(p.sends))
@@ -148,25 +147,22 @@ func (p *Slots) Stats(from, to time.Time) Stats {
 		for ; j < len(p.replies) && p.replies[j].at.Before(end); j++ {
 			if !p.replies[j].at.Before(s) {
 				sl.macs[p.replies[j].mac] = true
-				sl.n++
 			}
 		}
 		slots = append(slots, sl)
 	}
+	answered := p.matchReplies()
 	for i, sl := range slots {
 		if (!from.IsZero() && sl.at.Before(from)) || (!to.IsZero() && !sl.at.Before(to)) {
 			continue
 		}
 		st.Requests++
 		switch {
-		case len(sl.macs) > 0:
-			st.Answered++
-		case i+1 < len(slots) && slots[i+1].n > len(slots[i+1].macs):
-			// The reply was read after the next request went out (the reader ran
-			// late on a loaded machine): the next slot holds two replies from one
-			// MAC. A responder that stopped leaves no such extra reply.
+		case answered[i] && len(sl.macs) == 0:
 			st.Answered++
 			st.Late++
+		case answered[i]:
+			st.Answered++
 		case len(st.Missed) < 20:
 			st.Missed = append(st.Missed, sl.at.Format("15:04:05.000000"))
 		}
@@ -194,6 +190,29 @@ func (p *Slots) Stats(from, to time.Time) Stats {
 		st.Last[r.mac] = r.at
 	}
 	return st
+}
+
+// answerWithin is how long a request waits for its reply, as arping's default timeout.
+const answerWithin = time.Second
+
+// matchReplies pairs replies with requests in order, as a client that sends one
+// request at a time would: a reply answers the oldest unanswered request sent before it
+// and at most answerWithin earlier. On a loaded machine a reply can be read after the
+// next request went out; it still answers its own request, while a responder that
+// stopped leaves requests with no reply at all.
+func (p *Slots) matchReplies() []bool {
+	answered := make([]bool, len(p.sends))
+	next := 0
+	for _, r := range p.replies {
+		for next < len(p.sends) && r.at.Sub(p.sends[next]) > answerWithin {
+			next++ // too old to be answered by this or any later reply
+		}
+		if next < len(p.sends) && !r.at.Before(p.sends[next]) {
+			answered[next] = true
+			next++
+		}
+	}
+	return answered
 }
 
 // FirstOther waits until a MAC other than owner answers after since and returns it and

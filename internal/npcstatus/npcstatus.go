@@ -54,6 +54,28 @@ func (c Change) Transition() bool {
 	return s != ps || r != pr
 }
 
+// Reasons of the Events every producer sends on a config's source when the nodes'
+// verdict moves: one spelling, so `kubectl get events --field-selector reason=Rejected`
+// finds them whatever made the config.
+const (
+	EventProgrammed = "Programmed"
+	EventRejected   = "Rejected"
+	EventPending    = "Pending"
+)
+
+// Event is the type and reason of the Event that reports this change: Warning when a
+// node rejected the config, Normal otherwise (Programmed, or Pending while nodes lag).
+func (c Change) Event() (eventType, reason string) {
+	status, why, _ := c.Verdict.Condition()
+	switch {
+	case why == v1alpha1.ReasonRejected:
+		return corev1.EventTypeWarning, EventRejected
+	case status != "True":
+		return corev1.EventTypeNormal, EventPending
+	}
+	return corev1.EventTypeNormal, EventProgrammed
+}
+
 // Options configure a Reporter.
 type Options struct {
 	// Writer is the producer's writer: it knows the resourceVersion of each spec write.

@@ -10,12 +10,12 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/gatewayparams"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*/output.yaml from the current output")
@@ -24,16 +24,19 @@ var update = flag.Bool("update", false, "rewrite testdata/*/output.yaml from the
 type goldenInput struct {
 	// Secrets are the certificate Secrets that exist ("<ns>/<name>"), with why
 	// one is unusable ("" for a valid key pair).
-	Secrets       map[string]string                `json:"secrets,omitempty"`
-	Namespaces    map[string]map[string]string     `json:"namespaces,omitempty"`
-	Addresses     map[string][]string              `json:"addresses,omitempty"` // "<ns>/<gateway>"
-	NodeSelectors map[string]*metav1.LabelSelector `json:"nodeSelectors,omitempty"`
-	Services      []*corev1.Service                `json:"services,omitempty"`
-	Gateways      []*gatewayv1.Gateway             `json:"gateways"`
-	HTTPRoutes    []*gatewayv1.HTTPRoute           `json:"httpRoutes,omitempty"`
-	GRPCRoutes    []*gatewayv1.GRPCRoute           `json:"grpcRoutes,omitempty"`
-	TLSRoutes     []*gatewayv1.TLSRoute            `json:"tlsRoutes,omitempty"`
-	Grants        []*gatewayv1.ReferenceGrant      `json:"referenceGrants,omitempty"`
+	Secrets    map[string]string            `json:"secrets,omitempty"`
+	Namespaces map[string]map[string]string `json:"namespaces,omitempty"`
+	Addresses  map[string][]string          `json:"addresses,omitempty"` // "<ns>/<gateway>"
+	// GatewayClasses with their parameters (GatewayClassConfigs): a Gateway of
+	// a class not listed has the defaults.
+	GatewayClasses      []*gatewayv1.GatewayClass      `json:"gatewayClasses,omitempty"`
+	GatewayClassConfigs []*v1alpha1.GatewayClassConfig `json:"gatewayClassConfigs,omitempty"`
+	Services            []*corev1.Service              `json:"services,omitempty"`
+	Gateways            []*gatewayv1.Gateway           `json:"gateways"`
+	HTTPRoutes          []*gatewayv1.HTTPRoute         `json:"httpRoutes,omitempty"`
+	GRPCRoutes          []*gatewayv1.GRPCRoute         `json:"grpcRoutes,omitempty"`
+	TLSRoutes           []*gatewayv1.TLSRoute          `json:"tlsRoutes,omitempty"`
+	Grants              []*gatewayv1.ReferenceGrant    `json:"referenceGrants,omitempty"`
 }
 
 type goldenConfig struct {
@@ -44,9 +47,13 @@ type goldenConfig struct {
 }
 
 type goldenOutput struct {
+	// Classes says why a class's parameters are refused ("" when accepted).
+	Classes  map[string]string         `json:"classes,omitempty"`
 	Gateways map[string]*GatewayStatus `json:"gateways"`
-	Routes   map[string][]ParentStatus `json:"routes,omitempty"`
-	Configs  []goldenConfig            `json:"configs"`
+	// Services are the Services the Gateways ask for ("<ns>/<gateway>").
+	Services map[string]*corev1.Service `json:"services"`
+	Routes   map[string][]ParentStatus  `json:"routes,omitempty"`
+	Configs  []goldenConfig             `json:"configs"`
 }
 
 func splitKey(s string) types.NamespacedName {
@@ -54,7 +61,15 @@ func splitKey(s string) types.NamespacedName {
 	return types.NamespacedName{Namespace: ns, Name: name}
 }
 
-func loadCase(t testing.TB, dir string) Input {
+// goldenCase is a case's translation input and its classes' verdicts.
+type goldenCase struct {
+	Input
+	classes map[string]string
+}
+
+func loadCase(t testing.TB, dir string) Input { return load(t, dir).Input }
+
+func load(t testing.TB, dir string) goldenCase {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join(dir, "input.yaml"))
 	if err != nil {
@@ -66,7 +81,7 @@ func loadCase(t testing.TB, dir string) Input {
 	}
 	in := Input{Gateways: g.Gateways, HTTPRoutes: g.HTTPRoutes, GRPCRoutes: g.GRPCRoutes, TLSRoutes: g.TLSRoutes, Grants: g.Grants,
 		Services: map[types.NamespacedName]*corev1.Service{}, Secrets: map[types.NamespacedName]string{},
-		Namespaces: g.Namespaces, Addresses: map[types.NamespacedName][]string{}, NodeSelectors: map[types.NamespacedName]*metav1.LabelSelector{}}
+		Namespaces: g.Namespaces, Addresses: map[types.NamespacedName][]string{}, Classes: map[string]*gatewayparams.Parameters{}}
 	for _, s := range g.Services {
 		in.Services[types.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
 	}
@@ -76,15 +91,33 @@ func loadCase(t testing.TB, dir string) Input {
 	for k, v := range g.Addresses {
 		in.Addresses[splitKey(k)] = v
 	}
-	for k, v := range g.NodeSelectors {
-		in.NodeSelectors[splitKey(k)] = v
+	// Parameters are resolved as the controller does.
+	configs := map[string]*v1alpha1.GatewayClassConfig{}
+	for _, c := range g.GatewayClassConfigs {
+		configs[c.Name] = c
 	}
-	return in
+	var classes map[string]string
+	for _, gc := range g.GatewayClasses {
+		if classes == nil {
+			classes = map[string]string{}
+		}
+		p, err := gatewayparams.Resolve(gc.Spec.ParametersRef, func(n string) *v1alpha1.GatewayClassConfig { return configs[n] })
+		if err != nil {
+			classes[gc.Name] = err.Error()
+			continue
+		}
+		classes[gc.Name] = ""
+		in.Classes[gc.Name] = p
+	}
+	return goldenCase{in, classes}
 }
 
-func marshalOutput(t testing.TB, out Output) []byte {
+func marshalOutput(t testing.TB, c goldenCase, out Output) []byte {
 	t.Helper()
-	g := goldenOutput{Gateways: map[string]*GatewayStatus{}, Routes: map[string][]ParentStatus{}}
+	g := goldenOutput{Classes: c.classes, Gateways: map[string]*GatewayStatus{}, Routes: map[string][]ParentStatus{}, Services: map[string]*corev1.Service{}}
+	for _, gw := range c.Gateways {
+		g.Services[gw.Namespace+"/"+gw.Name] = GatewayService(gw, c.Classes[string(gw.Spec.GatewayClassName)])
+	}
 	for k, v := range out.Gateways {
 		g.Gateways[k.String()] = v
 	}
@@ -114,8 +147,9 @@ func cases(t testing.TB) []string {
 func TestGolden(t *testing.T) {
 	for _, dir := range cases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			in := loadCase(t, dir)
-			got := marshalOutput(t, Translate(in))
+			c := load(t, dir)
+			in := c.Input
+			got := marshalOutput(t, c, Translate(in))
 			path := filepath.Join(dir, "output.yaml")
 			if *update {
 				if err := os.WriteFile(path, got, 0o644); err != nil {
@@ -138,7 +172,7 @@ func TestGolden(t *testing.T) {
 			slices.Reverse(rev.HTTPRoutes)
 			slices.Reverse(rev.GRPCRoutes)
 			slices.Reverse(rev.TLSRoutes)
-			if again := marshalOutput(t, Translate(rev)); !bytes.Equal(again, got) {
+			if again := marshalOutput(t, goldenCase{rev, c.classes}, Translate(rev)); !bytes.Equal(again, got) {
 				t.Error("output depends on the order of the inputs")
 			}
 		})

@@ -78,7 +78,7 @@ func (t *translation) gateways() {
 	for _, obj := range t.in.Gateways {
 		key := types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
 		g := &gateway{obj: obj, key: key, cfg: GatewayConfigName(key), addresses: sortedAddrs(t.in.Addresses[key]),
-			selector: t.in.NodeSelectors[key]}
+			selector: t.in.Classes[string(obj.Spec.GatewayClassName)].Selector()}
 		for i := range obj.Spec.Listeners {
 			g.listeners = append(g.listeners, t.listener(g, &obj.Spec.Listeners[i]))
 		}
@@ -100,7 +100,7 @@ func gatewayAccepted(g *gateway) Condition {
 	if inf := g.obj.Spec.Infrastructure; inf != nil && inf.ParametersRef != nil {
 		p := inf.ParametersRef
 		return cond(string(gatewayv1.GatewayConditionAccepted), false, string(gatewayv1.GatewayReasonInvalidParameters),
-			fmt.Sprintf("spec.infrastructure.parametersRef: %s/%s %s is not supported: Portico's Gateways take no parameters", p.Group, p.Kind, p.Name))
+			fmt.Sprintf("spec.infrastructure.parametersRef: %s/%s %s is not supported: Portico takes parameters per GatewayClass (spec.parametersRef to a GatewayClassConfig), not per Gateway", p.Group, p.Kind, p.Name))
 	}
 	for i, a := range g.obj.Spec.Addresses {
 		if a.Type != nil && *a.Type != gatewayv1.IPAddressType {

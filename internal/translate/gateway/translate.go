@@ -35,6 +35,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/npcwriter"
 )
 
@@ -69,8 +70,10 @@ type Input struct {
 	Namespaces map[string]map[string]string
 	// Addresses are the status addresses of each Gateway's Service.
 	Addresses map[types.NamespacedName][]string
-	// NodeSelectors select the nodes that serve a Gateway (GatewayClassConfig); nil is every node.
-	NodeSelectors map[types.NamespacedName]*metav1.LabelSelector
+	// Classes are the parameters of each accepted GatewayClass (by name);
+	// a class missing here has the defaults. Their node selector selects the
+	// nodes that serve the class's Gateways.
+	Classes map[string]*gatewayparams.Parameters
 }
 
 // Condition is a status condition without its generation and time: the
