@@ -79,5 +79,17 @@ test: ## Run every test against a real apiserver (root also runs the network-nam
 	@bash hack/test.sh
 
 .PHONY: demo
-demo: ## Start a local control plane, install the CRDs and sample objects, show them.
+demo: ## Run Portico on this machine (as root: three nodes in network namespaces and a client) and show what it does.
 	@bash hack/demo.sh $(ARGS)
+
+.PHONY: demo-down
+demo-down: ## Remove every namespace, link, bpffs mount and process a demo left.
+	@bash hack/demo.sh --down
+
+.PHONY: bench
+bench: ## Run the Go benchmarks and print one table (figure, value, command).
+	@bash hack/bench.sh $(ARGS)
+
+.PHONY: e2e
+e2e: ## Run the Ginkgo end-to-end suite (e2e/) on a local cluster (root) or PORTICO_E2E_KUBECONFIG.
+	@bash hack/e2e.sh $(ARGS)

@@ -1,62 +1,73 @@
-// Package e2e holds the scenarios of shared/scenarios.md as Ginkgo specs. By default they
-// run against a local control plane (real kube-apiserver and etcd) with the controllers
-// started in this process; with PORTICO_E2E_KUBECONFIG set they run against that cluster,
-// where Portico must already be installed.
+// Package e2e holds the scenarios of shared/scenarios.md (S1–S8, as far as they exist
+// in code) and the faults a cluster meets, as Ginkgo specs labelled by scenario
+// (`--ginkgo.label-filter=S3`, `faults`). They run on a framework.Cluster: by default
+// the local provider (root: a control plane with the chart installed, the binaries
+// under their own ServiceAccounts, three node namespaces with agents, a client on
+// their bridge, kwok), or with PORTICO_E2E_KUBECONFIG (or PORTICO_E2E_PROVIDER=kubeconfig
+// and KUBECONFIG) a real cluster where the chart is installed. Each spec asserts what a
+// user sees (objects and conditions as kubectl shows them) and what the network sees
+// (ARP from the client, TCP and HTTP through the redirect, the xDS each node serves).
 package e2e
 
 import (
 	"context"
+	"net/netip"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/go-logr/logr"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/portico-dev/portico/controllers/lbipam"
-	"github.com/portico-dev/portico/internal/scheme"
-	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/e2e/framework"
+	"github.com/portico-dev/portico/e2e/framework/local"
+	"github.com/portico-dev/portico/internal/privileged"
+	"github.com/portico-dev/portico/internal/standin"
 )
 
-var (
-	k8s     client.Client
-	kubectl func(args ...string) (string, error)
-)
+// cluster is where the specs run.
+var cluster framework.Cluster
 
 func TestE2E(t *testing.T) {
 	RegisterFailHandler(Fail)
-	RunSpecs(t, "Portico scenarios")
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(200 * time.Millisecond)
+	RunSpecs(t, "Portico end to end")
+}
+
+// kubeconfigPath is the real cluster to run on, or "" for the local one.
+func kubeconfigPath() string {
+	if p := os.Getenv("PORTICO_E2E_KUBECONFIG"); p != "" {
+		return p
+	}
+	if os.Getenv("PORTICO_E2E_PROVIDER") == "kubeconfig" {
+		return os.Getenv("KUBECONFIG")
+	}
+	return ""
 }
 
 var _ = BeforeSuite(func(ctx SpecContext) {
-	if kc := os.Getenv("PORTICO_E2E_KUBECONFIG"); kc != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", kc)
+	ctrl.SetLogger(logr.Discard())
+	if p := kubeconfigPath(); p != "" {
+		kc, err := framework.Kubeconfig(p)
 		Expect(err).NotTo(HaveOccurred())
-		k8s, err = client.New(cfg, client.Options{Scheme: scheme.New()})
-		Expect(err).NotTo(HaveOccurred())
-		kubectl = func(args ...string) (string, error) {
-			return (&testenv.Env{Kubeconfig: kc}).Kubectl(context.Background(), args...)
-		}
+		cluster = kc
 		return
 	}
-	env, err := testenv.Start(testenv.Options{})
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(env.Stop)
-	k8s = env.Client
-	kubectl = func(args ...string) (string, error) { return env.Kubectl(context.Background(), args...) }
+	privileged.Require(GinkgoTB())
+	// A segment of its own: `make demo ARGS=--wait` (192.168.10.0/24) may be running.
+	c := local.Start(GinkgoTB(), local.Options{Kwok: true, Router: standin.Oracle, Progress: GinkgoWriter,
+		V4: netip.MustParsePrefix("10.250.0.0/24"), V6: netip.MustParsePrefix("fd00:250::/64"),
+		PoolFirst: netip.MustParseAddr("10.250.0.211"), PoolLast: netip.MustParseAddr("10.250.0.215")})
+	Expect(c.WaitReady(ctx, 2*time.Minute)).To(Succeed())
+	cluster = c
+}, NodeTimeout(6*time.Minute))
 
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(lbipam.Setup(mgr, lbipam.Options{})).To(Succeed())
-	mctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer GinkgoRecover()
-		defer close(done)
-		Expect(mgr.Start(mctx)).To(Succeed())
-	}()
-	DeferCleanup(func() { cancel(); <-done })
+// On failure: what each node was asked and did, conditions, Events, logs.
+var _ = AfterEach(func() {
+	if CurrentSpecReport().Failed() && cluster != nil {
+		framework.Dump(context.Background(), cluster, GinkgoWriter)
+	}
 })

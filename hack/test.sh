@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test. Integration tests start a real kube-apiserver and etcd (internal/testenv);
 # node-agent tests need root and real network namespaces: they skip for other users unless
-# PORTICO_REQUIRE_PRIVILEGED=1, which turns the skip into a failure.
+# PORTICO_REQUIRE_PRIVILEGED=1, which turns the skip into a failure. The e2e suite (e2e/,
+# also `make e2e`) is among them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$(bash hack/envtest-assets.sh)}
+if [ "$(id -u)" = 0 ]; then
+  # The e2e suite (e2e/) runs as root: it needs kube-controller-manager and kwok.
+  KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$(bash hack/envtest-assets.sh --with-kcm)}
+  bash hack/kwok.sh >/dev/null
+else
+  KUBEBUILDER_ASSETS=${KUBEBUILDER_ASSETS:-$(bash hack/envtest-assets.sh)}
+fi
 export KUBEBUILDER_ASSETS
 go test -count=1 -timeout 30m ./... "$@"

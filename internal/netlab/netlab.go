@@ -17,18 +17,26 @@ import (
 	"os/exec"
 	"strings"
 	"sync/atomic"
-	"testing"
 	"time"
 )
 
 // HostInterface is the interface name every host gets, as scenario S2's policy expects.
 const HostInterface = "eth1"
 
+// T is what a lab needs of its user: testing.TB satisfies it, and so can a program
+// (the demo) that is not a test.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 var seq atomic.Uint32
 
 // Lab is a bridge with hosts attached.
 type Lab struct {
-	t      testing.TB
+	t      T
 	id     string
 	Bridge string
 	// Mgmt is the bridge's own address: bind servers the hosts must reach to it.
@@ -51,9 +59,17 @@ type Host struct {
 
 // New builds a bridge with address .1 of v4 (a /24) and ::1 of v6 (a /64); the lab is
 // removed when the test ends.
-func New(t testing.TB, v4, v6 netip.Prefix) *Lab {
+func New(t T, v4, v6 netip.Prefix) *Lab {
 	t.Helper()
-	id := fmt.Sprintf("%d%d", os.Getpid()%10000, seq.Add(1))
+	return NewWithID(t, fmt.Sprintf("%d%d", os.Getpid()%10000, seq.Add(1)), v4, v6)
+}
+
+// NewWithID is New with the id every name of the lab carries (namespaces pt<id>-<role>,
+// bridge ptbr<id>, links ptv<id>-<n>) chosen by the caller, so that a program which may
+// die without cleaning up (the demo) can find what it left: see RemoveLeftovers. The id
+// must be short: interface names are limited to 15 bytes.
+func NewWithID(t T, id string, v4, v6 netip.Prefix) *Lab {
+	t.Helper()
 	l := &Lab{t: t, id: id, Bridge: "ptbr" + id, prefix: v4, v6: v6, next: 10}
 	l.Mgmt = netip.PrefixFrom(v4.Addr().Next(), v4.Bits())
 	l.Mgmt6 = netip.PrefixFrom(v6.Addr().Next(), v6.Bits())
@@ -188,6 +204,26 @@ func (l *Lab) teardown() {
 	}
 	_ = exec.Command("ip", "link", "del", l.Bridge).Run()
 }
+
+// RemoveLeftovers deletes the namespaces and the bridge of the lab with id, whether or
+// not a Lab of this process made them, and returns what it removed.
+func RemoveLeftovers(id string) []string {
+	var removed []string
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 0 && strings.HasPrefix(f[0], "pt"+id+"-") && exec.Command("ip", "netns", "del", f[0]).Run() == nil {
+			removed = append(removed, "netns "+f[0])
+		}
+	}
+	if exec.Command("ip", "link", "del", "ptbr"+id).Run() == nil {
+		removed = append(removed, "link ptbr"+id)
+	}
+	return removed
+}
+
+// Hosts are the lab's hosts in the order they were added.
+func (l *Lab) Hosts() []*Host { return l.hosts }
 
 func nth(base netip.Addr, n int) netip.Addr {
 	a := base

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // StartControllerManager runs kube-controller-manager (from the assets, built by
@@ -27,20 +26,5 @@ func (e *Env) StartControllerManager(controllers []string, logFile string) (stop
 	cmd := exec.CommandContext(ctx, bin, "--kubeconfig="+e.Kubeconfig, "--authentication-kubeconfig="+e.Kubeconfig,
 		"--authorization-kubeconfig="+e.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 		"--controllers="+strings.Join(controllers, ","), "--concurrent-deployment-syncs=10", "--concurrent-replicaset-syncs=10")
-	cmd.WaitDelay = 5 * time.Second
-	if logFile != "" {
-		f, err := os.Create(logFile)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		cmd.Stdout, cmd.Stderr = f, f
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	return func() { cancel(); <-done }, nil
+	return startLogged(cmd, cancel, logFile)
 }

@@ -36,25 +36,25 @@ func BenchmarkL2Failover(b *testing.B) {
 				delete(r.agents, owner)
 				probe := r.startSlotProbe(b, lbIPv4, 2*time.Millisecond)
 				start := time.Now()
-				_ = p.cmd.Process.Signal(c.sig)
-				mac, at, ok := probe.firstOther(ownerMAC, start, 15*time.Second)
+				p.Signal(c.sig)
+				mac, at, ok := probe.FirstOther(ownerMAC, start, 15*time.Second)
 				if !ok {
-					probe.stop()
+					probe.Stop()
 					b.Fatalf("no other node answered within 15 s after stopping %s", owner)
 				}
 				select {
-				case <-p.exited:
+				case <-p.Done():
 				case <-time.After(10 * time.Second):
-					probe.stop()
+					probe.Stop()
 					b.Fatalf("the agent of %s did not exit within 10 s of %v", owner, c.sig)
 				}
 				time.Sleep(time.Second)
-				probe.stop()
-				st := probe.stats(time.Time{}, time.Time{})
-				if len(st.doubles) > 0 {
-					b.Fatalf("requests answered by two nodes after stopping %s (new owner %s): %v", owner, r.nodeOfMAC(mac), st.doubles)
+				probe.Stop()
+				st := probe.Stats(time.Time{}, time.Time{})
+				if len(st.Doubles) > 0 {
+					b.Fatalf("requests answered by two nodes after stopping %s (new owner %s): %v", owner, r.nodeOfMAC(mac), st.Doubles)
 				}
-				if last := st.last[ownerMAC]; last.After(at) {
+				if last := st.Last[ownerMAC]; last.After(at) {
 					b.Fatalf("%s answered %v after %s had started answering", owner, last.Sub(at), r.nodeOfMAC(mac))
 				}
 				lat = append(lat, at.Sub(start))

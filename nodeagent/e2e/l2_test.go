@@ -87,13 +87,13 @@ func TestL2AnnouncementAndFailover(t *testing.T) {
 	probe := r.startSlotProbe(t, lbIPv4, 2*time.Millisecond)
 	stopped := time.Now()
 	r.stopAgent(current, unix.SIGTERM) // returns once the process has exited
-	mac, at, ok := probe.firstOther(r.nodes[current].MAC.String(), stopped, 10*time.Second)
+	mac, at, ok := probe.FirstOther(r.nodes[current].MAC.String(), stopped, 10*time.Second)
 	time.Sleep(time.Second)
-	probe.stop()
+	probe.Stop()
 	g.Expect(ok).To(BeTrue(), "no other node answered after SIGTERM of %s's agent", current)
-	st := probe.stats(time.Time{}, time.Time{})
-	g.Expect(st.doubles).To(BeEmpty(), "requests answered by two nodes around the SIGTERM")
-	g.Expect(st.last[r.nodes[current].MAC.String()]).To(BeTemporally("<", at), "%s still answered after %s took over", current, r.nodeOfMAC(mac))
+	st := probe.Stats(time.Time{}, time.Time{})
+	g.Expect(st.Doubles).To(BeEmpty(), "requests answered by two nodes around the SIGTERM")
+	g.Expect(st.Last[r.nodes[current].MAC.String()]).To(BeTemporally("<", at), "%s still answered after %s took over", current, r.nodeOfMAC(mac))
 	t.Logf("SIGTERM of %s's agent: %s answered after %v", current, r.nodeOfMAC(mac), at.Sub(stopped).Round(time.Millisecond))
 	g.Eventually(func() string {
 		out, _ := r.env.Kubectl(context.Background(), "get", "events", "-n", "default", "-o", "custom-columns=NOTE:.note,MSG:.message")

@@ -77,25 +77,25 @@ func TestL2ApiserverFreezeKeepsAnswering(t *testing.T) {
 	ownerMAC := r.nodes[owner].MAC.String()
 
 	probe := r.startSlotProbe(t, lbIPv4, 100*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	resume := r.freeze(t)
 	from := time.Now()
 	time.Sleep(freezeDuration())
 	to := time.Now()
 	resume()
 	time.Sleep(5 * time.Second)
-	probe.stop()
-	st := probe.stats(from, to)
+	probe.Stop()
+	st := probe.Stats(from, to)
 	t.Logf("apiserver frozen %v: %d of %d probes answered (%.1f%%; %d read in the next slot), answering MACs %v",
-		to.Sub(from).Round(time.Second), st.answered, st.requests, 100*float64(st.answered)/float64(st.requests), st.late, keys(st.first))
-	g.Expect(st.doubles).To(BeEmpty(), "requests answered by two nodes")
-	g.Expect(st.answered).To(Equal(st.requests), "requests left unanswered while the apiserver was frozen: %v", st.missed)
-	g.Expect(keys(st.first)).To(ConsistOf(ownerMAC))
+		to.Sub(from).Round(time.Second), st.Answered, st.Requests, 100*float64(st.Answered)/float64(st.Requests), st.Late, keys(st.First))
+	g.Expect(st.Doubles).To(BeEmpty(), "requests answered by two nodes")
+	g.Expect(st.Answered).To(Equal(st.Requests), "requests left unanswered while the apiserver was frozen: %v", st.Missed)
+	g.Expect(keys(st.First)).To(ConsistOf(ownerMAC))
 
-	after := probe.stats(to, time.Time{})
-	g.Expect(after.doubles).To(BeEmpty())
-	g.Expect(keys(after.first)).To(ConsistOf(ownerMAC), "the address moved after SIGCONT")
-	g.Expect(after.answered).To(Equal(after.requests))
+	after := probe.Stats(to, time.Time{})
+	g.Expect(after.Doubles).To(BeEmpty())
+	g.Expect(keys(after.First)).To(ConsistOf(ownerMAC), "the address moved after SIGCONT")
+	g.Expect(after.Answered).To(Equal(after.Requests))
 	g.Eventually(func() string { return r.announcer("default", "web4") }).WithTimeout(10 * time.Second).Should(Equal(owner))
 }
 
@@ -112,21 +112,21 @@ func TestL2ApiserverFreezeThenOwnerKilled(t *testing.T) {
 	ownerMAC := r.nodes[owner].MAC.String()
 
 	probe := r.startSlotProbe(t, lbIPv4, 20*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	resume := r.freeze(t)
 	killed := time.Now()
 	r.stopAgent(owner, unix.SIGKILL)
 	time.Sleep(10 * time.Second)
-	down := probe.stats(killed.Add(100*time.Millisecond), time.Now())
-	t.Logf("frozen apiserver, %s killed: %d of %d probes answered in the next 10 s", owner, down.answered, down.requests)
-	g.Expect(down.answered).To(BeZero(), "a node took the address over without a new assignment")
+	down := probe.Stats(killed.Add(100*time.Millisecond), time.Now())
+	t.Logf("frozen apiserver, %s killed: %d of %d probes answered in the next 10 s", owner, down.Answered, down.Requests)
+	g.Expect(down.Answered).To(BeZero(), "a node took the address over without a new assignment")
 
 	resumed := time.Now()
 	resume()
-	mac, at, ok := probe.firstOther(ownerMAC, resumed, 20*time.Second)
+	mac, at, ok := probe.FirstOther(ownerMAC, resumed, 20*time.Second)
 	g.Expect(ok).To(BeTrue(), "nobody answered after the apiserver came back")
 	t.Logf("apiserver back: %s answered after %v", r.nodeOfMAC(mac), at.Sub(resumed).Round(time.Millisecond))
-	g.Expect(probe.stats(time.Time{}, time.Time{}).doubles).To(BeEmpty())
+	g.Expect(probe.Stats(time.Time{}, time.Time{}).Doubles).To(BeEmpty())
 }
 
 // One node is cut off from the apiserver, the controller and its peers (issue 15, and
@@ -142,35 +142,35 @@ func TestL2PartitionedNodeFencesAndComesBackWithoutDoubleAnswers(t *testing.T) {
 	ownerMAC := r.nodes[owner].MAC.String()
 
 	probe := r.startSlotProbe(t, lbIPv4, 2*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	cut := time.Now()
 	heal := r.partition(t, owner)
-	mac, at, ok := probe.firstOther(ownerMAC, cut, 15*time.Second)
+	mac, at, ok := probe.FirstOther(ownerMAC, cut, 15*time.Second)
 	g.Expect(ok).To(BeTrue(), "no other node took over from the partitioned %s", owner)
-	cutStats := probe.stats(cut, time.Now())
-	silent := cutStats.last[ownerMAC].Sub(cut)
+	cutStats := probe.Stats(cut, time.Now())
+	silent := cutStats.Last[ownerMAC].Sub(cut)
 	t.Logf("%s partitioned: last answered %v after the cut, %s answered after %v",
 		owner, silent.Round(time.Millisecond), r.nodeOfMAC(mac), at.Sub(cut).Round(time.Millisecond))
 	g.Expect(silent).To(BeNumerically("<", 2*time.Second), "the partitioned node kept answering")
-	g.Expect(cutStats.doubles).To(BeEmpty(), "requests answered by two nodes during the partition")
+	g.Expect(cutStats.Doubles).To(BeEmpty(), "requests answered by two nodes during the partition")
 	// Stay partitioned a while: the old node must stay silent, not flap.
 	time.Sleep(3 * time.Second)
-	g.Expect(probe.stats(cut.Add(2*time.Second), time.Now()).last).NotTo(HaveKey(ownerMAC))
+	g.Expect(probe.Stats(cut.Add(2*time.Second), time.Now()).Last).NotTo(HaveKey(ownerMAC))
 
 	healed := time.Now()
 	heal()
 	// The address goes back to the node rendezvous hashing ranks first, once it has
 	// re-read its assignment and the interim owner has let go.
 	g.Eventually(func() string { return r.announcer("default", "web4") }).WithTimeout(20 * time.Second).Should(Equal(owner))
-	back, backAt, ok := probe.firstOther(r.nodes[r.nodeOfMAC(mac)].MAC.String(), healed, 20*time.Second)
+	back, backAt, ok := probe.FirstOther(r.nodes[r.nodeOfMAC(mac)].MAC.String(), healed, 20*time.Second)
 	g.Expect(ok).To(BeTrue(), "the address never moved back")
 	t.Logf("partition healed: %s answers again after %v", r.nodeOfMAC(back), backAt.Sub(healed).Round(time.Millisecond))
 	time.Sleep(3 * time.Second)
-	probe.stop()
-	all := probe.stats(time.Time{}, time.Time{})
-	after := probe.stats(healed, time.Time{})
-	t.Logf("%d probes in all, %d after healing (%d answered)", all.requests, after.requests, after.answered)
-	g.Expect(all.doubles).To(BeEmpty(), "requests answered by two nodes")
+	probe.Stop()
+	all := probe.Stats(time.Time{}, time.Time{})
+	after := probe.Stats(healed, time.Time{})
+	t.Logf("%d probes in all, %d after healing (%d answered)", all.Requests, after.Requests, after.Answered)
+	g.Expect(all.Doubles).To(BeEmpty(), "requests answered by two nodes")
 }
 
 // Two nodes only, one killed: the survivor takes over. A quorum of two agents is both of
@@ -183,14 +183,14 @@ func TestL2TwoNodesSurvivorTakesOver(t *testing.T) {
 	owner := r.waitAnswered(g, "default", "web4", lbIPv4)
 	ownerMAC := r.nodes[owner].MAC.String()
 	probe := r.startSlotProbe(t, lbIPv4, 2*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	killed := time.Now()
 	r.stopAgent(owner, unix.SIGKILL)
-	mac, at, ok := probe.firstOther(ownerMAC, killed, 15*time.Second)
+	mac, at, ok := probe.FirstOther(ownerMAC, killed, 15*time.Second)
 	g.Expect(ok).To(BeTrue(), "the survivor did not take over")
 	t.Logf("two nodes, %s killed: %s answered after %v", owner, r.nodeOfMAC(mac), at.Sub(killed).Round(time.Millisecond))
 	time.Sleep(time.Second)
-	g.Expect(probe.stats(time.Time{}, time.Time{}).doubles).To(BeEmpty())
+	g.Expect(probe.Stats(time.Time{}, time.Time{}).Doubles).To(BeEmpty())
 	g.Expect(r.waitAnswered(g, "default", "web4", lbIPv4)).To(Equal(r.nodeOfMAC(mac)))
 }
 
@@ -207,26 +207,26 @@ func TestL2RestartDuringOutageResumesFromStateFile(t *testing.T) {
 	ownerMAC := r.nodes[owner].MAC.String()
 
 	probe := r.startSlotProbe(t, lbIPv4, 10*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	resume := r.freeze(t)
 	restarted := time.Now()
 	r.stopAgent(owner, unix.SIGKILL)
 	r.startAgent(owner)
 	g.Eventually(func() bool {
-		_, ok := probe.stats(restarted.Add(100*time.Millisecond), time.Time{}).first[ownerMAC]
+		_, ok := probe.Stats(restarted.Add(100*time.Millisecond), time.Time{}).First[ownerMAC]
 		return ok
 	}).WithTimeout(30*time.Second).WithPolling(50*time.Millisecond).Should(BeTrue(), "the restarted agent never answered from its state file")
-	st := probe.stats(restarted, time.Time{})
-	t.Logf("%s restarted with the apiserver frozen: answering again after %v", owner, st.first[ownerMAC].Sub(restarted).Round(time.Millisecond))
+	st := probe.Stats(restarted, time.Time{})
+	t.Logf("%s restarted with the apiserver frozen: answering again after %v", owner, st.First[ownerMAC].Sub(restarted).Round(time.Millisecond))
 	g.Expect(r.logs.String()).To(ContainSubstring("resuming the last assignment from the state file"))
-	g.Expect(keys(st.first)).To(ConsistOf(ownerMAC), "another node answered while the apiserver was frozen")
+	g.Expect(keys(st.First)).To(ConsistOf(ownerMAC), "another node answered while the apiserver was frozen")
 
 	resume()
 	time.Sleep(2 * time.Second)
 	r.waitAnswered(g, "default", "web4", lbIPv4)
 	time.Sleep(2 * time.Second)
-	probe.stop()
-	g.Expect(probe.stats(time.Time{}, time.Time{}).doubles).To(BeEmpty())
+	probe.Stop()
+	g.Expect(probe.Stats(time.Time{}, time.Time{}).Doubles).To(BeEmpty())
 }
 
 func keys[V any](m map[string]V) []string {
@@ -248,15 +248,15 @@ func TestL2LeaseFallbackFailsOverWithoutDoubleAnswers(t *testing.T) {
 	owner := r.waitAnswered(g, "default", "web4", lbIPv4)
 	ownerMAC := r.nodes[owner].MAC.String()
 	probe := r.startSlotProbe(t, lbIPv4, 2*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	killed := time.Now()
 	r.stopAgent(owner, unix.SIGKILL)
-	mac, at, ok := probe.firstOther(ownerMAC, killed, 20*time.Second)
+	mac, at, ok := probe.FirstOther(ownerMAC, killed, 20*time.Second)
 	g.Expect(ok).To(BeTrue(), "nobody took over after the Lease expired")
 	t.Logf("Lease fallback (1 s renew, 3 s lease), %s killed: %s answered after %v", owner, r.nodeOfMAC(mac), at.Sub(killed).Round(time.Millisecond))
 	time.Sleep(time.Second)
-	probe.stop()
-	g.Expect(probe.stats(time.Time{}, time.Time{}).doubles).To(BeEmpty())
+	probe.Stop()
+	g.Expect(probe.Stats(time.Time{}, time.Time{}).Doubles).To(BeEmpty())
 }
 
 // A restarted L2 controller (an upgrade, a new leader) starts with an empty memberlist
@@ -268,21 +268,21 @@ func TestL2ControllerRestartMovesNothing(t *testing.T) {
 	r.waitEligible(g, "policy1", 3)
 	owner := r.waitAnswered(g, "default", "web4", lbIPv4)
 	probe := r.startSlotProbe(t, lbIPv4, 10*time.Millisecond)
-	defer probe.stop()
+	defer probe.Stop()
 	before := r.configVersions(g)
 	from := time.Now()
 	r.stopControllers()
 	r.stopControllers = r.startControllers()
 	time.Sleep(15 * time.Second)
-	probe.stop()
-	st := probe.stats(from, time.Time{})
-	t.Logf("controller restarted: %d of %d probes answered, longest silence %v", st.answered, st.requests, st.maxGap)
-	g.Expect(st.doubles).To(BeEmpty())
+	probe.Stop()
+	st := probe.Stats(from, time.Time{})
+	t.Logf("controller restarted: %d of %d probes answered, longest silence %v", st.Answered, st.Requests, st.MaxGap)
+	g.Expect(st.Doubles).To(BeEmpty())
 	// A withdrawal is a write of the announcing node's config: none may happen. (The
 	// longest silence is logged, not asserted: on a loaded machine a probe reply can
 	// miss its slot without any withdrawal.)
 	g.Expect(r.configVersions(g)).To(Equal(before), "the new controller rewrote announcement configs while it built its view")
-	g.Expect(keys(st.first)).To(ConsistOf(r.nodes[owner].MAC.String()))
+	g.Expect(keys(st.First)).To(ConsistOf(r.nodes[owner].MAC.String()))
 }
 
 // configVersions maps every NodeProxyConfig to its uid and generation: equal maps mean

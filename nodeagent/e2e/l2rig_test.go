@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -26,9 +25,11 @@ import (
 	"github.com/portico-dev/portico/controllers/l2"
 	"github.com/portico-dev/portico/controllers/lbipam"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/l2probe"
 	"github.com/portico-dev/portico/internal/netlab"
 	"github.com/portico-dev/portico/internal/privileged"
 	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/testproc"
 )
 
 // l2rig is scenario S1+S2 on three simulated nodes and a client on one bridge: the
@@ -40,7 +41,7 @@ type l2rig struct {
 	lab    *netlab.Lab
 	client *netlab.Host
 	nodes  map[string]*netlab.Host
-	agents map[string]*agentProc
+	agents map[string]*testproc.Proc
 	// started is when each node's current agent was started.
 	started map[string]time.Time
 	env     *testenv.Env
@@ -49,7 +50,7 @@ type l2rig struct {
 	leaseLiveness   bool
 	stopControllers func()
 	dir             string
-	logs            *lockedBuffer
+	logs            *testproc.Buffer
 }
 
 // dump prints what an operator would look at when the test fails.
@@ -78,7 +79,7 @@ func newL2RigOf(t testing.TB, names []string, prepare ...func(*l2rig)) *l2rig {
 // memberlist, on the heartbeat Lease (the fallback).
 func newL2RigWith(t testing.TB, names []string, leaseLiveness bool, prepare ...func(*l2rig)) *l2rig {
 	privileged.Require(t)
-	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*agentProc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &lockedBuffer{},
+	r := &l2rig{t: t, nodes: map[string]*netlab.Host{}, agents: map[string]*testproc.Proc{}, started: map[string]time.Time{}, dir: t.TempDir(), logs: &testproc.Buffer{},
 		leaseLiveness: leaseLiveness}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.253.0.0/24"), netip.MustParsePrefix("fd00:253::/64"))
 	for _, n := range names {
@@ -171,7 +172,7 @@ func (r *l2rig) startAgent(node string) {
 }
 
 func (r *l2rig) stopAgent(node string, sig unix.Signal) {
-	r.agents[node].stop(sig)
+	r.agents[node].Stop(sig)
 	delete(r.agents, node)
 }
 
@@ -233,35 +234,23 @@ func (r *l2rig) answerers(ip netip.Addr, timeout time.Duration) []string {
 	return who
 }
 
-var macRe = regexp.MustCompile(`(?i)([0-9a-f]{2}(:[0-9a-f]{2}){5})`)
-
 // arping asks once for ip from the client and returns the MACs that answered.
 func (r *l2rig) arping(ip netip.Addr, timeout time.Duration) []string {
-	var out string
-	if ip.Is4() {
-		out, _ = r.client.Run("arping", "-i", netlab.HostInterface, "-c", "1", "-w", fmt.Sprintf("%.3f", timeout.Seconds()), ip.String())
-	} else {
-		out, _ = r.client.Run("ndisc6", "-1", "-r", "1", "-w", fmt.Sprint(timeout.Milliseconds()), ip.String(), netlab.HostInterface)
-	}
-	var macs []string
-	for _, line := range strings.Split(out, "\n") {
-		if ip.Is4() && !strings.Contains(line, "bytes from") || ip.Is6() && !strings.Contains(line, "link-layer address") {
-			continue
-		}
-		if m := macRe.FindString(line); m != "" {
-			macs = append(macs, strings.ToLower(m))
-		}
-	}
+	macs, _ := l2probe.Arping(r.client, ip, timeout)
 	return macs
 }
 
 // neighbour is the client's kernel neighbour entry for ip ("" if none).
-func (r *l2rig) neighbour(ip netip.Addr) string {
-	out, _ := r.client.Run("ip", "neigh", "show", ip.String(), "dev", netlab.HostInterface)
-	if m := regexp.MustCompile(`lladdr (\S+)`).FindStringSubmatch(out); m != nil {
-		return strings.ToLower(m[1])
+func (r *l2rig) neighbour(ip netip.Addr) string { return l2probe.Neighbour(r.client, ip) }
+
+// startSlotProbe probes ip from the client every interval (see l2probe.Slots).
+func (r *l2rig) startSlotProbe(tb testing.TB, ip netip.Addr, every time.Duration) *l2probe.Slots {
+	p, err := l2probe.StartSlots(r.client, ip, every)
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return ""
+	tb.Cleanup(p.Stop)
+	return p
 }
 
 func (r *l2rig) nodeOfMAC(mac string) string {

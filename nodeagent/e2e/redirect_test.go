@@ -24,6 +24,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/internal/standin"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -143,7 +144,7 @@ func TestAgentRedirectsReportsAndSurvivesRestart(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	echo4, echo6 := serveEcho(t, stand4), serveEcho(t, stand6)
 
-	connect := func(vip netip.AddrPort, e *echo) error {
+	connect := func(vip netip.AddrPort, e *standin.Listener) error {
 		c, err := r.client.Dial(vip, time.Second)
 		if err != nil {
 			return err
@@ -153,9 +154,9 @@ func TestAgentRedirectsReportsAndSurvivesRestart(t *testing.T) {
 			return err
 		}
 		select {
-		case local := <-e.locals:
-			if local != vip {
-				return fmt.Errorf("accepted with local address %s, want %s", local, vip)
+		case a := <-e.Accepted:
+			if a.Local != vip {
+				return fmt.Errorf("accepted with local address %s, want %s", a.Local, vip)
 			}
 		case <-time.After(time.Second):
 			return fmt.Errorf("the stand-in listener saw no connection")
@@ -190,7 +191,7 @@ func TestAgentRedirectsReportsAndSurvivesRestart(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	defer held.Close()
 	g.Expect(roundTrip(held, "before\n")).To(Succeed())
-	<-echo4.locals
+	<-echo4.Accepted
 	r.stopAgent(unix.SIGKILL)
 	g.Expect(roundTrip(held, "while down\n")).To(Succeed())
 	g.Expect(connect(vip4, echo4)).To(Succeed())

@@ -5,15 +5,11 @@ package e2e
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
-	"time"
 
 	"golang.org/x/sys/unix"
 	corev1 "k8s.io/api/core/v1"
@@ -21,7 +17,9 @@ import (
 
 	"github.com/portico-dev/portico/internal/netlab"
 	"github.com/portico-dev/portico/internal/privileged"
+	"github.com/portico-dev/portico/internal/standin"
 	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/testproc"
 )
 
 const nodeName = "node1"
@@ -36,13 +34,13 @@ type rig struct {
 	pinPath string
 	state   string
 	socket  string
-	logs    *lockedBuffer
-	agent   *agentProc
+	logs    *testproc.Buffer
+	agent   *testproc.Proc
 }
 
 func newRig(t *testing.T) *rig {
 	privileged.Require(t)
-	r := &rig{t: t, logs: &lockedBuffer{}}
+	r := &rig{t: t, logs: &testproc.Buffer{}}
 	r.lab = netlab.New(t, netip.MustParsePrefix("10.252.0.0/24"), netip.MustParsePrefix("fd00:252::/64"))
 	r.node, r.client = r.lab.AddHost("node"), r.lab.AddHost("client")
 	// The VIPs are configured nowhere: the client routes them to the node, where only the
@@ -106,59 +104,17 @@ func (r *rig) startAgent(extra ...string) {
 }
 
 func (r *rig) stopAgent(sig unix.Signal) {
-	r.agent.stop(sig)
+	r.agent.Stop(sig)
 	r.agent = nil
 }
 
-// echo is a stand-in Envoy listener: it records the local address of every connection
-// it accepts and echoes what it reads.
-type echo struct {
-	locals chan netip.AddrPort
-	mu     sync.Mutex
-	conns  []net.Conn
-}
-
-func serveEcho(t *testing.T, ln net.Listener) *echo {
-	e := &echo{locals: make(chan netip.AddrPort, 64)}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			e.mu.Lock()
-			e.conns = append(e.conns, c)
-			e.mu.Unlock()
-			select {
-			case e.locals <- c.LocalAddr().(*net.TCPAddr).AddrPort():
-			default:
-			}
-			go func() { _, _ = io.Copy(c, c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		for _, c := range e.conns {
-			c.Close()
-		}
-	})
-	return e
+// serveEcho answers connections on ln as Envoy's stand-in (internal/standin): it
+// echoes what it reads and reports every accepted connection's local address.
+func serveEcho(t *testing.T, ln net.Listener) *standin.Listener {
+	l := standin.Serve(ln, nodeName, "web")
+	t.Cleanup(l.Close)
+	return l
 }
 
 // roundTrip sends a line on c and expects it back.
-func roundTrip(c net.Conn, msg string) error {
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
-	if _, err := c.Write([]byte(msg)); err != nil {
-		return err
-	}
-	buf := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, buf); err != nil {
-		return err
-	}
-	if string(buf) != msg {
-		return fmt.Errorf("echoed %q, sent %q", buf, msg)
-	}
-	return nil
-}
+func roundTrip(c net.Conn, msg string) error { return standin.RoundTrip(c, msg) }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -68,7 +66,7 @@ func local(env *testenv.Env) (func(), error) {
 		return fail(err)
 	}
 	stops = append(stops, kcm)
-	kw, err := startKwok(env, logFile("kwok.log"))
+	kw, err := env.StartKwok(logFile("kwok.log"))
 	if err != nil {
 		return fail(err)
 	}
@@ -120,38 +118,6 @@ func local(env *testenv.Env) (func(), error) {
 		stops = append(stops, n.Stop)
 	}
 	return stopAll, nil
-}
-
-// startKwok runs kwok for the annotated node (hack/kwok.sh builds it once).
-func startKwok(env *testenv.Env, logFile string) (func(), error) {
-	out, err := exec.Command("bash", filepath.Join(testenv.RepoRoot(), "hack", "kwok.sh")).Output()
-	if err != nil {
-		return nil, fmt.Errorf("hack/kwok.sh: %w", err)
-	}
-	paths := strings.Fields(string(out))
-	if len(paths) != 2 {
-		return nil, fmt.Errorf("hack/kwok.sh printed %q, want the binary and its stages", out)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, paths[0], "--kubeconfig="+env.Kubeconfig, "--config="+paths[1],
-		"--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake", "--node-ip=10.0.0.1", "--cidr=10.0.0.0/16",
-		"--server-address=127.0.0.1:0")
-	cmd.WaitDelay = 5 * time.Second
-	if logFile != "" {
-		f, err := os.Create(logFile)
-		if err != nil {
-			cancel()
-			return nil, err
-		}
-		cmd.Stdout, cmd.Stderr = f, f
-	}
-	if err := cmd.Start(); err != nil {
-		cancel()
-		return nil, err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	return func() { cancel(); <-done }, nil
 }
 
 // bind stands in for kube-scheduler: every unscheduled Pod goes to the kwok node.

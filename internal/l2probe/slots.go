@@ -1,4 +1,4 @@
-package e2e
+package l2probe
 
 import (
 	"errors"
@@ -8,7 +8,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	marp "github.com/mdlayher/arp"
@@ -16,12 +15,12 @@ import (
 	"github.com/portico-dev/portico/internal/netlab"
 )
 
-// slotProbe asks for an address from the client every interval on a raw ARP socket and
+// Slots asks for an address from a host every interval on a raw ARP socket and
 // attributes each reply to the request slot it arrives in (from one request to the
 // next). A slot with replies from two MACs is a request answered by two nodes: the
-// split brain these tests exist to rule out. Replies take tens of microseconds on the
+// split brain the L2 tests exist to rule out. Replies take tens of microseconds on the
 // lab bridge, far less than a slot.
-type slotProbe struct {
+type Slots struct {
 	c     *marp.Client
 	ip    netip.Addr
 	every time.Duration
@@ -31,17 +30,18 @@ type slotProbe struct {
 
 	mu      sync.Mutex
 	sends   []time.Time
-	replies []slotReply
+	replies []reply
 }
 
-type slotReply struct {
+type reply struct {
 	at  time.Time
 	mac string
 }
 
-func (r *l2rig) startSlotProbe(tb testing.TB, ip netip.Addr, every time.Duration) *slotProbe {
+// StartSlots starts probing ip from h's lab interface every interval until Stop.
+func StartSlots(h *netlab.Host, ip netip.Addr, every time.Duration) (*Slots, error) {
 	var c *marp.Client
-	err := r.client.Do(func() error {
+	err := h.Do(func() error {
 		ifi, err := net.InterfaceByName(netlab.HostInterface)
 		if err != nil {
 			return err
@@ -50,55 +50,59 @@ func (r *l2rig) startSlotProbe(tb testing.TB, ip netip.Addr, every time.Duration
 		return err
 	})
 	if err != nil {
-		tb.Fatalf("ARP probe: %v", err)
+		return nil, fmt.Errorf("ARP probe from %s: %w", h.Name, err)
 	}
-	p := &slotProbe{c: c, ip: ip, every: every, done: make(chan struct{})}
+	p := &Slots{c: c, ip: ip, every: every, done: make(chan struct{})}
 	p.wg.Add(2)
-	go func() {
-		defer p.wg.Done()
-		for {
-			pkt, _, err := c.Read()
-			now := time.Now()
-			if err != nil {
-				select {
-				case <-p.done:
-					return
-				default:
-				}
-				if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
-					return
-				}
-				continue
-			}
-			if pkt.Operation != marp.OperationReply || pkt.SenderIP != ip {
-				continue // gratuitous ARP and other traffic: only answers count
-			}
-			p.mu.Lock()
-			p.replies = append(p.replies, slotReply{at: now, mac: strings.ToLower(pkt.SenderHardwareAddr.String())})
-			p.mu.Unlock()
-		}
-	}()
-	go func() {
-		defer p.wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			p.mu.Lock()
-			p.sends = append(p.sends, time.Now())
-			p.mu.Unlock()
-			_ = c.Request(ip)
+	go p.read()
+	go p.send()
+	return p, nil
+}
+
+func (p *Slots) read() {
+	defer p.wg.Done()
+	for {
+		pkt, _, err := p.c.Read()
+		now := time.Now()
+		if err != nil {
 			select {
 			case <-p.done:
 				return
-			case <-t.C:
+			default:
 			}
+			if errors.Is(err, net.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			continue
 		}
-	}()
-	return p
+		if pkt.Operation != marp.OperationReply || pkt.SenderIP != p.ip {
+			continue // gratuitous ARP and other traffic: only answers count
+		}
+		p.mu.Lock()
+		p.replies = append(p.replies, reply{at: now, mac: strings.ToLower(pkt.SenderHardwareAddr.String())})
+		p.mu.Unlock()
+	}
 }
 
-// stop ends probing; it may be called more than once.
-func (p *slotProbe) stop() {
+func (p *Slots) send() {
+	defer p.wg.Done()
+	t := time.NewTicker(p.every)
+	defer t.Stop()
+	for {
+		p.mu.Lock()
+		p.sends = append(p.sends, time.Now())
+		p.mu.Unlock()
+		_ = p.c.Request(p.ip)
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Stop ends probing; it may be called more than once.
+func (p *Slots) Stop() {
 	p.once.Do(func() {
 		close(p.done)
 		_ = p.c.Close()
@@ -106,23 +110,27 @@ func (p *slotProbe) stop() {
 	})
 }
 
-// slotStats summarises the slots between from and to (zero: all).
-type slotStats struct {
-	requests, answered int
-	// doubles are the slots answered by two MACs, with when and by whom; missed (the
+// Stats summarises the slots between two instants.
+type Stats struct {
+	Requests, Answered int
+	// Doubles are the slots answered by two MACs, with when and by whom; Missed (the
 	// first 20) those nobody answered.
-	doubles, missed []string
-	// first and last reply per MAC; maxGap is the longest time between two replies.
-	first, last map[string]time.Time
-	maxGap      time.Duration
-	// late are requests whose reply was read after the next request went out.
-	late int
+	Doubles, Missed []string
+	// Late are requests whose reply was read after the next request went out.
+	Late int
+	// Replies counts the replies received: where one node answers throughout, Replies
+	// against Requests tells delay from silence whatever slot a reply was read in.
+	Replies int
+	// First and Last reply per MAC; MaxGap is the longest time between two replies.
+	First, Last map[string]time.Time
+	MaxGap      time.Duration
 }
 
-func (p *slotProbe) stats(from, to time.Time) slotStats {
+// Stats summarises the slots sent between from and to (zero: unbounded).
+func (p *Slots) Stats(from, to time.Time) Stats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	st := slotStats{first: map[string]time.Time{}, last: map[string]time.Time{}}
+	st := Stats{First: map[string]time.Time{}, Last: map[string]time.Time{}}
 	// Per slot (from one request to the next): its send time and who replied in it.
 	type slot struct {
 		at   time.Time
@@ -148,22 +156,22 @@ func (p *slotProbe) stats(from, to time.Time) slotStats {
 		if (!from.IsZero() && sl.at.Before(from)) || (!to.IsZero() && !sl.at.Before(to)) {
 			continue
 		}
-		st.requests++
+		st.Requests++
 		switch {
 		case answered[i] && len(sl.macs) == 0:
-			st.answered++
-			st.late++
+			st.Answered++
+			st.Late++
 		case answered[i]:
-			st.answered++
-		case len(st.missed) < 20:
-			st.missed = append(st.missed, sl.at.Format("15:04:05.000000"))
+			st.Answered++
+		case len(st.Missed) < 20:
+			st.Missed = append(st.Missed, sl.at.Format("15:04:05.000000"))
 		}
 		if len(sl.macs) > 1 {
 			var list []string
 			for m := range sl.macs {
 				list = append(list, m)
 			}
-			st.doubles = append(st.doubles, fmt.Sprintf("%s: %v", sl.at.Format("15:04:05.000000"), list))
+			st.Doubles = append(st.Doubles, fmt.Sprintf("%s: %v", sl.at.Format("15:04:05.000000"), list))
 		}
 	}
 	var prev time.Time
@@ -171,14 +179,15 @@ func (p *slotProbe) stats(from, to time.Time) slotStats {
 		if (!from.IsZero() && r.at.Before(from)) || (!to.IsZero() && !r.at.Before(to)) {
 			continue
 		}
-		if !prev.IsZero() && r.at.Sub(prev) > st.maxGap {
-			st.maxGap = r.at.Sub(prev)
+		if !prev.IsZero() && r.at.Sub(prev) > st.MaxGap {
+			st.MaxGap = r.at.Sub(prev)
 		}
 		prev = r.at
-		if _, ok := st.first[r.mac]; !ok {
-			st.first[r.mac] = r.at
+		st.Replies++
+		if _, ok := st.First[r.mac]; !ok {
+			st.First[r.mac] = r.at
 		}
-		st.last[r.mac] = r.at
+		st.Last[r.mac] = r.at
 	}
 	return st
 }
@@ -191,7 +200,7 @@ const answerWithin = time.Second
 // and at most answerWithin earlier. On a loaded machine a reply can be read after the
 // next request went out; it still answers its own request, while a responder that
 // stopped leaves requests with no reply at all.
-func (p *slotProbe) matchReplies() []bool {
+func (p *Slots) matchReplies() []bool {
 	answered := make([]bool, len(p.sends))
 	next := 0
 	for _, r := range p.replies {
@@ -206,8 +215,9 @@ func (p *slotProbe) matchReplies() []bool {
 	return answered
 }
 
-// firstOther waits until a MAC other than owner answers after since and returns when.
-func (p *slotProbe) firstOther(owner string, since time.Time, timeout time.Duration) (string, time.Time, bool) {
+// FirstOther waits until a MAC other than owner answers after since and returns it and
+// when; false if none did within timeout.
+func (p *Slots) FirstOther(owner string, since time.Time, timeout time.Duration) (string, time.Time, bool) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		p.mu.Lock()
