@@ -33,6 +33,12 @@ func describeS2() {
 			Eventually(kubectlFn("get", "l2policy", "policy1")).Should(MatchRegexp(`(?m)^policy1\s+True\s+\d+\s+\d+\s+%d\s+`, len(cluster.Nodes())))
 			Eventually(kubectlFn("get", "events", "-n", "default", "--field-selector", "involvedObject.name=s2-web", "-o", "custom-columns=MSG:.message")).
 				Should(ContainSubstring(fmt.Sprintf("%s announced by %s", ip, owner)))
+			// The node's verdict reaches the user: its l2 config Programmed, the
+			// condition saying the announcement is in effect.
+			Eventually(kubectlFn("get", "nodeproxyconfigs", "-l", "portico.dev/producer=l2", "--no-headers")).
+				Should(MatchRegexp(`(?m)^l2-%s\s+l2\s+True\s`, owner))
+			Eventually(kubectlFn("get", "service", "s2-web", "-o", `jsonpath={.status.conditions[?(@.type=="L2Announced")].message}`)).
+				Should(Equal(fmt.Sprintf("%s announced by %s (in effect)", ip, owner)))
 		})
 
 		It("is answered on ARP by exactly that node, as a client on the segment sees it", func() {

@@ -271,18 +271,37 @@ func interfacesChanged() predicate.Funcs {
 }
 
 // TrimNodeProxy is a cache transform (cache.ByObject.Transform) keeping of a NodeProxy
-// only what assignment reads, its name and reported interfaces: the rest (up to 64
-// rejection messages, proxies) can reach tens of KiB per node, which the controller would
-// otherwise hold for every node of a large cluster.
+// only what this controller reads: the reported interfaces (assignment) and what the
+// nodes' verdict on the l2 configs reads (internal/verdict: the applied and programmed
+// versions, the proxy and datapath conditions, NACKs, the rejections of l2 configs).
+// Trimming the verdict's fields away once left every l2 config Pending under the real
+// binary, and the Service condition "not yet in effect" for ever. The rest (counters,
+// other producers' rejection messages) can reach tens of KiB per node, which the
+// controller would otherwise hold for every node of a large cluster.
 func TrimNodeProxy(obj any) (any, error) {
 	np, ok := obj.(*v1alpha1.NodeProxy)
 	if !ok {
 		return obj, nil
 	}
+	st := v1alpha1.NodeProxyStatus{Interfaces: np.Status.Interfaces,
+		AppliedResourceVersion: np.Status.AppliedResourceVersion, ProgrammedResourceVersion: np.Status.ProgrammedResourceVersion}
+	for _, c := range np.Status.Conditions {
+		if c.Type == string(v1alpha1.ConditionProxyConnected) || c.Type == string(v1alpha1.ConditionDatapathReady) {
+			st.Conditions = append(st.Conditions, c)
+		}
+	}
+	for _, px := range np.Status.Proxies {
+		st.Proxies = append(st.Proxies, v1alpha1.ProxyStatus{ID: px.ID, LastNACK: px.LastNACK})
+	}
+	for _, r := range np.Status.Rejected {
+		if strings.HasPrefix(r.Name, NPCName("")) {
+			st.Rejected = append(st.Rejected, r)
+		}
+	}
 	return &v1alpha1.NodeProxy{
 		TypeMeta:   np.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{Name: np.Name, UID: np.UID, ResourceVersion: np.ResourceVersion},
-		Status:     v1alpha1.NodeProxyStatus{Interfaces: np.Status.Interfaces},
+		Status:     st,
 	}, nil
 }
 

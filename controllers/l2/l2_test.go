@@ -57,6 +57,16 @@ func TestScenarioS2(t *testing.T) {
 		Service: v1alpha1.ServiceRef{Namespace: ns, Name: "web"}}}))
 	eventuallyCondition(t, ns, "web", metav1.ConditionTrue, v1alpha1.ReasonAnnounced, "192.168.10.211 announced by "+node)
 	eventuallyEvent(t, ns, "192.168.10.211 announced by "+node)
+	// Not in effect until the node says so; then the node's verdict reaches the config
+	// and the Service, through the controller's trimmed NodeProxy cache (as the binary
+	// configures it).
+	eventuallyCondition(t, ns, "web", metav1.ConditionTrue, v1alpha1.ReasonAnnounced, "(not yet in effect on "+node+")")
+	reportApplied(t, node, npc.ResourceVersion)
+	eventuallyCondition(t, ns, "web", metav1.ConditionTrue, v1alpha1.ReasonAnnounced, "192.168.10.211 announced by "+node+" (in effect)")
+	g.Eventually(func() string {
+		out, _ := env.Kubectl(ctx, "get", "nodeproxyconfigs", "l2-"+node, "--no-headers")
+		return out
+	}).Should(MatchRegexp(`^l2-%s\s+l2\s+True\s`, node))
 
 	// LB-IPAM's condition survives ours: separate field managers.
 	s := &corev1.Service{}

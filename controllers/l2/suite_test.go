@@ -299,6 +299,23 @@ func reportInterfaces(t *testing.T, node string, names ...string) {
 	}
 }
 
+// reportApplied writes what the node's agent reports once it has applied and
+// programmed everything up to rv, with its proxy connected and its datapath ready.
+func reportApplied(t *testing.T, node, rv string) {
+	t.Helper()
+	ctx := context.Background()
+	np := &v1alpha1.NodeProxy{}
+	if err := k8s.Get(ctx, types.NamespacedName{Name: node}, np); err != nil {
+		t.Fatal(err)
+	}
+	np.Status.AppliedResourceVersion, np.Status.ProgrammedResourceVersion = rv, rv
+	conditions.Set(&np.Status.Conditions, np.Generation, v1alpha1.ConditionProxyConnected, metav1.ConditionTrue, v1alpha1.ReasonConnected, "1 proxy connected")
+	conditions.Set(&np.Status.Conditions, np.Generation, v1alpha1.ConditionDatapathReady, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, "ready")
+	if err := k8s.Status().Update(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // --- fixtures ----------------------------------------------------------------------------
 
 // newNodes creates Node objects labelled as a kubelet would, plus group=<group> so a
