@@ -63,7 +63,9 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		PoolFirst: netip.MustParseAddr("10.250.0.211"), PoolLast: netip.MustParseAddr("10.250.0.215")})
 	Expect(c.WaitReady(ctx, 2*time.Minute)).To(Succeed())
 	cluster = c
-}, NodeTimeout(6*time.Minute))
+	// Generous: it builds every binary (a cold cache on two cores takes minutes; hack/test.sh
+	// warms it first) and starts a control plane, three nodes and the chart's controllers.
+}, NodeTimeout(12*time.Minute))
 
 // On failure: what each node was asked and did, conditions, Events, logs.
 var _ = AfterEach(func() {
