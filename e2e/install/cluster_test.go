@@ -25,6 +25,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/portico-dev/portico/internal/apirecorder"
 	"github.com/portico-dev/portico/internal/chart"
 	"github.com/portico-dev/portico/internal/testenv"
 )
@@ -154,7 +155,7 @@ func (c *cluster) tokenConfig(token string) *rest.Config {
 }
 
 // writeKubeconfig writes a kubeconfig for p with token.
-func writeKubeconfig(t testing.TB, dir, name string, p *apiProxy, token string) string {
+func writeKubeconfig(t testing.TB, dir, name string, p *apirecorder.Proxy, token string) string {
 	t.Helper()
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: p.URL, CertificateAuthorityData: p.CA}

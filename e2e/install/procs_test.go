@@ -5,29 +5,21 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/portico-dev/portico/internal/testenv"
+	"github.com/portico-dev/portico/internal/testproc"
 )
 
-// buildBinaries builds the cmd/ binaries into a temporary directory, once per run.
+// buildBinaries builds the cmd/ binaries as the e2e suites do (internal/testproc), once
+// per checkout and build.
 func buildBinaries(t testing.TB, names ...string) string {
 	t.Helper()
-	dir := t.TempDir()
-	args := []string{"build", "-o", dir + "/"}
-	for _, n := range names {
-		args = append(args, "./cmd/"+n)
-	}
-	cmd := exec.Command("go", args...)
-	cmd.Dir = testenv.RepoRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	dir, err := testproc.Build("", names...)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -52,40 +44,15 @@ func chartArgs(t testing.TB, workload *unstructured.Unstructured, env map[string
 }
 
 // proc is a binary running for the test, its output collected.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	logs *lockedBuffer
-	done chan struct{}
-}
-
-func startProc(t testing.TB, name string, cmd *exec.Cmd) *proc {
+// startProc starts cmd (internal/testproc) and stops it with SIGTERM when the test ends.
+func startProc(t testing.TB, name string, cmd *exec.Cmd) *testproc.Proc {
 	t.Helper()
-	p := &proc{name: name, cmd: cmd, logs: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", name, err)
+	p, err := testproc.Start(name, cmd, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
-	go func() { _ = cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-p.done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
+	t.Cleanup(func() { p.Stop(syscall.SIGTERM) })
 	return p
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 func freePort(t testing.TB) string {
@@ -97,23 +64,6 @@ func freePort(t testing.TB) string {
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	return port
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // shortDir is a temporary directory with a short path: Unix socket paths are limited to

@@ -2,7 +2,6 @@ package install_test
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -22,9 +21,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/apirecorder"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/netlab"
 	"github.com/portico-dev/portico/internal/privileged"
+	"github.com/portico-dev/portico/internal/testproc"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -55,22 +56,22 @@ type rig struct {
 	mgmt    string
 	hosts   map[string]*netlab.Host
 	client  *netlab.Host
-	proxies map[string]*apiProxy
-	procs   map[string]*proc
+	proxies map[string]*apirecorder.Proxy
+	procs   map[string]*testproc.Proc
 }
 
 func newRig(t *testing.T) *rig {
 	lab := netlab.New(t, netip.MustParsePrefix("10.249.0.0/24"), netip.MustParsePrefix("fd00:249::/64"))
 	r := &rig{t: t, g: NewWithT(t), hosts: map[string]*netlab.Host{"n1": lab.AddHost("n1"), "n2": lab.AddHost("n2")},
-		client: lab.AddHost("client"), mgmt: lab.Mgmt.Addr().String(), proxies: map[string]*apiProxy{}, procs: map[string]*proc{}}
+		client: lab.AddHost("client"), mgmt: lab.Mgmt.Addr().String(), proxies: map[string]*apirecorder.Proxy{}, procs: map[string]*testproc.Proc{}}
 	r.c = startCluster(t, r.mgmt)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for name, p := range r.procs {
-				t.Logf("--- %s logs:\n%s", name, tail(p.logs.String(), 60))
+				t.Logf("--- %s logs:\n%s", name, testproc.Tail(p.Logs.String(), 60))
 			}
 			for name, p := range r.proxies {
-				t.Logf("--- %s requests refused: %v", name, p.exchanges(forbidden))
+				t.Logf("--- %s requests refused: %v", name, p.Exchanges(apirecorder.Forbidden))
 			}
 		}
 	})
@@ -250,36 +251,36 @@ func (r *rig) checkNodes() {
 func (r *rig) checkWire() {
 	t := r.t
 	for name, p := range r.procs {
-		if p.exited() {
-			t.Errorf("%s exited:\n%s", name, tail(p.logs.String(), 40))
+		if p.Exited() {
+			t.Errorf("%s exited:\n%s", name, testproc.Tail(p.Logs.String(), 40))
 		}
 	}
 	for name, p := range r.proxies {
-		if refused := p.exchanges(forbidden); len(refused) > 0 {
+		if refused := p.Exchanges(apirecorder.Forbidden); len(refused) > 0 {
 			t.Errorf("%s was refused %d requests, e.g. %v", name, len(refused), refused[0])
 		}
-		if len(p.exchanges(func(exchange) bool { return true })) == 0 {
+		if len(p.Exchanges(func(apirecorder.Exchange) bool { return true })) == 0 {
 			t.Errorf("%s sent no request through its proxy", name)
 		}
 	}
 	// The Secrets in the install namespace (the webhook certificates) are enough for the
 	// ingress controller's watch to have carried some.
 	ing := r.proxies["ingress"]
-	if len(ing.exchanges(secrets)) == 0 || ing.metaSecrets.Load() == 0 {
-		t.Errorf("the ingress controller received no Secret metadata (%d requests: %v): the metadata-only check saw nothing", len(ing.exchanges(secrets)), ing.exchanges(secrets))
+	if len(ing.Exchanges(apirecorder.Secrets)) == 0 || ing.MetaSecrets.Load() == 0 {
+		t.Errorf("the ingress controller received no Secret metadata (%d requests: %v): the metadata-only check saw nothing", len(ing.Exchanges(apirecorder.Secrets)), ing.Exchanges(apirecorder.Secrets))
 	}
 	// The scanner does see whole Secrets where they are read: LB-IPAM reads its own
 	// webhook certificate.
-	if r.proxies["lbipam"].fullSecrets.Load() == 0 {
+	if r.proxies["lbipam"].FullSecrets.Load() == 0 {
 		t.Error("no whole Secret seen even in LB-IPAM's certificate reads: the Secret scanner is blind")
 	}
-	if n := ing.fullSecrets.Load(); n > 0 {
-		t.Errorf("the ingress controller received %d whole Secrets: %v", n, ing.exchanges(secrets))
+	if n := ing.FullSecrets.Load(); n > 0 {
+		t.Errorf("the ingress controller received %d whole Secrets: %v", n, ing.Exchanges(apirecorder.Secrets))
 	}
 	// An agent reads only the Secrets it serves, each by name (a per-name watch): RBAC
 	// cannot hold it to that, so its requests are checked here.
 	for node := range r.hosts {
-		reads := r.proxies["agent-"+node].exchanges(secrets)
+		reads := r.proxies["agent-"+node].Exchanges(apirecorder.Secrets)
 		if len(reads) == 0 {
 			t.Errorf("agent %s never read the TLS Secret it serves", node)
 		}
@@ -317,7 +318,7 @@ func dialProxy(t testing.TB, sock, node string) *xdstest.Client {
 }
 
 // byName: a request for one Secret, by its path or a metadata.name field selector.
-func byName(e exchange) bool {
+func byName(e apirecorder.Exchange) bool {
 	if strings.Contains(e.Query, "fieldSelector=metadata.name%3D") {
 		return true
 	}
@@ -388,12 +389,4 @@ func arping(h *netlab.Host, ip netip.Addr) []string {
 		}
 	}
 	return macs
-}
-
-func tail(s string, lines int) string {
-	l := strings.Split(s, "\n")
-	if len(l) > lines {
-		l = l[len(l)-lines:]
-	}
-	return fmt.Sprint(strings.Join(l, "\n"))
 }
