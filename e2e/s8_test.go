@@ -47,8 +47,8 @@ func describeS8() {
 				remove(ctx, &v1alpha1.EnvoyConfig{ObjectMeta: objectMeta("default", "s8-malformed")})
 			})
 			Expect(err).To(HaveOccurred(), "kubectl apply accepted it:\n%s", out)
-			Expect(err.Error()).To(And(ContainSubstring("denied the request"), ContainSubstring("spec.resources[0]"),
-				ContainSubstring(`unknown field \"lb_polcy\"`)))
+			Expect(err.Error()).To(And(ContainSubstring("s8-malformed"), ContainSubstring("spec.resources[0]"),
+				ContainSubstring(`unknown field "lb_polcy"`)))
 			_, err = cluster.Kubectl(context.Background(), "get", "pec", "s8-malformed", "-n", "default")
 			Expect(err).To(MatchError(ContainSubstring("NotFound")))
 		})
