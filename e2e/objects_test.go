@@ -50,17 +50,23 @@ func ensureBackends(ctx context.Context, port int32, names ...string) {
 	GinkgoHelper()
 	for _, name := range names {
 		labels := map[string]string{"app": name}
-		ensure(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
-			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
-				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-					NodeName: cluster.PodNodeName(),
-					Containers: []corev1.Container{{Name: "backend", Image: backendImage,
-						Args:  []string{"serve-hostname", "--http=true", "--udp=false", "--tcp=false", "--port=8080"},
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}}}})
+		ensure(ctx, backendDeployment(name, labels))
 		ensure(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
 			Spec: corev1.ServiceSpec{Selector: labels,
 				Ports: []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(8080)}}}})
 	}
+}
+
+// backendDeployment is one backend Pod (HTTP on 8080) labelled labels, in default, on
+// the node where Pods become Ready.
+func backendDeployment(name string, labels map[string]string) *appsv1.Deployment {
+	return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: name},
+		Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				NodeName: cluster.PodNodeName(),
+				Containers: []corev1.Container{{Name: "backend", Image: backendImage,
+					Args:  []string{"serve-hostname", "--http=true", "--udp=false", "--tcp=false", "--port=8080"},
+					Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}}}}}}}}
 }
 
 // ingress is a portico Ingress in default with one rule of Prefix paths.
