@@ -49,6 +49,15 @@ func describeS5() {
 				Should(And(HavePrefix("web-gw 1 "), ContainSubstring("Accepted=True"), ContainSubstring("Programmed=True"), ContainSubstring("ResolvedRefs=True")))
 			Eventually(kubectlFn("get", "httproute", "http-app-1", "-o", `jsonpath={range .status.parents[*].conditions[*]}{.type}={.status} {end}`)).
 				Should(And(ContainSubstring("Accepted=True"), ContainSubstring("ResolvedRefs=True")))
+			// `kubectl portico status` follows the Gateway and the route to every node and
+			// to the address (exit status 0 only when all of it is in effect).
+			n := len(cluster.Nodes())
+			Eventually(porticoFn("status", "gateway/my-gateway", "-n", "default")).Should(And(
+				ContainSubstring("published:       "+addr.String()),
+				MatchRegexp(`(?m)^gateway\.default\.my-gateway\s+gateway\s+\d+\s+True\s+Programmed\s+%d/%d$`, n, n),
+				MatchRegexp(`(?m)^httproute\.default\.http-app-1\.[0-9a-f]{10}\s+gateway\s+\d+\s+True\s+Programmed\s+%d/%d$`, n, n)))
+			Eventually(porticoFn("status", "httproute/http-app-1", "-n", "default")).Should(
+				MatchRegexp(`(?m)^httproute\.default\.http-app-1\.[0-9a-f]{10}\s+gateway\s+\d+\s+True\s+Programmed\s+%d/%d$`, n, n))
 		})
 
 		It("is served by every node with both backends resolved", func(ctx SpecContext) {

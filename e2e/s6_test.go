@@ -52,6 +52,8 @@ func describeS6() {
 			Expect(kubectl("get", "npc", "envoyconfig.default.envoy-lb-listener", "-o",
 				`jsonpath={range .spec.redirects[*]}{.vip}:{.port}>{.listener}{"\n"}{end}`)).
 				To(ContainSubstring(fmt.Sprintf("%s:5000>%s", ip, s6Listener)))
+			Eventually(porticoFn("status", "envoyconfig/envoy-lb-listener", "-n", "default")).Should(
+				MatchRegexp(`(?m)^envoyconfig\.default\.envoy-lb-listener\s+envoyconfig\s+\d+\s+True\s+Programmed\s+%d/%d$`, n, n))
 		})
 
 		It("is served by every node: the 90/10 split with its retry policy, both clusters and their endpoints", func(ctx SpecContext) {

@@ -139,6 +139,7 @@ func (v viewer) views(ctx context.Context, node string) error {
 // pluginViews are the `kubectl portico` commands whose output the demo prints.
 var pluginViews = [][]string{
 	{"status", "ingress/basic-ingress", "-n", "default"},
+	{"status", "gateway/my-gateway", "-n", "default"},
 	{"nodes"},
 }
 

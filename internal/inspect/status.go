@@ -72,7 +72,11 @@ func BuildStatus(in Inputs) Status {
 		}
 	}
 	if in.PublishesAddress && len(in.Published) == 0 {
-		st.Problems = append(st.Problems, fmt.Sprintf("%s shows no address in status.loadBalancer yet (its controller publishes it once a node serves it)", in.Source))
+		field := "status.loadBalancer"
+		if in.Source.Kind == "Gateway" {
+			field = "status.addresses"
+		}
+		st.Problems = append(st.Problems, fmt.Sprintf("%s shows no address in %s yet (its controller publishes it once a node serves it)", in.Source, field))
 	}
 	st.OK = len(st.Problems) == 0
 	return st

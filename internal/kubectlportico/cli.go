@@ -91,7 +91,10 @@ func (o *options) root() *cobra.Command {
 		Short: "Follow an object down to the nodes: configs, per-node state, redirects, addresses and who announces them",
 		Example: "  kubectl portico status ingress/shop -n default\n" +
 			"  kubectl portico status service/portico-ingress -n portico-system\n" +
-			"  kubectl portico status nodeproxyconfig/ingress-shared",
+			"  kubectl portico status nodeproxyconfig/ingress-shared\n" +
+			"  kubectl portico status gateway/my-gateway -n default\n" +
+			"  kubectl portico status httproute/http-app-1 -n default\n" +
+			"  kubectl portico status envoyconfig/envoy-lb-listener -n default",
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error { return o.status(cmd.Context(), args) },
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	ingressctrl "github.com/portico-dev/portico/controllers/ingress"
 	"github.com/portico-dev/portico/internal/inspect"
+	ectranslate "github.com/portico-dev/portico/internal/translate/envoyconfig"
 	ingresstranslate "github.com/portico-dev/portico/internal/translate/ingress"
 )
 
@@ -30,8 +31,8 @@ type chain struct {
 	problems  []string
 }
 
-// sourceKind is a kind `status` follows. Adding one (Gateway, HTTPRoute,
-// EnvoyConfig) is one chain function and one entry in kinds.
+// sourceKind is a kind `status` follows. Adding one is one chain function and one
+// entry in kinds.
 type sourceKind struct {
 	name       string
 	aliases    []string
@@ -43,6 +44,11 @@ var kinds = []sourceKind{
 	{"ingress", []string{"ingresses", "ing", "ingress.networking.k8s.io", "ingresses.networking.k8s.io"}, true, ingressChain},
 	{"service", []string{"services", "svc"}, true, serviceChain},
 	{"nodeproxyconfig", []string{"nodeproxyconfigs", "npc", "npcs", "nodeproxyconfigs.portico.dev"}, false, configChain},
+	{"gateway", []string{"gateways", "gtw", "gateway.gateway.networking.k8s.io", "gateways.gateway.networking.k8s.io"}, true, gatewayChain},
+	{"httproute", []string{"httproutes", "httproute.gateway.networking.k8s.io", "httproutes.gateway.networking.k8s.io"}, true, httpRouteChain},
+	{"grpcroute", []string{"grpcroutes", "grpcroute.gateway.networking.k8s.io", "grpcroutes.gateway.networking.k8s.io"}, true, grpcRouteChain},
+	{"envoyconfig", []string{"envoyconfigs", "pec", "envoyconfigs.portico.dev"}, true, envoyConfigChain(ectranslate.KindEnvoyConfig)},
+	{"clusterenvoyconfig", []string{"clusterenvoyconfigs", "pcec", "clusterenvoyconfigs.portico.dev"}, false, envoyConfigChain(ectranslate.KindClusterEnvoyConfig)},
 }
 
 func lookupKind(s string) (*sourceKind, error) {
