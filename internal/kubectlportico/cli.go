@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
@@ -170,6 +171,9 @@ func (o *options) status(ctx context.Context, args []string) error {
 		return err
 	}
 	ch, err := kind.chain(ctx, r, key, all)
+	if meta.IsNoMatchError(err) {
+		return fmt.Errorf("%s: its CRD is not installed in this cluster (Gateway API CRDs come separately: config/gateway-api): %w", kind.name, err)
+	}
 	if err != nil {
 		return err
 	}

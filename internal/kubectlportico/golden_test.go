@@ -137,8 +137,12 @@ func TestGolden(t *testing.T) {
 	if _, errOut, code := run(t, "status", "ingress/nope", "-n", "default"); code != kubectlportico.ExitError || !strings.Contains(errOut, "not found") {
 		t.Errorf("a missing Ingress: exit %d, stderr %q; want %d and not found", code, errOut, kubectlportico.ExitError)
 	}
-	if _, errOut, code := run(t, "status", "gateway/shop"); code != kubectlportico.ExitError || !strings.Contains(errOut, "use one of ingress, service, nodeproxyconfig") {
+	if _, errOut, code := run(t, "status", "pod/shop"); code != kubectlportico.ExitError || !strings.Contains(errOut, "use one of ingress, service, nodeproxyconfig, gateway") {
 		t.Errorf("an unknown kind: exit %d, stderr %q", code, errOut)
+	}
+	// This cluster has no Gateway API CRDs: the plugin says so rather than "no matches".
+	if _, errOut, code := run(t, "status", "gateway/shop", "-n", "default"); code != kubectlportico.ExitError || !strings.Contains(errOut, "CRD is not installed") {
+		t.Errorf("a kind whose CRD is missing: exit %d, stderr %q", code, errOut)
 	}
 }
 
