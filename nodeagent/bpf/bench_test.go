@@ -204,6 +204,7 @@ func serveSink(t testing.TB, ln net.Listener) <-chan sinkResult {
 
 type throughputRig struct {
 	top              *topology
+	d                *Datapath
 	direct, redirect netip.AddrPort
 	ln               net.Listener
 }
@@ -228,6 +229,7 @@ func newThroughputRig(t testing.TB) *throughputRig {
 	ln := listenTransparent(t, top.node, netip.MustParseAddrPort("0.0.0.0:15001"))
 	return &throughputRig{
 		top:      top,
+		d:        d,
 		direct:   netip.AddrPortFrom(top.node.IPv4.Addr(), proxyPort),
 		redirect: netip.AddrPortFrom(vipV4, vipPort),
 		ln:       ln,
@@ -272,86 +274,114 @@ func quantile(xs []float64, q float64) float64 {
 }
 
 // BenchmarkRedirectThroughputRatio measures TCP throughput through the redirect as a
-// share of the direct path (goal >= 95 %).
+// share of the direct path (goal >= 95 %), with one bulk stream per path (see
+// measureRatio for how the two are compared).
+func BenchmarkRedirectThroughputRatio(b *testing.B) {
+	rig := newThroughputRig(b)
+	cpu := firstCPU(b)
+	retrans0 := retransmits(b, rig.top)
+	w := rig.measureRatio(b, func(to netip.AddrPort) *flow { return rig.stream(b, to, cpu) })
+	w.report(b, "MB/s", 1e-6)
+	// Many retransmissions (reordering, loss) would mean TCP's reaction to them, not
+	// the datapath, set the rates; connection setup accounts for a handful.
+	b.ReportMetric(float64(retransmits(b, rig.top)-retrans0), "retransmits")
+}
+
+// ratioWindows is what measureRatio saw: per window, the redirect path's progress as a
+// share of the direct path's and both rates (units per second), the windows in which
+// one path made none, and the totals and connections over the whole run (for the
+// datapath counter checks).
+type ratioWindows struct {
+	ratio, directRate, redirectRate []float64
+	directStalls, redirectStalls    int
+	directTotal, redirectTotal      int64
+	pairs                           int // one flow per path each
+}
+
+// measureRatio runs a flow over each path at the same time and compares their
+// progress window by window.
 //
 // Neighbours on a shared machine change how much CPU this process gets from one
 // millisecond to the next, and on veth both paths are CPU-bound, so rates measured at
 // different times, even in adjacent 300 ms rounds, differed by far more than the
-// datapath does (70-124 % run to run). The two paths therefore run at the same time:
-// one stream over each, all their threads bound to the same CPU (see stream), so at
-// every instant both see the same load, the scheduler gives each the same share, and
-// the ratio of what they deliver is the ratio of their per-byte costs. Every window
-// yields one ratio of received bytes; the metric is the median, with the quartiles as
-// its spread.
+// datapath does (70-124 % run to run). The two paths therefore run at the same time,
+// all their threads bound to the same CPU (start must do so; see stream), so at every
+// instant both see the same load, the scheduler gives each the same share, and the
+// ratio of what they deliver is the ratio of their costs. Every window yields one
+// ratio; report gives the median, with the quartiles as its spread.
 //
 // One op is one window; b.N windows are run, but never fewer than minWindows, so the
 // default -benchtime (which settles on b.N=1 for a run this long) still yields a median
 // worth reading. More: -benchtime=200x.
-func BenchmarkRedirectThroughputRatio(b *testing.B) {
+func (r *throughputRig) measureRatio(b *testing.B, start func(to netip.AddrPort) *flow) *ratioWindows {
 	const (
 		window     = 200 * time.Millisecond
 		minWindows = 30
 		perEpoch   = 5 // windows per pair of connections
 	)
-	rig := newThroughputRig(b)
-	cpu := firstCPU(b)
-	retrans0 := retransmits(b, rig.top)
-	var ratio, directRate, redirectRate []float64
-	var windows, directStalls, redirectStalls int
+	w := &ratioWindows{}
+	windows := 0
 	b.ResetTimer()
 	for epoch := 0; windows < max(b.N, minWindows); epoch++ {
 		// Fresh connections every few windows, opened in alternating order, so that
 		// what one pair of connections happens to get (hash buckets, the CPU its
-		// softirq work lands on, which stream started first) averages out.
+		// softirq work lands on, which flow started first) averages out.
 		b.StopTimer()
-		paths := []netip.AddrPort{rig.direct, rig.redirect}
+		paths := []netip.AddrPort{r.direct, r.redirect}
 		if epoch%2 == 1 {
 			paths[0], paths[1] = paths[1], paths[0]
 		}
-		got := map[netip.AddrPort]*stream{}
+		got := map[netip.AddrPort]*flow{}
 		for _, to := range paths {
-			got[to] = rig.stream(b, to, cpu)
+			got[to] = start(to)
 		}
-		direct, redirect := got[rig.direct], got[rig.redirect]
+		w.pairs++
+		direct, redirect := got[r.direct], got[r.redirect]
 		time.Sleep(window) // past slow start on both
-		d0, r0 := direct.received.Load(), redirect.received.Load()
+		d0, r0 := direct.done.Load(), redirect.done.Load()
 		b.StartTimer()
 		for range perEpoch {
 			time.Sleep(window)
 			windows++
-			d1, r1 := direct.received.Load(), redirect.received.Load()
-			// A window in which a stream moved nothing (a retransmission timeout,
+			d1, r1 := direct.done.Load(), redirect.done.Load()
+			// A window in which a flow made no progress (a retransmission timeout,
 			// >= 200 ms, under heavy load) has no ratio; it is counted per path, so
 			// that a datapath that loses packets shows.
 			switch {
 			case d1 == d0:
-				directStalls++
+				w.directStalls++
 			case r1 == r0:
-				redirectStalls++
+				w.redirectStalls++
 			default:
-				ratio = append(ratio, 100*float64(r1-r0)/float64(d1-d0))
-				directRate = append(directRate, float64(d1-d0)/window.Seconds())
-				redirectRate = append(redirectRate, float64(r1-r0)/window.Seconds())
+				w.ratio = append(w.ratio, 100*float64(r1-r0)/float64(d1-d0))
+				w.directRate = append(w.directRate, float64(d1-d0)/window.Seconds())
+				w.redirectRate = append(w.redirectRate, float64(r1-r0)/window.Seconds())
 			}
 			d0, r0 = d1, r1
 		}
 		direct.stop()
 		redirect.stop()
+		w.directTotal += direct.done.Load()
+		w.redirectTotal += redirect.done.Load()
 	}
-	if len(ratio) == 0 {
-		b.Fatalf("no window in which both streams moved data (%d direct, %d redirect stalls)", directStalls, redirectStalls)
+	b.StopTimer()
+	return w
+}
+
+// report gives the median ratio with its quartiles and both median rates, in unit
+// scaled by scale (1e-6 for bytes as MB/s).
+func (w *ratioWindows) report(b *testing.B, unit string, scale float64) {
+	if len(w.ratio) == 0 {
+		b.Fatalf("no window in which both flows made progress (%d direct, %d redirect stalls)", w.directStalls, w.redirectStalls)
 	}
-	b.ReportMetric(median(ratio), "%-of-direct")
-	b.ReportMetric(quantile(ratio, 0.25), "p25-%")
-	b.ReportMetric(quantile(ratio, 0.75), "p75-%")
-	b.ReportMetric(median(directRate)/1e6, "direct-MB/s")
-	b.ReportMetric(median(redirectRate)/1e6, "redirect-MB/s")
-	b.ReportMetric(float64(len(ratio)), "windows")
-	b.ReportMetric(float64(directStalls), "direct-stalls")
-	b.ReportMetric(float64(redirectStalls), "redirect-stalls")
-	// Many retransmissions (reordering, loss) would mean TCP's reaction to them, not
-	// the datapath, set the rates; connection setup accounts for a handful.
-	b.ReportMetric(float64(retransmits(b, rig.top)-retrans0), "retransmits")
+	b.ReportMetric(median(w.ratio), "%-of-direct")
+	b.ReportMetric(quantile(w.ratio, 0.25), "p25-%")
+	b.ReportMetric(quantile(w.ratio, 0.75), "p75-%")
+	b.ReportMetric(median(w.directRate)*scale, "direct-"+unit)
+	b.ReportMetric(median(w.redirectRate)*scale, "redirect-"+unit)
+	b.ReportMetric(float64(len(w.ratio)), "windows")
+	b.ReportMetric(float64(w.directStalls), "direct-stalls")
+	b.ReportMetric(float64(w.redirectStalls), "redirect-stalls")
 }
 
 // retransmits reads the client namespace's TCP RetransSegs counter.
@@ -416,9 +446,54 @@ func firstCPU(b *testing.B) int {
 	return 0
 }
 
-type stream struct {
-	received atomic.Int64 // bytes the node side has read so far
-	stop     func()
+// flow is one connection that a pair of pinned threads keeps busy.
+type flow struct {
+	done atomic.Int64 // progress: bytes received (stream), transactions (requestResponse)
+	stop func()
+}
+
+// connect opens a connection from the client to to and accepts it on the rig's
+// listener.
+func (r *throughputRig) connect(b *testing.B, to netip.AddrPort) (client, server *net.TCPConn) {
+	c, err := r.top.client.Dial(to, 2*time.Second)
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := r.ln.Accept()
+	if err != nil {
+		c.Close()
+		b.Fatal(err)
+	}
+	return c.(*net.TCPConn), srv.(*net.TCPConn)
+}
+
+// runPinned runs each loop on a thread of its own bound to cpu (see stream for why).
+// The flow's stop calls unblock, which must make every loop return, waits for them and
+// then calls release (if any): what a loop may still use is freed only after it ended.
+func runPinned(b *testing.B, cpu int, unblock, release func(), loops ...func(*flow)) *flow {
+	f := &flow{}
+	var wg sync.WaitGroup
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := lockToCPU(cpu); err != nil {
+				b.Error(err)
+				unblock() // the other loops of the flow would wait for this one forever
+				return
+			}
+			loop(f)
+		}()
+	}
+	f.stop = sync.OnceFunc(func() {
+		unblock()
+		wg.Wait()
+		if release != nil {
+			release()
+		}
+	})
+	b.Cleanup(f.stop)
+	return f
 }
 
 // stream opens a connection to to and keeps it full until stop. The sending and the
@@ -428,59 +503,36 @@ type stream struct {
 // then swing each stream's rate far more than the datapath does. And with every
 // thread of both streams on one CPU, the scheduler's fair share is what splits it
 // between the two paths, so the bytes each delivers compare their costs directly.
-func (r *throughputRig) stream(b *testing.B, to netip.AddrPort, cpu int) *stream {
-	c, err := r.top.client.Dial(to, 2*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv, err := r.ln.Accept()
-	if err != nil {
-		b.Fatal(err)
-	}
+func (r *throughputRig) stream(b *testing.B, to netip.AddrPort, cpu int) *flow {
+	c, srv := r.connect(b, to)
 	// Fixed buffers: autotuning grows each connection's on its own schedule, and a
 	// stream with bigger buffers batches more per context switch.
-	if err := errors.Join(c.(*net.TCPConn).SetWriteBuffer(1<<20), srv.(*net.TCPConn).SetReadBuffer(1<<20)); err != nil {
+	if err := errors.Join(c.SetWriteBuffer(1<<20), srv.SetReadBuffer(1<<20)); err != nil {
 		b.Fatal(err)
 	}
-	s := &stream{}
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		if err := lockToCPU(cpu); err != nil {
-			b.Error(err)
-			return
-		}
+	closeBoth := func() {
+		c.Close()
+		srv.Close()
+	}
+	receive := func(f *flow) {
 		buf := make([]byte, 256<<10)
 		for {
 			n, err := srv.Read(buf)
-			s.received.Add(int64(n))
+			f.done.Add(int64(n))
 			if err != nil {
 				return
 			}
 		}
-	}()
-	go func() {
-		defer wg.Done()
-		if err := lockToCPU(cpu); err != nil {
-			b.Error(err)
-			c.Close()
-			return
-		}
+	}
+	send := func(*flow) {
 		chunk := make([]byte, 128<<10)
 		for {
 			if _, err := c.Write(chunk); err != nil {
 				return
 			}
 		}
-	}()
-	s.stop = sync.OnceFunc(func() {
-		c.Close()
-		srv.Close()
-		wg.Wait()
-	})
-	b.Cleanup(s.stop)
-	return s
+	}
+	return runPinned(b, cpu, closeBoth, nil, receive, send)
 }
 
 // BenchmarkRedirectThroughput reports MB/s for one stream of b.N 128 KiB chunks over

@@ -53,6 +53,7 @@ func mountBPFFS(t testing.TB) string {
 
 type topology struct {
 	node, client *netlab.Host
+	lab          *netlab.Lab
 }
 
 // newTopology builds the client and node hosts, with the VIPs routed from the client to
@@ -61,7 +62,7 @@ func newTopology(t testing.TB) *topology {
 	t.Helper()
 	privileged.Require(t)
 	lab := netlab.New(t, labV4, labV6)
-	top := &topology{node: lab.AddHost("node"), client: lab.AddHost("client")}
+	top := &topology{node: lab.AddHost("node"), client: lab.AddHost("client"), lab: lab}
 	top.client.MustRun("ip", "route", "add", vipV4.String()+"/32", "via", top.node.IPv4.Addr().String())
 	top.client.MustRun("ip", "-6", "route", "add", vipV6.String()+"/128", "via", top.node.IPv6.Addr().String())
 	return top
