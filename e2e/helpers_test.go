@@ -21,6 +21,7 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/kubectlportico"
+	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
 func k8s() client.Client { return cluster.Client() }
@@ -157,4 +158,19 @@ func needFaults() {
 
 func objectMeta(ns, name string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Namespace: ns, Name: name}
+}
+
+// expectBookinfoServed waits until every node's proxy holds routes to details and
+// productpage with their endpoints, every reference resolved (S3 and S5 serve the same
+// backends, from an Ingress and from a Gateway).
+func expectBookinfoServed(ctx context.Context) {
+	needProxies()
+	for _, node := range cluster.Nodes() {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := cluster.Proxy(node).WaitResolved(wctx, func(c *xdstest.Client) bool {
+			return routesTo(c, "details", "productpage") && hasEndpoints(c, "default/details:9080", "default/productpage:9080")
+		})
+		cancel()
+		Expect(err).NotTo(HaveOccurred(), "node %s", node)
+	}
 }

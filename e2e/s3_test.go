@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"net/http"
 	"net/netip"
-	"time"
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -59,15 +57,7 @@ func describeS3() {
 		})
 
 		It("is served by every node: routes in order, backends with endpoints, nothing unresolved", func(ctx SpecContext) {
-			needProxies()
-			for _, node := range cluster.Nodes() {
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := cluster.Proxy(node).WaitResolved(wctx, func(c *xdstest.Client) bool {
-					return routesTo(c, "details", "productpage") && hasEndpoints(c, "default/details:9080", "default/productpage:9080")
-				})
-				cancel()
-				Expect(err).NotTo(HaveOccurred(), "node %s", node)
-			}
+			expectBookinfoServed(ctx)
 		})
 
 		It("answers the request table through the redirect on the announcing node", func() {

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"net/http"
 	"net/netip"
 	"time"
@@ -14,7 +13,6 @@ import (
 
 	gatewayctl "github.com/portico-dev/portico/controllers/gateway"
 	gwtranslate "github.com/portico-dev/portico/internal/translate/gateway"
-	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
 // s5Table is scenario S5's: /details to details; GET / with query great=example and
@@ -61,15 +59,7 @@ func describeS5() {
 		})
 
 		It("is served by every node with both backends resolved", func(ctx SpecContext) {
-			needProxies()
-			for _, node := range cluster.Nodes() {
-				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := cluster.Proxy(node).WaitResolved(wctx, func(c *xdstest.Client) bool {
-					return routesTo(c, "details", "productpage") && hasEndpoints(c, "default/details:9080", "default/productpage:9080")
-				})
-				cancel()
-				Expect(err).NotTo(HaveOccurred(), "node %s", node)
-			}
+			expectBookinfoServed(ctx)
 		})
 
 		It("answers the request table through the redirect on the announcing node", func() {
