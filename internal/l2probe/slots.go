@@ -25,8 +25,10 @@ type Slots struct {
 	ip    netip.Addr
 	every time.Duration
 	done  chan struct{}
-	wg    sync.WaitGroup
-	once  sync.Once
+	// sender and reader: Stop ends the sender first and lets the last request's reply
+	// arrive before closing the socket under the reader.
+	sender, reader sync.WaitGroup
+	once           sync.Once
 
 	mu      sync.Mutex
 	sends   []time.Time
@@ -53,14 +55,15 @@ func StartSlots(h *netlab.Host, ip netip.Addr, every time.Duration) (*Slots, err
 		return nil, fmt.Errorf("ARP probe from %s: %w", h.Name, err)
 	}
 	p := &Slots{c: c, ip: ip, every: every, done: make(chan struct{})}
-	p.wg.Add(2)
+	p.sender.Add(1)
+	p.reader.Add(1)
 	go p.read()
 	go p.send()
 	return p, nil
 }
 
 func (p *Slots) read() {
-	defer p.wg.Done()
+	defer p.reader.Done()
 	for {
 		pkt, _, err := p.c.Read()
 		now := time.Now()
@@ -85,7 +88,7 @@ func (p *Slots) read() {
 }
 
 func (p *Slots) send() {
-	defer p.wg.Done()
+	defer p.sender.Done()
 	t := time.NewTicker(p.every)
 	defer t.Stop()
 	for {
@@ -101,13 +104,27 @@ func (p *Slots) send() {
 	}
 }
 
-// Stop ends probing; it may be called more than once.
+// Stop ends probing; it may be called more than once. It stops sending, then waits
+// (up to answerWithin) for the reply to the last request before it closes the socket:
+// closing at once left a request sent just before Stop unanswered, a silence that
+// never happened.
 func (p *Slots) Stop() {
 	p.once.Do(func() {
 		close(p.done)
+		p.sender.Wait()
+		for deadline := time.Now().Add(answerWithin); time.Now().Before(deadline) && !p.lastAnswered(); {
+			time.Sleep(2 * time.Millisecond)
+		}
 		_ = p.c.Close()
-		p.wg.Wait()
+		p.reader.Wait()
 	})
+}
+
+func (p *Slots) lastAnswered() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	answered := p.matchReplies()
+	return len(answered) == 0 || answered[len(answered)-1]
 }
 
 // Stats summarises the slots between two instants.
