@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strconv"
 	"time"
 
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -87,18 +85,6 @@ func served[T any](g Gomega, c *xdstest.Client, typeURL, name string) T {
 	g.Expect(ok).To(BeTrue(), "%s %q is not served", typeURL, name)
 	out, ok := m.(T)
 	g.Expect(ok).To(BeTrue(), "%s %q is a %T", typeURL, name, m)
-	return out
-}
-
-// lbAddresses are the "ip:port" of every endpoint in an EDS resource.
-func lbAddresses(cla *endpointv3.ClusterLoadAssignment) []string {
-	var out []string
-	for _, l := range cla.GetEndpoints() {
-		for _, e := range l.GetLbEndpoints() {
-			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-			out = append(out, fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()))
-		}
-	}
 	return out
 }
 

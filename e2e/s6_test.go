@@ -72,8 +72,8 @@ func describeS6() {
 					g.Expect(od.GetConsecutiveLocalOriginFailure().GetValue()).To(BeEquivalentTo(2), name)
 				}
 				// Each version's EDS carries that version's Pods, and only them.
-				g.Expect(lbAddresses(served[*endpointv3.ClusterLoadAssignment](g, c, resourcev3.EndpointType, s6V1))).To(ConsistOf(v1))
-				g.Expect(lbAddresses(served[*endpointv3.ClusterLoadAssignment](g, c, resourcev3.EndpointType, s6V2))).To(ConsistOf(v2))
+				g.Expect(xdstest.EndpointAddresses(served[*endpointv3.ClusterLoadAssignment](g, c, resourcev3.EndpointType, s6V1))).To(ConsistOf(v1))
+				g.Expect(xdstest.EndpointAddresses(served[*endpointv3.ClusterLoadAssignment](g, c, resourcev3.EndpointType, s6V2))).To(ConsistOf(v2))
 			})
 		})
 

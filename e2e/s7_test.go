@@ -52,7 +52,7 @@ func describeS7() {
 				g.Expect(proto.Equal(cl.GetCircuitBreakers(), s7Thresholds)).To(BeTrue(),
 					"circuit breakers served: %v; asked for: %v", cl.GetCircuitBreakers(), s7Thresholds)
 				g.Expect(cl.GetEdsClusterConfig().GetServiceName()).To(Equal("default/echo-service:8080"))
-				g.Expect(lbAddresses(served[*endpointv3.ClusterLoadAssignment](g, c, resourcev3.EndpointType, "default/echo-service:8080"))).
+				g.Expect(xdstest.EndpointAddresses(served[*endpointv3.ClusterLoadAssignment](g, c, resourcev3.EndpointType, "default/echo-service:8080"))).
 					To(ConsistOf(want))
 				// The listener echo-service is redirected to, named for the cluster-scoped config.
 				served[*listenerv3.Listener](g, c, resourcev3.ListenerType, "/envoy-circuit-breaker/envoy-lb-listener")

@@ -2,13 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"strings"
 	"time"
 
@@ -22,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/testcerts"
 	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
@@ -140,16 +134,7 @@ func expectS8Rejected(ctx context.Context) {
 // selfSignedSecret is a kubernetes.io/tls Secret holding a fresh self-signed key pair.
 func selfSignedSecret(ns, name string) *corev1.Secret {
 	GinkgoHelper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	data, err := testcerts.Generate("s8.example")
 	Expect(err).NotTo(HaveOccurred())
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "s8.example"},
-		DNSNames: []string{"s8.example"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	Expect(err).NotTo(HaveOccurred())
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	Expect(err).NotTo(HaveOccurred())
-	return &corev1.Secret{ObjectMeta: objectMeta(ns, name), Type: corev1.SecretTypeTLS, Data: map[string][]byte{
-		corev1.TLSCertKey:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		corev1.TLSPrivateKeyKey: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}}
+	return &corev1.Secret{ObjectMeta: objectMeta(ns, name), Type: corev1.SecretTypeTLS, Data: data}
 }

@@ -2,7 +2,6 @@ package envoyconfig_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/conditions"
+	"github.com/portico-dev/portico/nodeagent/xds/xdstest"
 )
 
 const timeout = 20 * time.Second
@@ -101,9 +101,9 @@ func TestS6TrafficShifting(t *testing.T) {
 			g.Expect(c.GetOutlierDetection().GetSplitExternalLocalOriginErrors()).To(BeTrue())
 			g.Expect(c.GetOutlierDetection().GetConsecutiveLocalOriginFailure().GetValue()).To(BeEquivalentTo(2))
 		}
-		g.Expect(lbAddresses(served[*endpointv3.ClusterLoadAssignment](resourcev3.EndpointType, "default/helloworld-v1")(g))).
+		g.Expect(xdstest.EndpointAddresses(served[*endpointv3.ClusterLoadAssignment](resourcev3.EndpointType, "default/helloworld-v1")(g))).
 			To(ConsistOf("10.1.0.1:5000", "10.1.0.2:5000"))
-		g.Expect(lbAddresses(served[*endpointv3.ClusterLoadAssignment](resourcev3.EndpointType, "default/helloworld-v2")(g))).
+		g.Expect(xdstest.EndpointAddresses(served[*endpointv3.ClusterLoadAssignment](resourcev3.EndpointType, "default/helloworld-v2")(g))).
 			To(ConsistOf("10.2.0.1:5000"))
 
 		l := served[*listenerv3.Listener](resourcev3.ListenerType, "default/envoy-lb-listener/envoy-lb-listener")(g)
@@ -149,19 +149,8 @@ func TestS7CircuitBreaking(t *testing.T) {
 		g.Expect(th[0].GetMaxRequests().GetValue()).To(BeEquivalentTo(2))
 		g.Expect(th[0].GetMaxPendingRequests().GetValue()).To(BeEquivalentTo(1))
 		g.Expect(c.GetEdsClusterConfig().GetServiceName()).To(Equal("default/echo-service:8080"))
-		g.Expect(lbAddresses(served[*endpointv3.ClusterLoadAssignment](resourcev3.EndpointType, "default/echo-service:8080")(g))).
+		g.Expect(xdstest.EndpointAddresses(served[*endpointv3.ClusterLoadAssignment](resourcev3.EndpointType, "default/echo-service:8080")(g))).
 			To(ConsistOf("10.3.0.1:8080"))
 		served[*listenerv3.Listener](resourcev3.ListenerType, "/envoy-circuit-breaker/envoy-lb-listener")(g)
 	}).WithTimeout(timeout).Should(Succeed())
-}
-
-func lbAddresses(cla *endpointv3.ClusterLoadAssignment) []string {
-	var out []string
-	for _, l := range cla.GetEndpoints() {
-		for _, e := range l.GetLbEndpoints() {
-			sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-			out = append(out, fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()))
-		}
-	}
-	return out
 }

@@ -121,13 +121,7 @@ func TestAgentRedirectsReportsAndSurvivesRestart(t *testing.T) {
 	// EDS: the ready endpoint, then a second one when the EndpointSlice changes.
 	endpoints := func() []string {
 		cla, _ := ads.State(resourcev3.EndpointType).Resources["default/backend:80"].(*endpointv3.ClusterLoadAssignment)
-		var out []string
-		for _, le := range cla.GetEndpoints() {
-			for _, e := range le.GetLbEndpoints() {
-				sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-				out = append(out, fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()))
-			}
-		}
+		out := xdstest.EndpointAddresses(cla)
 		slices.Sort(out)
 		return out
 	}
