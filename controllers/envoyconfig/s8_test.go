@@ -54,10 +54,17 @@ func TestS8RefusedAtAdmission(t *testing.T) {
 	}
 
 	// A listener port another config binds on the same nodes.
+	// The webhook checks against its informer cache, which sees port-a a moment after
+	// the create returns (two creates racing both pass admission; the controller then
+	// keeps the port for the older one): wait for the refusal with
+	// dry runs, then the real create is refused.
 	Expect(k8s.Create(ctx, portConfig("port-a", 10080))).To(Succeed())
+	conflict := `spec.resources[0]: Invalid value: "Listener default/port-b/l": binds 0.0.0.0:10080/TCP, which listener "default/port-a/l" of EnvoyConfig default/port-a already binds on the nodes both select`
+	Eventually(func() error { return k8s.Create(ctx, portConfig("port-b", 10080), client.DryRunAll) }).
+		WithTimeout(10 * time.Second).Should(MatchError(ContainSubstring(conflict)))
 	err := k8s.Create(ctx, portConfig("port-b", 10080))
 	Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
-	Expect(err.Error()).To(ContainSubstring(`spec.resources[0]: Invalid value: "Listener default/port-b/l": binds 0.0.0.0:10080/TCP, which listener "default/port-a/l" of EnvoyConfig default/port-a already binds on the nodes both select`))
+	Expect(err.Error()).To(ContainSubstring(conflict))
 	Expect(k8s.Create(ctx, portConfig("port-b", 10081))).To(Succeed())
 
 	// A config whose NodeProxyConfig would be over 1 MiB.
