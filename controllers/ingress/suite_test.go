@@ -78,8 +78,18 @@ func setup() (func(), error) {
 		<-done
 		return nil, err
 	}
-	return func() { node.Stop(); cancel(); <-done }, nil
+	return func() {
+		for _, stop := range suiteStops {
+			stop()
+		}
+		node.Stop()
+		cancel()
+		<-done
+	}, nil
 }
+
+// suiteStops stop what a benchmark started once for all its rounds.
+var suiteStops []func()
 
 // nodeName is the suite's one node.
 const nodeName = "ingress-node"

@@ -8,7 +8,10 @@
 // Writes are bounded: a status is written only when its verdict changed, so a
 // steady state writes nothing, and one config changing costs one write per
 // change of its verdict, whatever the number of other configs. Passes are
-// spaced by MinInterval, since every agent may report once a second.
+// spaced by MinInterval, since every agent may report once a second, and a pass
+// writes at most MaxWritesPerPass statuses, those a user waits for first (a spec
+// that moved, then a rejection or recovery, then counts), so that the thousands
+// of writes a restarting node causes never hold back the one a user just changed.
 package npcstatus
 
 import (
@@ -85,6 +88,11 @@ type Options struct {
 	OnChange func(ctx context.Context, changes []Change)
 	// MinInterval spaces passes (default 200 ms).
 	MinInterval time.Duration
+	// MaxWritesPerPass bounds the status writes of one pass (default 25, about a
+	// second at controller-runtime's default 20 QPS), so that a pass after a node
+	// restart, which moves every config's verdict, does not hold the loop for
+	// minutes; the rest follow in later passes, what users wait for first.
+	MaxWritesPerPass int
 }
 
 // Reporter is the status loop of one producer.
@@ -109,6 +117,10 @@ func Setup(mgr ctrl.Manager, opts Options) (*Reporter, error) {
 	if opts.MinInterval <= 0 {
 		opts.MinInterval = 200 * time.Millisecond
 	}
+	if opts.MaxWritesPerPass <= 0 {
+		opts.MaxWritesPerPass = 25
+	}
+	registerMetrics()
 	r := &Reporter{client: mgr.GetClient(), opts: opts, last: map[string]verdict.Verdict{}}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{passKey}
@@ -166,21 +178,26 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	verdicts := verdict.Compute(inputs, nodes)
+	items := plan(configs, verdict.Compute(inputs, nodes))
 
 	var changes []Change
 	var errs []error
-	seen := make(map[string]bool, len(configs))
-	for _, c := range configs {
-		v, ok := verdicts[c.Name]
-		if !ok {
-			continue // not written by this process yet: its progress cannot be told
-		}
+	seen := make(map[string]bool, len(items))
+	budget, backlog := r.opts.MaxWritesPerPass, 0
+	for _, it := range items {
+		c, v := it.config, it.verdict
 		seen[c.Name] = true
-		st := *c.Status.DeepCopy()
-		if v.Apply(&st, c.Generation) {
+		if it.prio < prioNone {
+			if budget == 0 {
+				// Left for the next pass, verdict and all: the producer hears of a
+				// change only once its status is written.
+				backlog++
+				continue
+			}
+			budget--
 			upd := c.DeepCopy()
-			upd.Status = st
+			upd.Status = it.status
+			statusWrites.WithLabelValues(r.opts.Writer.Producer).Inc()
 			if err := r.client.Status().Patch(ctx, upd, client.MergeFrom(c)); client.IgnoreNotFound(err) != nil {
 				errs = append(errs, fmt.Errorf("status of NodeProxyConfig %s: %w", c.Name, err))
 				continue
@@ -197,6 +214,7 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 		}
 		changes = append(changes, ch)
 	}
+	statusBacklog.WithLabelValues(r.opts.Writer.Producer).Set(float64(backlog))
 	for name := range r.last {
 		if !seen[name] {
 			delete(r.last, name)
@@ -205,7 +223,13 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 	if len(changes) > 0 && r.opts.OnChange != nil {
 		r.opts.OnChange(ctx, changes)
 	}
-	return reconcile.Result{}, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return reconcile.Result{}, err
+	}
+	if backlog > 0 {
+		return reconcile.Result{RequeueAfter: r.opts.MinInterval}, nil
+	}
+	return reconcile.Result{}, nil
 }
 
 // configs lists the producer's configs and the verdict inputs of those its writer wrote.

@@ -1,0 +1,25 @@
+package npcstatus
+
+import (
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// The loop's two questions at 3 a.m.: is it writing, and is it behind.
+var (
+	statusWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "portico", Subsystem: "npcstatus", Name: "status_writes_total",
+		Help: "NodeProxyConfig status writes by the producer's status loop.",
+	}, []string{"producer"})
+	statusBacklog = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "portico", Subsystem: "npcstatus", Name: "backlog",
+		Help: "NodeProxyConfig statuses the last pass left for later passes (MaxWritesPerPass reached).",
+	}, []string{"producer"})
+	registerOnce sync.Once
+)
+
+func registerMetrics() {
+	registerOnce.Do(func() { metrics.Registry.MustRegister(statusWrites, statusBacklog) })
+}
