@@ -11,8 +11,8 @@ import (
 var (
 	statusWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "portico", Subsystem: "npcstatus", Name: "status_writes_total",
-		Help: "NodeProxyConfig status writes by the producer's status loop.",
-	}, []string{"producer"})
+		Help: "NodeProxyConfig status writes by the producer's status loop, by result (ok, error).",
+	}, []string{"producer", "result"})
 	statusBacklog = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: "portico", Subsystem: "npcstatus", Name: "backlog",
 		Help: "NodeProxyConfig statuses the last pass left for later passes (MaxWritesPerPass reached).",

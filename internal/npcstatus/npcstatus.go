@@ -103,6 +103,8 @@ type Reporter struct {
 	mu       sync.Mutex
 	last     map[string]verdict.Verdict
 	lastPass time.Time
+	// waiting are the configs whose status needs a write, since when.
+	waiting map[string]*waiting
 }
 
 // passKey is the single reconcile key: a pass looks at every config at once.
@@ -121,7 +123,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Reporter, error) {
 		opts.MaxWritesPerPass = 25
 	}
 	registerMetrics()
-	r := &Reporter{client: mgr.GetClient(), opts: opts, last: map[string]verdict.Verdict{}}
+	r := &Reporter{client: mgr.GetClient(), opts: opts, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{}}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{passKey}
 	})
@@ -179,6 +181,7 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 		return reconcile.Result{}, err
 	}
 	items := plan(configs, verdict.Compute(inputs, nodes))
+	order(items, r.waiting, time.Now())
 
 	var changes []Change
 	var errs []error
@@ -195,11 +198,8 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 				continue
 			}
 			budget--
-			upd := c.DeepCopy()
-			upd.Status = it.status
-			statusWrites.WithLabelValues(r.opts.Writer.Producer).Inc()
-			if err := r.client.Status().Patch(ctx, upd, client.MergeFrom(c)); client.IgnoreNotFound(err) != nil {
-				errs = append(errs, fmt.Errorf("status of NodeProxyConfig %s: %w", c.Name, err))
+			if err := r.write(ctx, it); err != nil {
+				errs = append(errs, err)
 				continue
 			}
 		}
@@ -220,16 +220,42 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 			delete(r.last, name)
 		}
 	}
+	for name := range r.waiting {
+		if !seen[name] {
+			delete(r.waiting, name)
+		}
+	}
 	if len(changes) > 0 && r.opts.OnChange != nil {
 		r.opts.OnChange(ctx, changes)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return reconcile.Result{}, err
-	}
+	err = errors.Join(errs...)
 	if backlog > 0 {
+		// An error would turn the next pass into an exponential backoff, and the
+		// backlog would wait minutes behind one config whose write keeps failing.
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "status writes failed; retrying with the backlog", "backlog", backlog)
+		}
 		return reconcile.Result{RequeueAfter: r.opts.MinInterval}, nil
 	}
-	return reconcile.Result{}, nil
+	return reconcile.Result{}, err
+}
+
+// write patches one config's status. A failed write keeps its place in the
+// queue, counted, so that it goes after the configs that can be written.
+func (r *Reporter) write(ctx context.Context, it item) error {
+	c := it.config
+	upd := c.DeepCopy()
+	upd.Status = it.status
+	if err := r.client.Status().Patch(ctx, upd, client.MergeFrom(c)); client.IgnoreNotFound(err) != nil {
+		statusWrites.WithLabelValues(r.opts.Writer.Producer, "error").Inc()
+		if w := r.waiting[c.Name]; w != nil {
+			w.failures++
+		}
+		return fmt.Errorf("status of NodeProxyConfig %s: %w", c.Name, err)
+	}
+	statusWrites.WithLabelValues(r.opts.Writer.Producer, "ok").Inc()
+	delete(r.waiting, c.Name)
+	return nil
 }
 
 // configs lists the producer's configs and the verdict inputs of those its writer wrote.

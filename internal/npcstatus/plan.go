@@ -3,6 +3,7 @@ package npcstatus
 import (
 	"cmp"
 	"slices"
+	"time"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/verdict"
@@ -33,9 +34,8 @@ type item struct {
 	prio    int
 }
 
-// plan judges each config's status against its verdict and orders the writes:
-// highest priority first, then by name so that passes are deterministic. Configs
-// without a verdict (not written by this process) are left out.
+// plan judges each config's status against its verdict. Configs without a
+// verdict (not written by this process) are left out.
 func plan(configs []*v1alpha1.NodeProxyConfig, verdicts map[string]verdict.Verdict) []item {
 	items := make([]item, 0, len(configs))
 	for _, c := range configs {
@@ -49,10 +49,51 @@ func plan(configs []*v1alpha1.NodeProxyConfig, verdicts map[string]verdict.Verdi
 		}
 		items = append(items, it)
 	}
-	slices.SortStableFunc(items, func(a, b item) int {
-		return cmp.Or(cmp.Compare(a.prio, b.prio), cmp.Compare(a.config.Name, b.config.Name))
-	})
 	return items
+}
+
+// waiting is a config whose status needs a write.
+type waiting struct {
+	since    time.Time
+	failures int
+}
+
+// order puts the writes first, in the order a pass makes them: those that can be
+// written before those whose write failed, then by priority, then the longest
+// waiting (so that under constant churn no config waits for ever behind names
+// that sort first), then by name. It records in waits when a config started to
+// need a write, and forgets those that no longer do.
+func order(items []item, waits map[string]*waiting, now time.Time) {
+	for _, it := range items {
+		switch w := waits[it.config.Name]; {
+		case it.prio == prioNone:
+			delete(waits, it.config.Name)
+		case w == nil:
+			waits[it.config.Name] = &waiting{since: now}
+		}
+	}
+	key := func(it item) (failed bool, since time.Time) {
+		if w := waits[it.config.Name]; w != nil {
+			return w.failures > 0, w.since
+		}
+		return false, time.Time{}
+	}
+	slices.SortStableFunc(items, func(a, b item) int {
+		if c := cmp.Compare(btoi(a.prio == prioNone), btoi(b.prio == prioNone)); c != 0 {
+			return c
+		}
+		af, as := key(a)
+		bf, bs := key(b)
+		return cmp.Or(cmp.Compare(btoi(af), btoi(bf)), cmp.Compare(a.prio, b.prio), as.Compare(bs),
+			cmp.Compare(a.config.Name, b.config.Name))
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func priority(c *v1alpha1.NodeProxyConfig, v verdict.Verdict) int {

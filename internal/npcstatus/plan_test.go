@@ -2,7 +2,9 @@ package npcstatus
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/npcwriter"
@@ -26,7 +29,9 @@ func npc(name string, generation, observed int64, status metav1.ConditionStatus,
 }
 
 // TestPlanOrder: a pass writes first what a user waits for (a spec that moved),
-// then rejections and recoveries, then counts, and never what did not change.
+// then rejections and recoveries, then counts, and never what did not change;
+// within a priority the longest waiting goes first, and a config whose write
+// failed goes after those that can be written.
 func TestPlanOrder(t *testing.T) {
 	three := verdict.Verdict{Selected: 3, Programmed: []string{"a", "b", "c"}}
 	two := verdict.Verdict{Selected: 3, Programmed: []string{"a", "b"}, Pending: []verdict.NodeResult{{Node: "c", Reason: v1alpha1.ReasonPending}}}
@@ -40,15 +45,36 @@ func TestPlanOrder(t *testing.T) {
 		npc("c-rejected", 1, 1, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, 3),
 		npc("d-spec-moved", 2, 1, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, 3),
 		npc("e-no-verdict", 1, 1, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, 3),
+		npc("f-counts", 1, 1, metav1.ConditionFalse, v1alpha1.ReasonPending, 1),
+		npc("g-spec-moved", 2, 1, metav1.ConditionTrue, v1alpha1.ReasonProgrammed, 3),
 	}
-	verdicts := map[string]verdict.Verdict{"a-unchanged": three, "b-counts": two, "c-rejected": rejected, "d-spec-moved": three}
-	var got []string
-	for _, it := range plan(configs, verdicts) {
-		got = append(got, fmt.Sprintf("%s:%d", it.config.Name, it.prio))
+	verdicts := map[string]verdict.Verdict{"a-unchanged": three, "b-counts": two, "c-rejected": rejected, "d-spec-moved": three,
+		"f-counts": two, "g-spec-moved": three}
+	now := time.Now()
+	names := func(waits map[string]*waiting) string {
+		items := plan(configs, verdicts)
+		order(items, waits, now)
+		var got []string
+		for _, it := range items {
+			got = append(got, fmt.Sprintf("%s:%d", it.config.Name, it.prio))
+		}
+		return fmt.Sprint(got)
 	}
-	want := fmt.Sprint([]string{"d-spec-moved:0", "c-rejected:1", "b-counts:2", "a-unchanged:3"})
-	if fmt.Sprint(got) != want {
-		t.Fatalf("plan order = %v, want %v", got, want)
+	first := names(map[string]*waiting{})
+	if want := "[d-spec-moved:0 g-spec-moved:0 c-rejected:1 b-counts:2 f-counts:2 a-unchanged:3]"; first != want {
+		t.Fatalf("order, nothing waiting before = %v, want %v", first, want)
+	}
+	// f has waited longer than b; d's write failed, a-unchanged no longer waits.
+	waits := map[string]*waiting{"f-counts": {since: now.Add(-time.Minute)}, "d-spec-moved": {since: now.Add(-time.Hour), failures: 1},
+		"a-unchanged": {since: now.Add(-time.Hour)}}
+	if got, want := names(waits), "[g-spec-moved:0 c-rejected:1 f-counts:2 b-counts:2 d-spec-moved:0 a-unchanged:3]"; got != want {
+		t.Fatalf("order with waits = %v, want %v", got, want)
+	}
+	if _, ok := waits["a-unchanged"]; ok {
+		t.Errorf("a config that needs no write is still waiting")
+	}
+	if w := waits["b-counts"]; w == nil || !w.since.Equal(now) {
+		t.Errorf("b-counts needs a write since now: %+v", w)
 	}
 }
 
@@ -57,28 +83,10 @@ func TestPlanOrder(t *testing.T) {
 // whose spec moved meanwhile is written in the next pass, ahead of the backlog.
 func TestPassBudget(t *testing.T) {
 	ctx := context.Background()
-	c := fake.NewClientBuilder().WithScheme(scheme.New()).
-		WithStatusSubresource(&v1alpha1.NodeProxyConfig{}, &v1alpha1.NodeProxy{}).Build()
-	w := &npcwriter.Writer{Client: c, Producer: "ingress"}
 	const configs = 60
-	for i := range configs {
-		src := npcwriter.Source{Kind: "Ingress", Namespace: "default", Name: fmt.Sprintf("web-%02d", i)}
-		if _, err := w.Apply(ctx, npcwriter.NameFor(src), src, routeSpec("a")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	np := &v1alpha1.NodeProxy{}
-	np.Name = "node-a"
-	if err := c.Create(ctx, np); err != nil {
-		t.Fatal(err)
-	}
-	np.Status = v1alpha1.NodeProxyStatus{AppliedResourceVersion: "999999", ProgrammedResourceVersion: "999999",
-		Conditions: []metav1.Condition{{Type: string(v1alpha1.ConditionProxyConnected), Status: metav1.ConditionTrue, Reason: "Connected", LastTransitionTime: metav1.Now()}}}
-	if err := c.Status().Update(ctx, np); err != nil {
-		t.Fatal(err)
-	}
+	c, w, np := budgetRig(t, configs, interceptor.Funcs{})
 	var heard int
-	r := &Reporter{client: c, last: map[string]verdict.Verdict{}, opts: Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: configs,
+	r := &Reporter{client: c, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{}, opts: Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: configs,
 		OnChange: func(_ context.Context, ch []Change) { heard += len(ch) }}}
 	registerMetrics()
 	pass := func(what string) time.Duration {
@@ -141,6 +149,70 @@ func TestPassBudget(t *testing.T) {
 	}
 	if n := programmedCount(t, c); n != 0 {
 		t.Fatalf("%d configs still Programmed on a node that applied nothing", n)
+	}
+}
+
+// budgetRig is a fake cluster with the configs written by an ingress writer and one
+// node that programmed them all.
+func budgetRig(t *testing.T, configs int, funcs interceptor.Funcs) (client.Client, *npcwriter.Writer, *v1alpha1.NodeProxy) {
+	t.Helper()
+	ctx := context.Background()
+	c := fake.NewClientBuilder().WithScheme(scheme.New()).WithInterceptorFuncs(funcs).
+		WithStatusSubresource(&v1alpha1.NodeProxyConfig{}, &v1alpha1.NodeProxy{}).Build()
+	w := &npcwriter.Writer{Client: c, Producer: "ingress"}
+	for i := range configs {
+		src := npcwriter.Source{Kind: "Ingress", Namespace: "default", Name: fmt.Sprintf("web-%02d", i)}
+		if _, err := w.Apply(ctx, npcwriter.NameFor(src), src, routeSpec("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	np := &v1alpha1.NodeProxy{}
+	np.Name = "node-a"
+	if err := c.Create(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+	np.Status = v1alpha1.NodeProxyStatus{AppliedResourceVersion: "999999", ProgrammedResourceVersion: "999999",
+		Conditions: []metav1.Condition{{Type: string(v1alpha1.ConditionProxyConnected), Status: metav1.ConditionTrue, Reason: "Connected", LastTransitionTime: metav1.Now()}}}
+	if err := c.Status().Update(ctx, np); err != nil {
+		t.Fatal(err)
+	}
+	return c, w, np
+}
+
+// TestFailingWriteDoesNotStallTheBacklog: a config whose status write keeps
+// failing neither holds a slot ahead of the others nor turns the passes into an
+// exponential backoff while a backlog waits; its error is returned once the
+// backlog is written.
+func TestFailingWriteDoesNotStallTheBacklog(t *testing.T) {
+	ctx := context.Background()
+	const configs = 60
+	bad := npcwriter.NameFor(npcwriter.Source{Kind: "Ingress", Namespace: "default", Name: "web-00"})
+	attempts := 0
+	c, w, _ := budgetRig(t, configs, interceptor.Funcs{SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+		if obj.GetName() == bad {
+			attempts++
+			return errors.New("refused by a webhook")
+		}
+		return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+	}})
+	r := &Reporter{client: c, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{},
+		opts: Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: 25}}
+	registerMetrics()
+	for pass := 1; pass <= 2; pass++ {
+		res, err := r.Reconcile(ctx, passKey)
+		if err != nil || res.RequeueAfter <= 0 {
+			t.Fatalf("pass %d with a backlog: err %v, requeue after %v; want no error and a requeue", pass, err, res.RequeueAfter)
+		}
+	}
+	if n := programmedCount(t, c); n != 49 || attempts != 1 {
+		t.Fatalf("after two passes: %d statuses written, %d attempts at the failing one; want 49 (24 + 25) and 1", n, attempts)
+	}
+	res, err := r.Reconcile(ctx, passKey)
+	if err == nil || !strings.Contains(err.Error(), bad) || res.RequeueAfter != 0 {
+		t.Fatalf("last pass: err %v, requeue after %v; want the failing config's error", err, res.RequeueAfter)
+	}
+	if n := programmedCount(t, c); n != configs-1 || attempts != 2 {
+		t.Fatalf("after the last pass: %d statuses written, %d attempts; want %d and 2", n, attempts, configs-1)
 	}
 }
 
