@@ -38,9 +38,6 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	// Gomega's 1 s default is what a quiet machine needs; CI shares two cores with
-	// the apiserver, and status counts are written at most once a second.
-	SetDefaultEventuallyTimeout(15 * time.Second)
 	testenv.Main(m, testenv.Options{
 		Webhooks: true,
 		// Dual-stack Services need a dual-stack service CIDR.

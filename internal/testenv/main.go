@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -20,6 +22,11 @@ func Main(m *testing.M, opts Options, start func(env *Env) (stop func(), err err
 		level = zapcore.DebugLevel
 	}
 	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(level)))
+	// Gomega's 1 s default is what a quiet machine needs; in CI the suites share two
+	// cores with their apiservers and run side by side, and an outcome that takes
+	// 1.1 s there is not a failure (controllers/l2 TestLocalPolicyFollowsEndpoints
+	// flaked on it). A test that bounds a latency says so with WithTimeout.
+	gomega.SetDefaultEventuallyTimeout(15 * time.Second)
 	env, err := Start(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting the test control plane:", err)
