@@ -8,7 +8,6 @@ import (
 	"os"
 
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	"github.com/portico-dev/portico/controllers/envoyconfig"
 	"github.com/portico-dev/portico/internal/managerflags"
@@ -24,9 +23,7 @@ func main() {
 	mf.SetupLogger()
 	log := ctrl.Log.WithName("envoyconfig-controller")
 
-	// The controller never reads managedFields; with thousands of configs they are a
-	// large share of the cache.
-	mgr, err := mf.Manager(ctrl.Options{Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()}})
+	mgr, err := mf.Manager(ctrl.Options{})
 	if err != nil {
 		log.Error(err, "creating the manager")
 		os.Exit(1)

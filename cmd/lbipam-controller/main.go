@@ -29,11 +29,11 @@ func main() {
 	log := ctrl.Log.WithName("lbipam-controller")
 
 	mgr, err := mf.Manager(ctrl.Options{
-		// LB-IPAM never reads managedFields; with 10,000 Services they are most of the cache.
-		// Of Nodes, the NodeProxyConfig webhook reads only the addresses.
+		// Of Nodes, the NodeProxyConfig webhook reads only the addresses. (managerflags
+		// strips every object's managedFields: with 10,000 Services they were most of
+		// LB-IPAM's cache.)
 		Cache: cache.Options{
-			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject:         map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: vipguard.TrimNode}},
+			ByObject: map[client.Object]cache.ByObject{&corev1.Node{}: {Transform: vipguard.TrimNode}},
 		},
 	})
 	if err != nil {

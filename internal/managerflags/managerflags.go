@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -101,6 +102,12 @@ func (f *Flags) Manager(opts ctrl.Options) (ctrl.Manager, error) {
 	cfg.QPS, cfg.Burst = float32(f.qps), f.burst
 	if opts.Scheme == nil {
 		opts.Scheme = scheme.New()
+	}
+	if opts.Cache.DefaultTransform == nil {
+		// No Portico binary reads managedFields, a large share of every cached
+		// object; the gateway-controller's caches hold every route, Service and
+		// NodeProxyConfig.
+		opts.Cache.DefaultTransform = cache.TransformStripManagedFields()
 	}
 	opts.Metrics = metricsserver.Options{BindAddress: f.metricsAddr}
 	opts.HealthProbeBindAddress = f.probeAddr
