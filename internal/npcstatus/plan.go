@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/verdict"
 )
 
@@ -101,13 +102,8 @@ func priority(c *v1alpha1.NodeProxyConfig, v verdict.Verdict) int {
 		return prioSpecMoved
 	}
 	status, reason, _ := v.Condition()
-	for _, cond := range c.Status.Conditions {
-		if cond.Type == string(v1alpha1.ConditionProgrammed) {
-			if cond.Status == status && cond.Reason == string(reason) {
-				return prioDetail
-			}
-			break
-		}
+	if cur := conditions.Get(c.Status.Conditions, v1alpha1.ConditionProgrammed); cur != nil && cur.Status == status && cur.Reason == string(reason) {
+		return prioDetail
 	}
 	return prioTransition
 }
