@@ -15,6 +15,7 @@ import (
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -112,10 +113,15 @@ func TestRotation(t *testing.T) {
 
 	// A new CA (the Secret lost its contents, as when a user deletes its data): it is
 	// reissued, injected, and calls are answered again.
-	s := &corev1.Secret{}
-	must(t, k.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s))
-	s.Data = nil
-	must(t, k.Update(ctx, s))
+	// The rotation above rewrites the Secret every second: the edit retries on conflict, as kubectl edit would be retried.
+	must(t, retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		s := &corev1.Secret{}
+		if err := k.Get(ctx, client.ObjectKey{Namespace: ns, Name: secret}, s); err != nil {
+			return err
+		}
+		s.Data = nil
+		return k.Update(ctx, s)
+	}))
 	waitFor(t, 60*time.Second, "a new CA, injected and answered over", func() error {
 		now := secretCA(t, k)
 		if len(now) == 0 || bytes.Equal(now, ca) {
