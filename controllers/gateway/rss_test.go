@@ -60,7 +60,16 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	l.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--metrics-bind-address="+metricsAddr, "--health-probe-bind-address=0", "--enable-webhook=false")
+	args := []string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--enable-webhook=false"}
+	// PORTICO_BENCH_HEAPPROFILE=<file> also saves the binary's heap profile
+	// after its first pass, to see where the memory goes.
+	heapFile := os.Getenv("PORTICO_BENCH_HEAPPROFILE")
+	pprofAddr := ""
+	if heapFile != "" {
+		pprofAddr = freeAddr(b)
+		args = append(args, "--pprof-bind-address="+pprofAddr)
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	start := time.Now()
@@ -76,7 +85,34 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	}
 	first := time.Since(start)
 	hwm, err := vmHWM(cmd.Process.Pid)
+	if err == nil && heapFile != "" {
+		err = saveHeap(pprofAddr, heapFile)
+	}
 	return hwm, first, err
+}
+
+func freeAddr(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func saveHeap(addr, file string) error {
+	resp, err := http.Get("http://" + addr + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	_, err = io.Copy(out, resp.Body)
+	return err
 }
 
 // passed reports whether the controller's metrics count a successful gateway pass.

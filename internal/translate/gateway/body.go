@@ -16,7 +16,10 @@ type body struct {
 	routes []keyed
 	// chains are a TLSRoute's forwarding: one cluster, or weights.
 	tcp *tcpTarget
-	b   *backends
+	// b collects the backends while the rules are translated; seal turns it
+	// into backendRes and drops it.
+	b          *backends
+	backendRes backendResources
 	// resolved is the ResolvedRefs condition.
 	resolved Condition
 	// partial is PartiallyInvalid=True when rules were dropped.
@@ -25,17 +28,17 @@ type body struct {
 	invalid *Condition
 }
 
-// keyed is one Envoy route with the part of its precedence key that does not
-// depend on the hostname it is served for.
+// keyed is one Envoy route, as JSON made once however many hostnames serve
+// it, with the part of its precedence key that does not depend on the
+// hostname. Only the JSON is kept: the memo holds a body per route, and the
+// structure it was marshalled from would double that.
 type keyed struct {
-	key   string
-	route envoykit.Route
-	// raw is route as JSON, made once however many hostnames serve it.
+	key string
 	raw apiextensionsv1.JSON
 }
 
 func keyedRoute(key string, r envoykit.Route) keyed {
-	return keyed{key: key, route: r, raw: envoykit.Raw(r)}
+	return keyed{key: key, raw: envoykit.Raw(r)}
 }
 
 type tcpTarget struct {

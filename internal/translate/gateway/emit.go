@@ -158,33 +158,53 @@ func (t *translation) emit(a *attachment, hosts map[*listener]map[string]bool, s
 		slices.SortFunc(routes, func(a, b v1alpha1.FragmentRoute) int { return strings.Compare(a.Precedence, b.Precedence) })
 		spec.RouteFragments = append(spec.RouteFragments, v1alpha1.RouteFragment{RouteTable: k.table, Host: k.host, Routes: routes})
 	}
-	t.addBackends(&spec, r.body.b)
+	addBackends(&spec, r.body.backendRes)
 	return Config{Name: a.config, Source: npcwriter.Source{Kind: r.key.Kind, Namespace: r.key.Namespace, Name: r.key.Name},
 		Gateway: a.gw.key, Spec: spec}
 }
 
-// addBackends adds a route's clusters and backend Services.
-func (t *translation) addBackends(spec *v1alpha1.NodeProxyConfigSpec, b *backends) {
+// addBackends adds a route's clusters and backend Services, shared by every
+// config of the route (capacity capped, so an append copies).
+func addBackends(spec *v1alpha1.NodeProxyConfigSpec, br backendResources) {
+	if len(br.clusters) == 0 {
+		return
+	}
+	spec.Envoy = &v1alpha1.EnvoyResources{Resources: slices.Clip(br.clusters), BackendServices: slices.Clip(br.services)}
+}
+
+// backendResources are a route's backends as its configs carry them: the
+// clusters marshalled, in name order, and the backend Services.
+type backendResources struct {
+	clusters []v1alpha1.EnvoyResource
+	services []v1alpha1.BackendService
+}
+
+// seal makes bd's backendResources once its rules are translated. The memo
+// keeps a body per route: JSON shared between the routes that use a cluster
+// is far smaller than each body's own cluster structures.
+func (t *translation) seal(bd *body) {
+	b := bd.b
+	bd.b = nil
 	if len(b.clusters) == 0 {
 		return
 	}
-	spec.Envoy = &v1alpha1.EnvoyResources{}
 	names := make([]string, 0, len(b.clusters))
 	for n := range b.clusters {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	res := make([]v1alpha1.EnvoyResource, 0, len(names))
 	for _, n := range names {
-		res, ok := t.clusterJSON[n]
+		r, ok := t.clusterJSON[n]
 		if !ok {
 			// Clusters are named after what they are: the same name is the
 			// same bytes, marshalled once per translation.
-			res = envoykit.Resource(envoykit.TypeCluster, b.clusters[n])
-			t.clusterJSON[n] = res
+			r = envoykit.Resource(envoykit.TypeCluster, b.clusters[n])
+			t.clusterJSON[n] = r
 		}
-		spec.Envoy.Resources = append(spec.Envoy.Resources, res)
+		res = append(res, r)
 	}
-	spec.Envoy.BackendServices = envoykit.BackendServices(b.services)
+	bd.backendRes = backendResources{clusters: res, services: envoykit.BackendServices(b.services)}
 }
 
 // claimSNI settles which TLSRoute serves each server name on each Envoy

@@ -34,6 +34,7 @@ func (t *translation) httpBody(r *gatewayv1.HTTPRoute) *body {
 		bd.routes = append(bd.routes, routes...)
 	}
 	st.finish(bd)
+	t.seal(bd)
 	return bd
 }
 

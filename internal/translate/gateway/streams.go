@@ -28,6 +28,7 @@ func (t *translation) grpcBody(r *gatewayv1.GRPCRoute) *body {
 		bd.routes = append(bd.routes, routes...)
 	}
 	st.finish(bd)
+	t.seal(bd)
 	return bd
 }
 
@@ -180,5 +181,6 @@ func (t *translation) tlsBody(r *gatewayv1.TLSRoute) *body {
 		bd.tcp.cluster = act.Cluster
 	}
 	st.finish(bd)
+	t.seal(bd)
 	return bd
 }
