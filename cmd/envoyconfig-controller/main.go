@@ -11,6 +11,7 @@ import (
 
 	"github.com/portico-dev/portico/controllers/envoyconfig"
 	"github.com/portico-dev/portico/internal/managerflags"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/webhooks"
 )
 
@@ -23,7 +24,10 @@ func main() {
 	mf.SetupLogger()
 	log := ctrl.Log.WithName("envoyconfig-controller")
 
-	mgr, err := mf.Manager(ctrl.Options{})
+	// Configs are written whole and read back for their status only.
+	opts := ctrl.Options{}
+	npcwriter.TrimCache(&opts.Cache)
+	mgr, err := mf.Manager(opts)
 	if err != nil {
 		log.Error(err, "creating the manager")
 		os.Exit(1)

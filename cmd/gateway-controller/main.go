@@ -14,6 +14,7 @@ import (
 
 	"github.com/portico-dev/portico/controllers/gateway"
 	"github.com/portico-dev/portico/internal/managerflags"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
 	"github.com/portico-dev/portico/webhooks"
 )
@@ -29,7 +30,10 @@ func main() {
 	mf.SetupLogger()
 	log := ctrl.Log.WithName("gateway-controller")
 
-	mgr, err := mf.Manager(ctrl.Options{})
+	// Configs are written whole and read back for their status only.
+	opts := ctrl.Options{}
+	npcwriter.TrimCache(&opts.Cache)
+	mgr, err := mf.Manager(opts)
 	if err != nil {
 		log.Error(err, "creating the manager")
 		os.Exit(1)

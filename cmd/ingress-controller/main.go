@@ -11,6 +11,7 @@ import (
 
 	"github.com/portico-dev/portico/controllers/ingress"
 	"github.com/portico-dev/portico/internal/managerflags"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/ingress"
 )
 
@@ -38,7 +39,10 @@ func main() {
 	}
 	opts.DefaultMode = mode
 
-	mgr, err := mf.Manager(ctrl.Options{})
+	// Configs are written whole and read back for their status only.
+	mopts := ctrl.Options{}
+	npcwriter.TrimCache(&mopts.Cache)
+	mgr, err := mf.Manager(mopts)
 	if err != nil {
 		log.Error(err, "creating the manager")
 		os.Exit(1)

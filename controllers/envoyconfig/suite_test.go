@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/portico-dev/portico/controllers/envoyconfig"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/testenv"
 	"github.com/portico-dev/portico/internal/testnode"
 	"github.com/portico-dev/portico/webhooks"
@@ -43,10 +44,13 @@ const (
 func TestMain(m *testing.M) {
 	testenv.Main(m, testenv.Options{Webhooks: true}, func(e *testenv.Env) (func(), error) {
 		env, k8s = e, e.Client
-		mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+		mopts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 			WebhookServer: webhook.NewServer(webhook.Options{
 				Host: env.Webhook.LocalServingHost, Port: env.Webhook.LocalServingPort, CertDir: env.Webhook.LocalServingCertDir,
-			})})
+			})}
+		// As the binary's cache holds them (cmd/*-controller).
+		npcwriter.TrimCache(&mopts.Cache)
+		mgr, err := ctrl.NewManager(env.Config, mopts)
 		if err != nil {
 			return nil, err
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/gateway"
 	"github.com/portico-dev/portico/controllers/lbipam"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/testenv"
 	"github.com/portico-dev/portico/internal/testnode"
 	"github.com/portico-dev/portico/webhooks"
@@ -59,10 +60,13 @@ func setup() (func(), error) {
 	if err := bypassable(ctx, "vgatewayclassconfig.portico.dev"); err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
+	mopts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"},
 		WebhookServer: webhook.NewServer(webhook.Options{
 			Host: env.Webhook.LocalServingHost, Port: env.Webhook.LocalServingPort, CertDir: env.Webhook.LocalServingCertDir,
-		})})
+		})}
+	// As the binary's cache holds them (cmd/*-controller).
+	npcwriter.TrimCache(&mopts.Cache)
+	mgr, err := ctrl.NewManager(env.Config, mopts)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/controllers/ingress"
 	"github.com/portico-dev/portico/controllers/lbipam"
+	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/testenv"
 	"github.com/portico-dev/portico/internal/testnode"
 )
@@ -52,7 +53,10 @@ func setup() (func(), error) {
 	if err := k8s.Create(ctx, pool); err != nil {
 		return nil, err
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}})
+	mopts := ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}}
+	// As the binary's cache holds them (cmd/*-controller).
+	npcwriter.TrimCache(&mopts.Cache)
+	mgr, err := ctrl.NewManager(env.Config, mopts)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"reflect"
 	"strings"
 	"sync"
@@ -260,7 +259,7 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 		}
 	}
 	labels := w.Labels(src)
-	same, err := sameSpec(cur.Spec, spec)
+	same, err := sameAsCurrent(cur, spec)
 	if err != nil {
 		return false, err
 	}
@@ -271,26 +270,18 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 	if err := checkSize(name, spec); err != nil {
 		return false, err
 	}
-	upd := cur.DeepCopy()
-	if upd.Labels == nil {
-		upd.Labels = map[string]string{}
+	patch, err := specPatch(cur, labels, src, spec)
+	if err != nil {
+		return false, err
 	}
-	maps.Copy(upd.Labels, labels)
-	if upd.Annotations == nil {
-		upd.Annotations = map[string]string{}
-	}
-	upd.Annotations[AnnotationSource] = src.String()
-	// A copy: the client decodes the server's answer into upd, re-using the
-	// spec's slices, which the caller (and w.last) still hold.
-	upd.Spec = *spec.DeepCopy()
 	if !same {
 		w.expect(name, &version{cur.UID, cur.Generation + 1})
 	}
-	// A merge patch, not an optimistic Update: the producer owns the spec
-	// outright, and its own status writes (the Programmed verdict) move the
-	// resourceVersion all the time, which would make an update from the cache fail
-	// with a conflict and cost the whole pass a retry.
-	err = w.Client.Patch(ctx, upd, client.MergeFrom(cur))
+	// The client decodes the server's answer into upd, a new object: cur is the
+	// cache's own, and the caller (and w.last) keep spec.
+	upd := &v1alpha1.NodeProxyConfig{}
+	upd.Name = name
+	err = w.Client.Patch(ctx, upd, patch)
 	w.expect(name, nil)
 	if err != nil {
 		// A conflict means someone else wrote in between; their version's
