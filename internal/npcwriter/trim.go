@@ -44,6 +44,13 @@ func TrimConfig(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
+	if _, done := c.Annotations[annotationCachedDigest]; done {
+		// client-go may hand an object it already transformed to the
+		// transform again (a resync, a relist); its digest is already that of
+		// the whole spec. Objects on the server never carry the annotation:
+		// only producers write configs, and the Writer never sends it.
+		return c, nil
+	}
 	digest, err := SpecDigest(c.Spec)
 	if err != nil {
 		// Keep it whole: the Writer then compares the spec itself.
