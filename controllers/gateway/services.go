@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -60,7 +61,7 @@ func (c *Controller) ensureService(ctx context.Context, gw *gatewayv1.Gateway, p
 	mergeMeta(upd, want)
 	upd.Spec.AllocateLoadBalancerNodePorts = want.Spec.AllocateLoadBalancerNodePorts
 	upd.Spec.ExternalTrafficPolicy = want.Spec.ExternalTrafficPolicy
-	upd.Spec.Ports = want.Spec.Ports
+	upd.Spec.Ports = withServerDefaults(want.Spec.Ports, cur.Spec.Ports)
 	if maps.Equal(upd.Labels, cur.Labels) && maps.Equal(upd.Annotations, cur.Annotations) && slices.Equal(upd.Spec.Ports, cur.Spec.Ports) &&
 		upd.Spec.ExternalTrafficPolicy == cur.Spec.ExternalTrafficPolicy &&
 		ptr.Equal(upd.Spec.AllocateLoadBalancerNodePorts, cur.Spec.AllocateLoadBalancerNodePorts) {
@@ -70,6 +71,29 @@ func (c *Controller) ensureService(ctx context.Context, gw *gatewayv1.Gateway, p
 		return nil, fmt.Errorf("updating Service %s: %w", key, err)
 	}
 	return upd, nil
+}
+
+// withServerDefaults fills in what the apiserver set on the ports of a
+// Service it already has (the target port defaults to the port, a node port
+// is allocated): compared without them, every pass found each Gateway's
+// Service changed and sent a PUT that changed nothing, 100 of them before the
+// configs of a pass over 100 Gateways were written.
+func withServerDefaults(want, cur []corev1.ServicePort) []corev1.ServicePort {
+	out := slices.Clone(want)
+	for i := range out {
+		for _, c := range cur {
+			if c.Port != out[i].Port || c.Protocol != out[i].Protocol {
+				continue
+			}
+			if out[i].TargetPort == (intstr.IntOrString{}) {
+				out[i].TargetPort = c.TargetPort
+			}
+			if out[i].NodePort == 0 {
+				out[i].NodePort = c.NodePort
+			}
+		}
+	}
+	return out
 }
 
 // mergeMeta puts want's labels and annotations on upd, removing those an
