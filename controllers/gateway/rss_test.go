@@ -87,7 +87,12 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	// The path measured is a restart over an unchanged world: every config
 	// is found in place. A binary that rewrote them (its cache's copy no
 	// longer compared equal) would be measured doing something else.
-	if n := patches(metricsAddr); n != 0 {
+	switch n := patches(metricsAddr); {
+	case n < 0:
+		return 0, 0, fmt.Errorf("could not read the binary's metrics at %s", metricsAddr)
+	case n > 0:
+		// Status patches count too: none is due either, the in-process
+		// controller wrote the same statuses.
 		return 0, 0, fmt.Errorf("the binary sent %d PATCH requests on its first pass over configs already in place", n)
 	}
 	hwm, err := vmHWM(cmd.Process.Pid)

@@ -75,7 +75,8 @@ func (c *Controller) ensureService(ctx context.Context, gw *gatewayv1.Gateway, p
 
 // withServerDefaults fills in what the apiserver set on the ports of a
 // Service it already has (the target port defaults to the port, a node port
-// is allocated): compared without them, every pass found each Gateway's
+// may have been allocated, which an update without it would not remove
+// either): compared without them, every pass found each Gateway's
 // Service changed and sent a PUT that changed nothing, 100 of them before the
 // configs of a pass over 100 Gateways were written.
 func withServerDefaults(want, cur []corev1.ServicePort) []corev1.ServicePort {
@@ -85,7 +86,8 @@ func withServerDefaults(want, cur []corev1.ServicePort) []corev1.ServicePort {
 			if c.Port != out[i].Port || c.Protocol != out[i].Protocol {
 				continue
 			}
-			if out[i].TargetPort == (intstr.IntOrString{}) {
+			// Only the default: a target port someone else set is put back.
+			if out[i].TargetPort == (intstr.IntOrString{}) && c.TargetPort == intstr.FromInt32(c.Port) {
 				out[i].TargetPort = c.TargetPort
 			}
 			if out[i].NodePort == 0 {

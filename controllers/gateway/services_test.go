@@ -36,6 +36,8 @@ func TestUnchangedServiceIsNotWritten(t *testing.T) {
 	for i := range stored.Spec.Ports {
 		stored.Spec.Ports[i].TargetPort = intstr.FromInt32(stored.Spec.Ports[i].Port)
 	}
+	// As an older release that let the apiserver allocate node ports left it.
+	stored.Spec.Ports[0].NodePort = 30080
 	writes := 0
 	count := func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
 		writes++
@@ -55,7 +57,19 @@ func TestUnchangedServiceIsNotWritten(t *testing.T) {
 	if got, err = c.ensureService(context.Background(), gw, gatewayparams.Default()); err != nil {
 		t.Fatal(err)
 	}
-	if writes != 1 || len(got.Spec.Ports) != 3 || got.Spec.Ports[0].TargetPort != intstr.FromInt32(80) {
+	if writes != 1 || len(got.Spec.Ports) != 3 || got.Spec.Ports[0].TargetPort != intstr.FromInt32(80) || got.Spec.Ports[0].NodePort != 30080 {
 		t.Errorf("after a new listener: %d writes, ports %+v", writes, got.Spec.Ports)
+	}
+	// A target port someone else changed is put back (by leaving it to the apiserver's default).
+	edited := got.DeepCopy()
+	edited.Spec.Ports[1].TargetPort = intstr.FromInt32(9999)
+	if err := k.Update(context.Background(), edited); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = c.ensureService(context.Background(), gw, gatewayparams.Default()); err != nil {
+		t.Fatal(err)
+	}
+	if writes != 3 || got.Spec.Ports[1].TargetPort == intstr.FromInt32(9999) {
+		t.Errorf("after an edit of the target port: %d writes, ports %+v", writes, got.Spec.Ports)
 	}
 }

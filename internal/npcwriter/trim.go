@@ -18,8 +18,11 @@ import (
 )
 
 // annotationCachedDigest marks a NodeProxyConfig that TrimConfig cut down in
-// a producer's cache; its value is SpecDigest of the spec the apiserver has.
-// It exists in that cache only: the Writer never sends a cached object back.
+// a producer's cache; its value is "<resourceVersion>:<SpecDigest>" of the
+// object the apiserver sent. It exists in that cache only: the Writer never
+// sends a cached object back, and a value written to the server by someone
+// else is not trusted, since no stored object's resourceVersion can be the
+// one recorded in it before it was stored.
 const annotationCachedDigest = "portico.dev/cached-spec-digest"
 
 // TrimCache makes opts' cache hold NodeProxyConfigs as TrimConfig leaves them.
@@ -29,6 +32,13 @@ const annotationCachedDigest = "portico.dev/cached-spec-digest"
 func TrimCache(opts *cache.Options) {
 	if opts.ByObject == nil {
 		opts.ByObject = map[client.Object]cache.ByObject{}
+	}
+	for obj, bo := range opts.ByObject {
+		if _, ok := obj.(*v1alpha1.NodeProxyConfig); ok {
+			bo.Transform = TrimConfig
+			opts.ByObject[obj] = bo
+			return
+		}
 	}
 	opts.ByObject[&v1alpha1.NodeProxyConfig{}] = cache.ByObject{Transform: TrimConfig}
 }
@@ -44,11 +54,10 @@ func TrimConfig(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	if _, done := c.Annotations[annotationCachedDigest]; done {
+	if _, ok := cachedDigest(c); ok {
 		// client-go may hand an object it already transformed to the
 		// transform again (a resync, a relist); its digest is already that of
-		// the whole spec. Objects on the server never carry the annotation:
-		// only producers write configs, and the Writer never sends it.
+		// the whole spec.
 		return c, nil
 	}
 	digest, err := SpecDigest(c.Spec)
@@ -62,7 +71,7 @@ func TrimConfig(obj any) (any, error) {
 	for k, v := range c.Annotations {
 		out.Annotations[k] = v
 	}
-	out.Annotations[annotationCachedDigest] = digest
+	out.Annotations[annotationCachedDigest] = c.ResourceVersion + ":" + digest
 	out.Spec = v1alpha1.NodeProxyConfigSpec{NodeSelector: c.Spec.NodeSelector, Redirects: c.Spec.Redirects,
 		Announcements: c.Spec.Announcements}
 	if c.Spec.Envoy != nil {
@@ -100,18 +109,30 @@ func SpecDigest(spec v1alpha1.NodeProxyConfigSpec) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
+// cachedDigest is the digest TrimConfig recorded for c, if it recorded one
+// for this very version of it.
+func cachedDigest(c *v1alpha1.NodeProxyConfig) (string, bool) {
+	v, ok := c.Annotations[annotationCachedDigest]
+	if !ok {
+		return "", false
+	}
+	rv, d, ok := strings.Cut(v, ":")
+	return d, ok && rv == c.ResourceVersion && rv != ""
+}
+
 // sameAsCurrent compares spec with the spec of cur, an object of the cache:
 // by digest when the cache trimmed it, whole otherwise.
 func sameAsCurrent(cur *v1alpha1.NodeProxyConfig, spec v1alpha1.NodeProxyConfigSpec) (bool, error) {
-	if d, ok := cur.Annotations[annotationCachedDigest]; ok {
+	if d, ok := cachedDigest(cur); ok {
 		mine, err := SpecDigest(spec)
 		return mine == d, err
 	}
 	return sameSpec(cur.Spec, spec)
 }
 
-// specPatch is the JSON patch that makes cur hold spec, the producer's labels
-// and its source annotation. The spec is replaced whole, so that it needs
+// specPatch is the JSON patch that makes cur hold spec (nil: the spec is
+// already right, only metadata is written), the producer's labels and its
+// source annotation. The spec is replaced whole, so that it needs
 // nothing of cur's spec, which the cache may have trimmed (a merge patch from
 // it would leave fields the new spec no longer has). A patch, not an
 // optimistic Update: the producer owns the spec outright, and its own status
@@ -119,13 +140,16 @@ func sameAsCurrent(cur *v1alpha1.NodeProxyConfig, spec v1alpha1.NodeProxyConfigS
 // would make an update from the cache fail with a conflict and cost the whole
 // pass a retry. Labels and the annotation are set key by key, leaving other
 // people's.
-func specPatch(cur *v1alpha1.NodeProxyConfig, labels map[string]string, src Source, spec v1alpha1.NodeProxyConfigSpec) (client.Patch, error) {
+func specPatch(cur *v1alpha1.NodeProxyConfig, labels map[string]string, src Source, spec *v1alpha1.NodeProxyConfigSpec) (client.Patch, error) {
 	type op struct {
 		Op    string `json:"op"`
 		Path  string `json:"path"`
 		Value any    `json:"value"`
 	}
-	ops := []op{{"add", "/spec", spec}}
+	var ops []op
+	if spec != nil {
+		ops = append(ops, op{"add", "/spec", spec})
+	}
 	// A key can be added only to a map that exists on the server; an empty or
 	// absent one is set whole. The digest annotation exists in the cache only.
 	annotations := len(cur.Annotations)

@@ -28,6 +28,7 @@ func fullSpec() v1alpha1.NodeProxyConfigSpec {
 		},
 		Secrets: []string{"ns/cert"},
 	}
+	s.Redirects = []v1alpha1.Redirect{{Name: "http", VIP: "192.0.2.10", Port: 80, Protocol: v1alpha1.ProtocolTCP, Listener: "http-80"}}
 	s.FilterChainFragments = []v1alpha1.FilterChainFragment{{Listener: "http-80",
 		FilterChains: []apiextensionsv1.JSON{{Raw: []byte(`{"name":"sni-a","filter_chain_match":{"server_names":["a.example.com"]}}`)}}}}
 	return s
@@ -62,9 +63,11 @@ func TestTrimmedCache(t *testing.T) {
 	}
 	src := Source{Kind: "Gateway", Namespace: "ns", Name: "gw"}
 	const name = "gateway.ns.gw"
-	// Someone else's label, which the writer must leave alone.
+	// Someone else's label and annotation, which the writer must leave alone,
+	// and a digest annotation written to the server, which must not be trusted.
 	obj := &v1alpha1.NodeProxyConfig{Spec: fullSpec()}
 	obj.Name, obj.Labels = name, map[string]string{v1alpha1.LabelProducer: "gateway", "team": "web"}
+	obj.Annotations = map[string]string{"note": "kept", annotationCachedDigest: "1:forged"}
 	if err := env.Client.Create(ctx, obj); err != nil {
 		t.Fatal(err)
 	}
@@ -76,8 +79,11 @@ func TestTrimmedCache(t *testing.T) {
 	if got := listenerNames(seen.Spec); !reflect.DeepEqual(got, []string{"http-80"}) {
 		t.Fatalf("listener names in the cache: %v", got)
 	}
-	if seen.Spec.NodeSelector == nil || len(seen.Spec.NodeSelector.MatchLabels) != 2 {
-		t.Fatalf("node selector trimmed: %+v", seen.Spec.NodeSelector)
+	if seen.Spec.NodeSelector == nil || len(seen.Spec.NodeSelector.MatchLabels) != 2 || len(seen.Spec.Redirects) != 1 {
+		t.Fatalf("node selector or redirects trimmed (the verdict reads them): %+v", seen.Spec)
+	}
+	if d, ok := cachedDigest(seen); !ok || d == "forged" {
+		t.Fatalf("the cached digest is %q (%v), not the spec's", d, ok)
 	}
 
 	// A writer that remembers nothing (a restarted producer) sees the same
@@ -106,10 +112,10 @@ func TestTrimmedCache(t *testing.T) {
 	if same, err := sameSpec(live.Spec, next); err != nil || !same {
 		t.Fatalf("the server holds %+v, want exactly %+v (err %v)", live.Spec, next, err)
 	}
-	if _, ok := live.Annotations[annotationCachedDigest]; ok {
-		t.Error("the cache's digest annotation was written to the server")
+	if v := live.Annotations[annotationCachedDigest]; v != "1:forged" {
+		t.Errorf("the server's digest annotation is %q: the cache's was written back", v)
 	}
-	if live.Labels["team"] != "web" || live.Labels[v1alpha1.LabelSourceName] != "gw" || live.Annotations[AnnotationSource] != src.String() {
+	if live.Labels["team"] != "web" || live.Annotations["note"] != "kept" || live.Labels[v1alpha1.LabelSourceName] != "gw" || live.Annotations[AnnotationSource] != src.String() {
 		t.Errorf("labels %v, annotations %v", live.Labels, live.Annotations)
 	}
 }
@@ -135,7 +141,7 @@ func waitCached(t *testing.T, c client.Client, name string, into *v1alpha1.NodeP
 // the first pass of the gateway-controller over 2,000 unchanged routes).
 func TestTrimConfigTwice(t *testing.T) {
 	obj := &v1alpha1.NodeProxyConfig{Spec: fullSpec()}
-	obj.Name = "gateway.ns.gw"
+	obj.Name, obj.ResourceVersion = "gateway.ns.gw", "7"
 	once, err := TrimConfig(obj)
 	if err != nil {
 		t.Fatal(err)
@@ -150,7 +156,7 @@ func TestTrimConfigTwice(t *testing.T) {
 	}
 	for i, o := range []any{once, twice} {
 		c := o.(*v1alpha1.NodeProxyConfig)
-		if got := c.Annotations[annotationCachedDigest]; got != want {
+		if got, _ := cachedDigest(c); got != want {
 			t.Errorf("after %d transforms the digest is %q, want the whole spec's %q", i+1, got, want)
 		}
 		if same, err := sameAsCurrent(c, fullSpec()); err != nil || !same {

@@ -270,7 +270,11 @@ func (w *Writer) Apply(ctx context.Context, name string, src Source, spec v1alph
 	if err := checkSize(name, spec); err != nil {
 		return false, err
 	}
-	patch, err := specPatch(cur, labels, src, spec)
+	var newSpec *v1alpha1.NodeProxyConfigSpec
+	if !same {
+		newSpec = &spec
+	}
+	patch, err := specPatch(cur, labels, src, newSpec)
 	if err != nil {
 		return false, err
 	}
