@@ -197,7 +197,11 @@ func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out 
 			return
 		}
 		obj := update(next)
-		if err := c.client.Status().Update(ctx, obj); client.IgnoreNotFound(err) != nil {
+		err := c.client.Status().Update(ctx, obj)
+		if apierrors.IsConflict(err) {
+			err = c.retryRouteStatus(ctx, obj, gen, out.Routes[key])
+		}
+		if client.IgnoreNotFound(err) != nil {
 			errs = append(errs, fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err))
 			delete(c.routesDone, key)
 			return
@@ -222,6 +226,51 @@ func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out 
 		}
 	}
 	return joinErrs(errs)
+}
+
+// retryRouteStatus writes a route's status again after a conflict: the
+// cache's copy was older than the route (just edited by its owner, or another
+// controller wrote its own parents' status). Failing the pass for it would log
+// an error and back the single key off for a race that is normal under churn.
+// The route is read from the apiserver: if its spec moved, the pass for the
+// new generation (already queued by its event) writes the status, and nothing
+// is written here; otherwise the status is recomputed on the live copy,
+// keeping what other controllers wrote. The caller's obj gets the result.
+func (c *Controller) retryRouteStatus(ctx context.Context, obj client.Object, gen int64, parents []translate.ParentStatus) error {
+	live, ok := obj.DeepCopyObject().(client.Object)
+	if !ok {
+		return fmt.Errorf("%T is not an object", obj)
+	}
+	if err := c.apiReader.Get(ctx, client.ObjectKeyFromObject(obj), live); err != nil {
+		return err
+	}
+	if live.GetGeneration() != gen {
+		obj.SetResourceVersion(live.GetResourceVersion())
+		return nil
+	}
+	status := routeStatusOf(live)
+	if status == nil {
+		return fmt.Errorf("%T has no route status", live)
+	}
+	*status = c.routeStatus(*status, gen, parents)
+	if err := c.client.Status().Update(ctx, live); err != nil {
+		return err
+	}
+	obj.SetResourceVersion(live.GetResourceVersion())
+	return nil
+}
+
+// routeStatusOf is the RouteStatus inside a route of any kind served.
+func routeStatusOf(obj client.Object) *gatewayv1.RouteStatus {
+	switch r := obj.(type) {
+	case *gatewayv1.HTTPRoute:
+		return &r.Status.RouteStatus
+	case *gatewayv1.GRPCRoute:
+		return &r.Status.RouteStatus
+	case *gatewayv1.TLSRoute:
+		return &r.Status.RouteStatus
+	}
+	return nil
 }
 
 // routeDone is a route's resourceVersion and translated status when its
