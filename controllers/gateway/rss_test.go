@@ -52,12 +52,7 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	if out, err := build.CombinedOutput(); err != nil {
 		return 0, 0, fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, 0, err
-	}
-	metricsAddr := l.Addr().String()
-	l.Close()
+	metricsAddr := freeAddr(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	args := []string{"--metrics-bind-address=" + metricsAddr, "--health-probe-bind-address=0", "--enable-webhook=false"}

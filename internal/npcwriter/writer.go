@@ -381,26 +381,15 @@ func (w *Writer) Owned(ctx context.Context) ([]string, error) {
 
 var jsonUnmarshal = json.Unmarshal
 
-// sameSpec compares specs as the apiserver sees them: Envoy resources are raw
-// JSON, which comes back from the server with its keys reordered, so bytes are
-// compared only after a round trip through generic values.
+// sameSpec compares specs as the apiserver sees them, by SpecDigest: the
+// comparison a trimmed cache makes, for a spec the cache kept whole.
 func sameSpec(a, b v1alpha1.NodeProxyConfigSpec) (bool, error) {
-	ja, err := json.Marshal(a)
+	da, err := SpecDigest(a)
 	if err != nil {
 		return false, err
 	}
-	jb, err := json.Marshal(b)
-	if err != nil {
-		return false, err
-	}
-	var va, vb any
-	if err := json.Unmarshal(ja, &va); err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(jb, &vb); err != nil {
-		return false, err
-	}
-	return reflect.DeepEqual(va, vb), nil
+	db, err := SpecDigest(b)
+	return da == db, err
 }
 
 func labelsCover(have, want map[string]string) bool {
