@@ -240,16 +240,33 @@ func capitalize(s string) string {
 // transition time moves only with the condition's status, and a steady state
 // costs no write at all.
 func (v Verdict) Apply(st *v1alpha1.NodeProxyConfigStatus, generation int64) bool {
-	status, reason, msg := v.Condition()
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage-3] + "..."
-	}
+	status, reason, msg := v.stored()
 	changed := conditions.Set(&st.Conditions, generation, v1alpha1.ConditionProgrammed, status, reason, msg)
 	if st.ObservedGeneration != generation || st.SelectedNodes != int32(v.Selected) || st.ProgrammedNodes != int32(len(v.Programmed)) {
 		st.ObservedGeneration, st.SelectedNodes, st.ProgrammedNodes = generation, int32(v.Selected), int32(len(v.Programmed))
 		changed = true
 	}
 	return changed
+}
+
+// InStatus reports whether st already says what Apply would write, without
+// copying st: a producer's status pass looks at every config, and in a steady state
+// every one of them is settled.
+func (v Verdict) InStatus(st *v1alpha1.NodeProxyConfigStatus, generation int64) bool {
+	status, reason, msg := v.stored()
+	c := conditions.Get(st.Conditions, v1alpha1.ConditionProgrammed)
+	return c != nil && c.Status == status && c.Reason == string(reason) && c.Message == msg &&
+		c.ObservedGeneration == generation && st.ObservedGeneration == generation &&
+		st.SelectedNodes == int32(v.Selected) && st.ProgrammedNodes == int32(len(v.Programmed))
+}
+
+// stored is the Programmed condition as a status holds it: the message cut to maxMessage.
+func (v Verdict) stored() (metav1.ConditionStatus, v1alpha1.ConditionReason, string) {
+	status, reason, msg := v.Condition()
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage-3] + "..."
+	}
+	return status, reason, msg
 }
 
 // maxMessage keeps a condition message readable (the API allows 32 KiB).

@@ -116,6 +116,53 @@ func TestApplyOnlyOnChange(t *testing.T) {
 	}
 }
 
+// TestInStatusIsApplyUnchanged: InStatus answers exactly when Apply would change
+// nothing, over verdicts, generations and statuses that differ in each field Apply
+// writes (a pass trusts it to skip the copy and the write).
+func TestInStatusIsApplyUnchanged(t *testing.T) {
+	verdicts := []Verdict{
+		{},
+		{Selected: 2, Programmed: []string{"a", "b"}},
+		{Selected: 2, Programmed: []string{"a"}, Pending: []NodeResult{{"b", v1alpha1.ReasonPending, "x"}}},
+		{Selected: 2, Programmed: []string{"a"}, Pending: []NodeResult{{"b", v1alpha1.ReasonPending, "y"}}},
+		{Selected: 1, Rejected: []NodeResult{{"a", v1alpha1.ReasonConflict, strings.Repeat("long ", 1000)}}},
+	}
+	var statuses []v1alpha1.NodeProxyConfigStatus
+	for _, v := range verdicts {
+		for _, gen := range []int64{1, 2} {
+			var st v1alpha1.NodeProxyConfigStatus
+			v.Apply(&st, gen)
+			statuses = append(statuses, st)
+			// The same condition with one count or the status's generation off.
+			off := *st.DeepCopy()
+			off.ProgrammedNodes++
+			statuses = append(statuses, off)
+			off = *st.DeepCopy()
+			off.ObservedGeneration++
+			statuses = append(statuses, off)
+		}
+	}
+	statuses = append(statuses, v1alpha1.NodeProxyConfigStatus{})
+	n := 0
+	for _, v := range verdicts {
+		for _, gen := range []int64{1, 2} {
+			for i := range statuses {
+				st := statuses[i].DeepCopy()
+				in := v.InStatus(st, gen)
+				if changed := v.Apply(st, gen); in == changed {
+					t.Fatalf("verdict %d gen %d status %d: InStatus %v, Apply changed %v", n, gen, i, in, changed)
+				}
+				if in {
+					n++
+				}
+			}
+		}
+	}
+	if n < len(verdicts) {
+		t.Fatalf("InStatus held only %d times; every verdict's own status should hold", n)
+	}
+}
+
 // BenchmarkCompute5000x100 is the figure: 5,000 configs (a few selectors)
 // on 100 nodes, each node with 64 listed rejections.
 func BenchmarkCompute5000x100(b *testing.B) {

@@ -144,6 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
+	registerMetrics()
 	log := cfg.Log.WithValues("node", cfg.NodeName)
 
 	xsrv, err := xds.New(xds.Options{SocketPath: cfg.XDSSocket, TCPAddress: cfg.XDSAddress, VersionBase: uint64(time.Now().UnixMilli())})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"reflect"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -101,17 +103,54 @@ func (a *agent) isBackend(obj any) bool {
 	return a.backends[o.GetNamespace()+"/"+name]
 }
 
-func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any)) error {
+// watch calls onEvent for every add and delete of obj's kind, and for the updates
+// moved reports as mattering (every update when moved is nil).
+func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any), moved func(o, n any) bool) error {
 	inf, err := a.cache.GetInformer(ctx, obj)
 	if err != nil {
 		return fmt.Errorf("agent: watching %T: %w", obj, err)
 	}
+	ignored := ignoredUpdates.WithLabelValues(reflect.TypeOf(obj).Elem().Name())
 	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    onEvent,
-		UpdateFunc: func(_, n any) { onEvent(n) },
+		AddFunc: onEvent,
+		UpdateFunc: func(o, n any) {
+			if moved == nil || moved(o, n) {
+				onEvent(n)
+				return
+			}
+			ignored.Inc()
+		},
 		DeleteFunc: onEvent,
 	})
 	return err
+}
+
+// configMoved reports whether an update changed what a sync reads of a
+// NodeProxyConfig: its spec (generation), labels, annotations or deletion. A status
+// write is none of these, and every producer writes one per config whose verdict
+// moves: each spec change is followed by one. Syncing on those cost a full sync,
+// O(selected configs), per status write. Skipping them leaves the reported
+// resourceVersions at the spec's, which is what the watermark is compared with.
+func configMoved(o, n any) bool {
+	oc, ok := o.(*v1alpha1.NodeProxyConfig)
+	nc, ok2 := n.(*v1alpha1.NodeProxyConfig)
+	if !ok || !ok2 {
+		return true
+	}
+	return oc.Generation != nc.Generation || !maps.Equal(oc.Labels, nc.Labels) ||
+		!maps.Equal(oc.Annotations, nc.Annotations) || !oc.DeletionTimestamp.Equal(nc.DeletionTimestamp)
+}
+
+// nodeMoved reports whether an update changed what a sync reads of the agent's Node:
+// its labels (config selection) and addresses (guardVIPs). The kubelet rewrites the
+// Node's status for its own reasons (conditions, images, heartbeats on old clusters).
+func nodeMoved(o, n any) bool {
+	on, ok := o.(*corev1.Node)
+	nn, ok2 := n.(*corev1.Node)
+	if !ok || !ok2 {
+		return true
+	}
+	return !maps.Equal(on.Labels, nn.Labels) || !slices.Equal(on.Status.Addresses, nn.Status.Addresses)
 }
 
 // run is the sync loop: it waits for a change and applies the result. A change after a
@@ -129,18 +168,19 @@ func (a *agent) run(ctx context.Context) error {
 		}
 	}
 	for _, w := range []struct {
-		obj client.Object
-		fn  func(any)
+		obj   client.Object
+		fn    func(any)
+		moved func(o, n any) bool
 	}{
-		{&v1alpha1.NodeProxyConfig{}, onConfig},
-		{&corev1.Node{}, onConfig},
+		{&v1alpha1.NodeProxyConfig{}, onConfig, configMoved},
+		{&corev1.Node{}, onConfig, nodeMoved},
 		// TODO(scale): every agent caches every EndpointSlice and Service in the cluster;
 		// watching only the backend Services (one informer per namespace, or a label
 		// selector maintained by the producers) would bound it.
-		{&discoveryv1.EndpointSlice{}, onBackend},
-		{&corev1.Service{}, onBackend},
+		{&discoveryv1.EndpointSlice{}, onBackend, nil},
+		{&corev1.Service{}, onBackend, nil},
 	} {
-		if err := a.watch(ctx, w.obj, w.fn); err != nil {
+		if err := a.watch(ctx, w.obj, w.fn, w.moved); err != nil {
 			return err
 		}
 	}
@@ -196,8 +236,12 @@ func (a *agent) run(ctx context.Context) error {
 func (a *agent) sync(ctx context.Context) {
 	backendsChanged := false
 	if a.configsDirty.Swap(false) {
+		start := time.Now()
 		before := a.out.BackendServices
-		if err := a.renderConfigs(ctx); err != nil {
+		err := a.renderConfigs(ctx)
+		syncs.WithLabelValues("configs").Inc()
+		syncSeconds.WithLabelValues("configs").Observe(time.Since(start).Seconds())
+		if err != nil {
 			a.log.Error(err, "rendering configs; retrying")
 			a.kick(true)
 		} else {
@@ -208,8 +252,11 @@ func (a *agent) sync(ctx context.Context) {
 		}
 	}
 	if a.endpointsDirty.Swap(false) || backendsChanged {
+		start := time.Now()
 		a.syncEndpoints(ctx)
 		a.endpointsSynced = true
+		syncs.WithLabelValues("endpoints").Inc()
+		syncSeconds.WithLabelValues("endpoints").Observe(time.Since(start).Seconds())
 	}
 	a.report.Update(a.buildReport())
 }
@@ -346,6 +393,7 @@ func (a *agent) renderConfigs(ctx context.Context) error {
 		a.announced = a.l2.set(out.Announcements)
 	}
 	a.out, a.selected, a.rejectedRV = out, rvs, rvs
+	selectedConfigs.Set(float64(len(rvs)))
 	a.rejected = append(rejected, out.Rejected...)
 
 	set := map[string]bool{}
