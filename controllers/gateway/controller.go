@@ -151,17 +151,22 @@ func servicePredicate() predicate.Predicate {
 
 // ownedConfigs passes our NodeProxyConfigs being deleted or edited by someone
 // else (so they are put back), after the writer has taken note of every event,
-// and those whose Programmed verdict moved: the Gateways' Programmed follows
-// it, and the pass must read it from this very cache, which the event proves
-// is up to date (a pass run from the status loop's callback may come before
-// the cache has the status it just wrote).
+// and the Gateways' configs whose Programmed verdict moved: the Gateways'
+// Programmed follows it, and the pass must read it from this very cache, which
+// the event proves is up to date (a pass run from the status loop's callback
+// may come before the cache has the status it just wrote). A route's config
+// moving costs no pass: no status a pass writes reads it (its Events are sent
+// by onVerdicts), and every route change moves its config's verdict twice
+// (Pending at the new generation, then Programmed), which made three passes
+// over every route of every Gateway out of one change.
 func ownedConfigs(w *npcwriter.Writer) predicate.Predicate {
 	ours := func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelProducer] == translate.Producer }
 	return predicate.Funcs{
 		CreateFunc: func(event.CreateEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			own := w.Observe(e.ObjectNew, false)
-			return ours(e.ObjectNew) && ((e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() && !own) || verdictMoved(e.ObjectOld, e.ObjectNew))
+			return ours(e.ObjectNew) && ((e.ObjectOld.GetGeneration() != e.ObjectNew.GetGeneration() && !own) ||
+				(gatewayConfig(e.ObjectNew) && verdictMoved(e.ObjectOld, e.ObjectNew)))
 		},
 		DeleteFunc: func(e event.DeleteEvent) bool {
 			w.Observe(e.Object, true)
@@ -169,6 +174,12 @@ func ownedConfigs(w *npcwriter.Writer) predicate.Predicate {
 		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 	}
+}
+
+// gatewayConfig reports whether a config is a Gateway's (listeners), whose
+// verdict is the Gateway's Programmed condition.
+func gatewayConfig(o client.Object) bool {
+	return o.GetLabels()[v1alpha1.LabelSourceKind] == translate.KindGateway
 }
 
 func verdictMoved(old, cur client.Object) bool {

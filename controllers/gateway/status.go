@@ -336,12 +336,15 @@ const (
 	EventPending    = npcstatus.EventPending
 )
 
-// onVerdicts runs a pass (the Programmed conditions follow the verdicts) and
-// sends an Event on the source of every config whose verdict moved.
+// onVerdicts runs a pass when a Gateway's config moved (its Programmed
+// conditions follow the verdict; a route's config is in no status a pass
+// writes) and sends an Event on the source of every config whose verdict moved.
 func (c *Controller) onVerdicts(ctx context.Context, changes []npcstatus.Change) {
-	select {
-	case c.kick <- event.GenericEvent{Object: &gatewayv1.Gateway{}}:
-	default:
+	if slices.ContainsFunc(changes, func(ch npcstatus.Change) bool { return gatewayConfig(ch.Config) }) {
+		select {
+		case c.kick <- event.GenericEvent{Object: &gatewayv1.Gateway{}}:
+		default:
+		}
 	}
 	for _, ch := range changes {
 		if !ch.Transition() {
