@@ -12,7 +12,7 @@ import (
 var (
 	syncs = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "portico", Subsystem: "agent", Name: "syncs_total",
-		Help: "Syncs of the node agent, by what they rebuilt: configs (select, render, serve, redirect map) or endpoints (EDS only).",
+		Help: "Syncs of the node agent, by what they rebuilt: configs (select, render, serve, redirect map), endpoints (EDS only) or versions (the resourceVersions reported after status-only writes, no render).",
 	}, []string{"kind"})
 	syncSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "portico", Subsystem: "agent", Name: "sync_duration_seconds",

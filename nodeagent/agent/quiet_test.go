@@ -23,7 +23,7 @@ import (
 // follows every spec change), the kubelet's status writes on the Node. Each sync
 // is O(selected configs); at 10,000 configs one per status write doubled the
 // agent's work. A label change on the config and a spec change still sync, and the
-// spec change is served.
+// spec change is served. The node's watermark still covers the status writes.
 func TestStatusWritesDoNotSync(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -77,6 +77,13 @@ func TestStatusWritesDoNotSync(t *testing.T) {
 	if got := testutil.ToFloat64(configSyncs); got != before {
 		t.Fatalf("%v config syncs after %d status writes on the config and the Node, want none", got-before, 2*writes)
 	}
+	// The node still reports the config's live resourceVersion as applied: what a
+	// producer or kubectl-portico compares with it (the spec it applied is the same).
+	np := &v1alpha1.NodeProxy{}
+	eventually(t, 20*time.Second, "the watermark reaches the last status write", func() bool {
+		return c.Get(ctx, client.ObjectKey{Name: nodeName}, np) == nil &&
+			cmpRV(np.Status.AppliedResourceVersion, npc.ResourceVersion) >= 0
+	})
 
 	// A label is read (the producer label decides whether the config is allowed).
 	must(t, c.Get(ctx, client.ObjectKeyFromObject(npc), npc))

@@ -40,8 +40,12 @@ type agent struct {
 	dp     *datapath
 	l2     *announcer
 
-	trigger        chan struct{}
-	configsDirty   atomic.Bool
+	trigger      chan struct{}
+	configsDirty atomic.Bool
+	// versions are the resourceVersions of configs updated without a change a
+	// sync reads, by name, for the next sync to report (noteVersion).
+	versionsMu     sync.Mutex
+	versions       map[string]string
 	endpointsDirty atomic.Bool
 	// backends is the set of "<namespace>/<name>" of the backend Services in use, read by
 	// the event handlers to ignore EndpointSlices nobody asked for.
@@ -104,8 +108,9 @@ func (a *agent) isBackend(obj any) bool {
 }
 
 // watch calls onEvent for every add and delete of obj's kind, and for the updates
-// moved reports as mattering (every update when moved is nil).
-func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any), moved func(o, n any) bool) error {
+// moved reports as mattering (every update when moved is nil); onQuiet, if set,
+// gets the others.
+func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any), moved func(o, n any) bool, onQuiet func(any)) error {
 	inf, err := a.cache.GetInformer(ctx, obj)
 	if err != nil {
 		return fmt.Errorf("agent: watching %T: %w", obj, err)
@@ -119,6 +124,9 @@ func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any),
 				return
 			}
 			ignored.Inc()
+			if onQuiet != nil {
+				onQuiet(n)
+			}
 		},
 		DeleteFunc: onEvent,
 	})
@@ -129,8 +137,8 @@ func (a *agent) watch(ctx context.Context, obj client.Object, onEvent func(any),
 // NodeProxyConfig: its spec (generation), labels, annotations or deletion. A status
 // write is none of these, and every producer writes one per config whose verdict
 // moves: each spec change is followed by one. Syncing on those cost a full sync,
-// O(selected configs), per status write. Skipping them leaves the reported
-// resourceVersions at the spec's, which is what the watermark is compared with.
+// O(selected configs), per status write. The new resourceVersion is still
+// reported (noteVersion): what is applied at the old one is applied at it.
 func configMoved(o, n any) bool {
 	oc, ok := o.(*v1alpha1.NodeProxyConfig)
 	nc, ok2 := n.(*v1alpha1.NodeProxyConfig)
@@ -168,19 +176,20 @@ func (a *agent) run(ctx context.Context) error {
 		}
 	}
 	for _, w := range []struct {
-		obj   client.Object
-		fn    func(any)
-		moved func(o, n any) bool
+		obj     client.Object
+		fn      func(any)
+		moved   func(o, n any) bool
+		onQuiet func(any)
 	}{
-		{&v1alpha1.NodeProxyConfig{}, onConfig, configMoved},
-		{&corev1.Node{}, onConfig, nodeMoved},
+		{&v1alpha1.NodeProxyConfig{}, onConfig, configMoved, a.noteVersion},
+		{&corev1.Node{}, onConfig, nodeMoved, nil},
 		// TODO(scale): every agent caches every EndpointSlice and Service in the cluster;
 		// watching only the backend Services (one informer per namespace, or a label
 		// selector maintained by the producers) would bound it.
-		{&discoveryv1.EndpointSlice{}, onBackend, nil},
-		{&corev1.Service{}, onBackend, nil},
+		{&discoveryv1.EndpointSlice{}, onBackend, nil, nil},
+		{&corev1.Service{}, onBackend, nil, nil},
 	} {
-		if err := a.watch(ctx, w.obj, w.fn, w.moved); err != nil {
+		if err := a.watch(ctx, w.obj, w.fn, w.moved, w.onQuiet); err != nil {
 			return err
 		}
 	}
@@ -250,6 +259,9 @@ func (a *agent) sync(ctx context.Context) {
 			// keeps the Services (most config changes) leaves them as they are.
 			backendsChanged = !a.endpointsSynced || !slices.EqualFunc(before, a.out.BackendServices, sameBackend)
 		}
+	}
+	if moved := a.takeVersions(); len(moved) > 0 {
+		a.raiseVersions(moved)
 	}
 	if a.endpointsDirty.Swap(false) || backendsChanged {
 		start := time.Now()
@@ -478,4 +490,55 @@ func withoutRedirecting(applied []render.Applied, configs []*v1alpha1.NodeProxyC
 		}
 	}
 	return out
+}
+
+// noteVersion records the resourceVersion of a config whose update changed nothing
+// a sync reads (a producer's status write) and wakes the loop to report it. A
+// producer or kubectl-portico comparing the node's watermark with the config's
+// live resourceVersion would otherwise see the node behind until the config's
+// spec next changed.
+func (a *agent) noteVersion(obj any) {
+	c, ok := obj.(*v1alpha1.NodeProxyConfig)
+	if !ok {
+		return
+	}
+	a.versionsMu.Lock()
+	if a.versions == nil {
+		a.versions = map[string]string{}
+	}
+	a.versions[c.Name] = c.ResourceVersion
+	a.versionsMu.Unlock()
+	select {
+	case a.trigger <- struct{}{}:
+	default:
+	}
+}
+
+func (a *agent) takeVersions() map[string]string {
+	a.versionsMu.Lock()
+	defer a.versionsMu.Unlock()
+	moved := a.versions
+	a.versions = nil
+	return moved
+}
+
+// raiseVersions moves the reported resourceVersion of the selected configs in
+// moved forward (never back: a sync since may have read a later one), without a
+// render. The reporter reads the map it was handed on its own goroutine, so a
+// change makes a new one: a copy of the names, not a render of the configs.
+func (a *agent) raiseVersions(moved map[string]string) {
+	var next map[string]string
+	for name, rv := range moved {
+		if cur, ok := a.selected[name]; ok && cmpRV(rv, cur) > 0 {
+			if next == nil {
+				next = maps.Clone(a.selected)
+			}
+			next[name] = rv
+		}
+	}
+	if next != nil {
+		// One map for both, as a render leaves them.
+		a.selected, a.rejectedRV = next, next
+		syncs.WithLabelValues("versions").Inc()
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	deltav3 "github.com/envoyproxy/go-control-plane/pkg/server/delta/v3"
 	sotwv3 "github.com/envoyproxy/go-control-plane/pkg/server/sotw/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
@@ -37,9 +38,11 @@ type TypeState struct {
 	AckedAt time.Time
 	// Current is the version the server serves now for this type; empty
 	// for EDS, whose linear cache bumps its version for changes a given
-	// proxy may not subscribe to.
+	// proxy may not subscribe to. For RDS it is the version of the last
+	// change to a table, in the snapshots' numbering like Sent and Acked.
 	Current string
-	// InSync is Acked == Current for types that have a Current.
+	// InSync is Acked == Current for types that have a Current; for RDS,
+	// Acked at or past Current (removing a table sends nothing).
 	InSync bool
 	// LastNACK is Envoy's most recent rejection, cleared once Envoy ACKs a
 	// response sent after the rejected one.
@@ -252,7 +255,9 @@ func (t *tracker) response(k streamKey, typeURL, version, nonce string) {
 
 // proxies copies the state out, forgetting nodes disconnected for longer
 // than forget (0 keeps them forever).
-func (t *tracker) proxies(current map[string]string, forget time.Duration) []ProxyState {
+// holdsRoutes reports whether a proxy that ACKed the given RDS version holds every
+// served table: RDS versions are not compared for equality (see routeTables).
+func (t *tracker) proxies(current map[string]string, forget time.Duration, holdsRoutes func(acked string) bool) []ProxyState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
@@ -272,6 +277,9 @@ func (t *tracker) proxies(current map[string]string, forget time.Duration) []Pro
 			}
 			c.Current = current[url]
 			c.InSync = c.Current != "" && c.Acked == c.Current
+			if url == resourcev3.RouteType {
+				c.InSync = c.Current != "" && holdsRoutes(c.Acked)
+			}
 			p.Types[url] = c
 		}
 		out = append(out, p)

@@ -8,6 +8,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -46,8 +47,9 @@ type singleNodeHash struct{}
 func (singleNodeHash) ID(*corev3.Node) string { return snapshotKey }
 
 // snapshotTypes are the response types served from the snapshot cache, in
-// the order Envoy wants them applied.
-var snapshotTypes = []types.ResponseType{types.Cluster, types.Listener, types.Route, types.Secret}
+// the order Envoy wants them applied. Route tables are served after them, from
+// a linear cache of their own (routeTables).
+var snapshotTypes = []types.ResponseType{types.Cluster, types.Listener, types.Secret}
 
 // SetResources validates r and, if every resource is valid and the snapshot
 // is consistent, serves it to every connected and future Envoy. It returns
@@ -75,7 +77,6 @@ func (s *Server) SetResources(ctx context.Context, r Resources) (string, error) 
 
 	byType := [types.UnknownType][]types.Resource{}
 	byType[types.Listener] = toResources(r.Listeners)
-	byType[types.Route] = toResources(r.Routes)
 	byType[types.Cluster] = toResources(r.Clusters)
 	byType[types.Secret] = toResources(r.Secrets)
 
@@ -90,19 +91,26 @@ func (s *Server) SetResources(ctx context.Context, r Resources) (string, error) 
 		changed = true
 		snap.Resources[t] = cachev3.NewResources(strconv.FormatUint(next, 10), byType[t])
 	}
-	if !changed {
+	update, remove := s.routes.diff(r.Routes)
+	if !changed && len(update) == 0 && len(remove) == 0 {
 		return s.servedVersion(), nil
 	}
-	if err := consistent(snap); err != nil {
+	if err := consistent(snap, r.Routes); err != nil {
 		return "", &InvalidResourcesError{Errors: []ResourceError{{Kind: KindSnapshot, Message: err.Error()}}}
 	}
-	if err := s.snapshots.SetSnapshot(ctx, snapshotKey, snap); err != nil {
-		return "", fmt.Errorf("setting xDS snapshot: %w", err)
+	// Clusters, listeners and secrets first, then the tables: a changed table may
+	// send requests to a cluster it adds, and a new listener's table is then
+	// served as soon as Envoy asks for it (it warms the listener until then).
+	if changed {
+		if err := s.snapshots.SetSnapshot(ctx, snapshotKey, snap); err != nil {
+			return "", fmt.Errorf("setting xDS snapshot: %w", err)
+		}
+		s.served = snap
 	}
 	s.version = next
-	s.served = snap
+	err := s.routes.apply(update, remove, next)
 	s.tracker.notify()
-	return s.servedVersion(), nil
+	return s.servedVersion(), err
 }
 
 // servedVersion is the newest per-type version; the caller holds resMu.
@@ -110,7 +118,7 @@ func (s *Server) servedVersion() string {
 	if s.served == nil {
 		return ""
 	}
-	var newest uint64
+	newest := s.routes.version
 	for _, t := range snapshotTypes {
 		v, _ := strconv.ParseUint(s.served.Resources[t].Version, 10, 64)
 		newest = max(newest, v)
@@ -126,11 +134,10 @@ func (s *Server) Version() string {
 	return s.servedVersion()
 }
 
-// typeVersions maps type URL to the version served for it, so that
-// Proxies can tell whether a proxy has ACKed the current state.
-func (s *Server) typeVersions() map[string]string {
-	s.resMu.Lock()
-	defer s.resMu.Unlock()
+// typeVersionsLocked maps type URL to the version served for it, so that
+// Proxies can tell whether a proxy has ACKed the current state. The caller
+// holds resMu.
+func (s *Server) typeVersionsLocked() map[string]string {
 	out := map[string]string{}
 	if s.served == nil {
 		return out
@@ -139,15 +146,19 @@ func (s *Server) typeVersions() map[string]string {
 		url, _ := cachev3.GetResponseTypeURL(t)
 		out[url] = s.served.Resources[t].Version
 	}
+	if v := s.routes.current(); v != "" {
+		out[resourcev3.RouteType] = v
+	}
 	return out
 }
 
-// consistent runs go-control-plane's Consistent() with the endpoint slot
-// filled from the cluster references: endpoints live in the linear cache and
-// may legitimately arrive after the clusters, so only the LDS→RDS half of
-// the check is meaningful here.
-func consistent(snap *cachev3.Snapshot) error {
+// consistent runs go-control-plane's Consistent() with the route tables about
+// to be served and the endpoint slot filled from the cluster references:
+// endpoints live in the linear cache and may legitimately arrive after the
+// clusters, so only the LDS→RDS half of the check is meaningful here.
+func consistent(snap *cachev3.Snapshot, routes []*routev3.RouteConfiguration) error {
 	check := *snap
+	check.Resources[types.Route] = cachev3.NewResources("", toResources(routes))
 	eds := cachev3.GetAllResourceReferences(snap.Resources)[resourcev3.EndpointType]
 	placeholders := make([]types.Resource, 0, len(eds))
 	for name := range eds {

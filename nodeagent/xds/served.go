@@ -2,6 +2,8 @@ package xds
 
 import (
 	"maps"
+	"slices"
+	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -36,13 +38,16 @@ func (s *Server) Served() Served {
 	if snap := s.served; snap != nil {
 		out.Version = s.servedVersion()
 		out.Listeners = items[*listenerv3.Listener](snap.Resources[types.Listener].Items)
-		out.Routes = items[*routev3.RouteConfiguration](snap.Resources[types.Route].Items)
 		out.Clusters = items[*clusterv3.Cluster](snap.Resources[types.Cluster].Items)
 		out.Secrets = items[*tlsv3.Secret](snap.Resources[types.Secret].Items)
 		out.Versions["listeners"] = snap.Resources[types.Listener].Version
-		out.Versions["routes"] = snap.Resources[types.Route].Version
 		out.Versions["clusters"] = snap.Resources[types.Cluster].Version
 		out.Versions["secrets"] = snap.Resources[types.Secret].Version
+		out.Routes = slices.Collect(maps.Values(s.routes.served))
+		out.Versions["routes"] = ""
+		if s.routes.version > 0 {
+			out.Versions["routes"] = strconv.FormatUint(s.routes.version, 10)
+		}
 	}
 	s.resMu.Unlock()
 	s.edsMu.Lock()

@@ -1,6 +1,7 @@
 // Package xds is the node agent's xDS server: it serves the local Envoy over
-// ADS (state of the world and delta) from a snapshot cache for
-// listeners, routes, clusters and secrets and a linear cache for endpoints,
+// ADS (state of the world and delta) from a snapshot cache for listeners,
+// clusters and secrets and linear caches for route tables and endpoints (a
+// changed table or assignment is sent alone, marshalled once),
 // validates everything before serving it, and tracks what each Envoy ACKed
 // or NACKed so the agent can report it on its NodeProxy.
 package xds
@@ -52,9 +53,11 @@ type Server struct {
 	opts Options
 
 	snapshots cachev3.SnapshotCache
-	eds       *cachev3.LinearCache
-	ads       *adsService
-	tracker   *tracker
+	// routes is guarded by resMu, like served.
+	routes  *routeTables
+	eds     *cachev3.LinearCache
+	ads     *adsService
+	tracker *tracker
 
 	// resMu serialises SetResources so that versions are handed out in the
 	// order snapshots are set.
@@ -95,6 +98,7 @@ func New(opts Options) (*Server, error) {
 		// ads=true: answer RDS/EDS only once Envoy names every resource,
 		// which is what keeps ADS updates in a safe order.
 		snapshots: cachev3.NewSnapshotCache(true, singleNodeHash{}, nil),
+		routes:    newRouteTables(opts.VersionBase),
 		eds:       cachev3.NewLinearCache(resourcev3.EndpointType),
 		tracker:   newTracker(),
 		endpoints: map[string]*endpointv3.ClusterLoadAssignment{},
@@ -106,6 +110,7 @@ func New(opts Options) (*Server, error) {
 		ClassifyDelta: func(r *cachev3.DeltaRequest) string { return cacheFor(r.GetTypeUrl()) },
 		Caches: map[string]cachev3.Cache{
 			"snapshot": s.snapshots,
+			"rds":      s.routes.cache,
 			"eds":      s.eds,
 		},
 	}
@@ -142,8 +147,11 @@ func (a *adsService) DeltaAggregatedResources(st discoveryv3.AggregatedDiscovery
 }
 
 func cacheFor(typeURL string) string {
-	if typeURL == resourcev3.EndpointType {
+	switch typeURL {
+	case resourcev3.EndpointType:
 		return "eds"
+	case resourcev3.RouteType:
+		return "rds"
 	}
 	return "snapshot"
 }
@@ -299,7 +307,21 @@ func (s *Server) Proxies() []ProxyState {
 	if forget < 0 {
 		forget = 0
 	}
-	return s.tracker.proxies(s.typeVersions(), forget)
+	s.resMu.Lock()
+	defer s.resMu.Unlock()
+	out := s.tracker.proxies(s.typeVersionsLocked(), forget, s.routes.holds)
+	// RDS versions are the linear cache's: reported in the snapshots' numbering,
+	// so a proxy's ACKed version compares with xdsVersion.
+	for _, p := range out {
+		if ts, ok := p.Types[resourcev3.RouteType]; ok {
+			ts.Sent, ts.Acked, ts.Current = s.routes.numberedAs(ts.Sent), s.routes.numberedAs(ts.Acked), s.routes.numberedAs(ts.Current)
+			if ts.LastNACK != nil {
+				ts.LastNACK.Version = s.routes.numberedAs(ts.LastNACK.Version)
+			}
+			p.Types[resourcev3.RouteType] = ts
+		}
+	}
+	return out
 }
 
 // Changes signals (coalesced, never blocking the server) that Proxies() may
