@@ -64,8 +64,11 @@ func (r *Renderer) Render(in Input) Output {
 	out := render(in, func(cfg *v1alpha1.NodeProxyConfig) (*parsed, *rejection) {
 		seen[cfg.Name] = true
 		ports := redirectPorts(cfg, in.ProxyPorts)
+		// The same resourceVersion is the same object: comparing its labels again, for
+		// each of thousands of configs on every render, is most of this check's cost.
 		if e := r.cache[cfg.Name]; e != nil && e.rv != "" && cfg.ResourceVersion != "" && e.uid == cfg.UID &&
-			e.generation == cfg.Generation && maps.Equal(e.labels, cfg.Labels) && maps.Equal(e.ports, ports) {
+			e.generation == cfg.Generation && (e.rv == cfg.ResourceVersion || maps.Equal(e.labels, cfg.Labels)) &&
+			maps.Equal(e.ports, ports) {
 			if e.p != nil && e.rv != cfg.ResourceVersion {
 				// Same content, written since (status): the parse carries the current object.
 				own := *cfg
@@ -109,6 +112,9 @@ func (r *Renderer) Render(in Input) Output {
 // parse may read, so that a port change elsewhere does not invalidate cfg's entry and
 // parse cannot come to depend on a port its cache key does not hold.
 func redirectPorts(cfg *v1alpha1.NodeProxyConfig, ports map[string]uint16) map[string]uint16 {
+	if len(cfg.Spec.Redirects) == 0 {
+		return nil // most configs (routes, chains): no map to make and compare per render
+	}
 	out := map[string]uint16{}
 	for _, r := range cfg.Spec.Redirects {
 		if port, ok := ports[r.Listener]; ok {
