@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -64,7 +65,10 @@ type Options struct {
 
 // Controller is the Gateway API controller of one manager.
 type Controller struct {
-	client    client.Client
+	client client.Client
+	// cache is read without copying for the routes (cachelist): every pass reads
+	// them all.
+	cache     cache.Cache
 	apiReader client.Reader
 	recorder  recorder.EventRecorder
 	opts      Options
@@ -95,6 +99,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	}
 	c := &Controller{
 		client:     mgr.GetClient(),
+		cache:      mgr.GetCache(),
 		apiReader:  mgr.GetAPIReader(),
 		recorder:   mgr.GetEventRecorder("gateway-controller"),
 		opts:       opts,

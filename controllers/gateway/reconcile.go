@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	"github.com/portico-dev/portico/internal/cachelist"
 	"github.com/portico-dev/portico/internal/gatewayparams"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
@@ -99,18 +100,20 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 // routes reference: only existing Services and Secrets go into the input, so
 // the translator sees exactly what is missing.
 func (c *Controller) gather(ctx context.Context, in *translate.Input) error {
-	var hl gatewayv1.HTTPRouteList
 	var gl gatewayv1.GRPCRouteList
 	var tl gatewayv1.TLSRouteList
 	var rgl gatewayv1.ReferenceGrantList
-	for _, l := range []client.ObjectList{&hl, &gl, &tl, &rgl} {
+	for _, l := range []client.ObjectList{&gl, &tl, &rgl} {
 		if err := c.client.List(ctx, l, client.UnsafeDisableDeepCopy); err != nil {
 			return err
 		}
 	}
-	for i := range hl.Items {
-		in.HTTPRoutes = append(in.HTTPRoutes, &hl.Items[i])
+	// HTTPRoutes are the thousands: listed without the copy a List makes.
+	routes, err := cachelist.List(ctx, c.cache, &gatewayv1.HTTPRoute{}, nil)
+	if err != nil {
+		return err
 	}
+	in.HTTPRoutes = append(in.HTTPRoutes, routes...)
 	for i := range gl.Items {
 		in.GRPCRoutes = append(in.GRPCRoutes, &gl.Items[i])
 	}

@@ -24,9 +24,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -35,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/cachelist"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/verdict"
 )
@@ -99,7 +102,9 @@ type Options struct {
 // Reporter is the status loop of one producer.
 type Reporter struct {
 	client client.Client
-	opts   Options
+	// cache, when set, is read without copying (cachelist); tests leave it nil.
+	cache cache.Cache
+	opts  Options
 
 	mu       sync.Mutex
 	last     map[string]verdict.Verdict
@@ -124,7 +129,7 @@ func Setup(mgr ctrl.Manager, opts Options) (*Reporter, error) {
 		opts.MaxWritesPerPass = 25
 	}
 	registerMetrics()
-	r := &Reporter{client: mgr.GetClient(), opts: opts, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{}}
+	r := &Reporter{client: mgr.GetClient(), cache: mgr.GetCache(), opts: opts, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{}}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{passKey}
 	})
@@ -260,15 +265,14 @@ func (r *Reporter) write(ctx context.Context, it item) error {
 
 // configs lists the producer's configs and the verdict inputs of those its writer wrote.
 func (r *Reporter) configs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig, []verdict.Config, error) {
-	var list v1alpha1.NodeProxyConfigList
 	// Read-only: the pass copies the one it writes.
-	if err := r.client.List(ctx, &list, client.MatchingLabels{v1alpha1.LabelProducer: r.opts.Writer.Producer}, client.UnsafeDisableDeepCopy); err != nil {
+	all, err := r.list(ctx)
+	if err != nil {
 		return nil, nil, err
 	}
-	configs := make([]*v1alpha1.NodeProxyConfig, 0, len(list.Items))
-	inputs := make([]verdict.Config, 0, len(list.Items))
-	for i := range list.Items {
-		c := &list.Items[i]
+	configs := make([]*v1alpha1.NodeProxyConfig, 0, len(all))
+	inputs := make([]verdict.Config, 0, len(all))
+	for _, c := range all {
 		if c.DeletionTimestamp != nil {
 			continue
 		}
@@ -281,6 +285,23 @@ func (r *Reporter) configs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig, []
 			NodeSelector: c.Spec.NodeSelector, Redirects: len(c.Spec.Redirects) > 0})
 	}
 	return configs, inputs, nil
+}
+
+// list is the producer's configs, the cache's own objects.
+func (r *Reporter) list(ctx context.Context) ([]*v1alpha1.NodeProxyConfig, error) {
+	ours := labels.SelectorFromSet(labels.Set{v1alpha1.LabelProducer: r.opts.Writer.Producer})
+	if r.cache != nil {
+		return cachelist.List(ctx, r.cache, &v1alpha1.NodeProxyConfig{}, ours)
+	}
+	var list v1alpha1.NodeProxyConfigList
+	if err := r.client.List(ctx, &list, client.MatchingLabelsSelector{Selector: ours}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, err
+	}
+	out := make([]*v1alpha1.NodeProxyConfig, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
 }
 
 // nodes are the nodes running the agent (those with a NodeProxy), with their labels.

@@ -124,6 +124,9 @@ func (w *Writer) ApplyOrdered(ctx context.Context, configs []Config, sweepFirst 
 // listenerChange compares the listeners c defines with those its current object
 // (in the cache) defines.
 func (w *Writer) listenerChange(ctx context.Context, c Config) (grows, shrinks bool) {
+	if rec, known := w.recall(c.Name); w.sameAsWritten(rec, known, c.Source, c.Spec) {
+		return false, false // Apply will not write it: its place in the order does not matter
+	}
 	next := listenerNames(c.Spec)
 	cur := &v1alpha1.NodeProxyConfig{}
 	if err := w.Client.Get(ctx, client.ObjectKey{Name: c.Name}, cur, client.UnsafeDisableDeepCopy); err != nil {

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/cachelist"
 	"github.com/portico-dev/portico/nodeagent/render"
 	"github.com/portico-dev/portico/nodeagent/secrets"
 	"github.com/portico-dev/portico/nodeagent/xds"
@@ -286,19 +287,18 @@ func (a *agent) selectConfigs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig,
 	default:
 		nodeLabels = node.Labels
 	}
-	var list v1alpha1.NodeProxyConfigList
-	// The informer's own objects, not copies: every sync lists every config, and copying
-	// them all (routes included) each time is allocation for nothing, since neither
-	// selection nor render modifies its input (render tests check that) and the cache
-	// replaces an object on update rather than changing it.
-	if err := a.cache.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+	// The informer's own objects, not copies (not even the shallow ones a List makes):
+	// every sync lists every config, and copying them all each time is allocation for
+	// nothing, since neither selection nor render modifies its input (render tests
+	// check that) and the cache replaces an object on update rather than changing it.
+	all, err := cachelist.List(ctx, a.cache, &v1alpha1.NodeProxyConfig{}, nil)
+	if err != nil {
 		return nil, nil, nil, err
 	}
 	var sel []*v1alpha1.NodeProxyConfig
 	var rejected []v1alpha1.RejectedConfig
-	rvs := map[string]string{}
-	for i := range list.Items {
-		c := &list.Items[i]
+	rvs := make(map[string]string, len(all))
+	for _, c := range all {
 		if c.DeletionTimestamp != nil {
 			continue
 		}
