@@ -82,5 +82,5 @@ func TestRouteChangeIsOnePass(t *testing.T) {
 		g.Expect(clustersFor(g, "gateway."+ns+".gw/80", "/changed").Clusters).To(Equal([]string{ns + "/web:8080"}))
 	}).WithTimeout(timeout).Should(Succeed())
 	time.Sleep(time.Second) // any pass the verdict's moves would run has started by now
-	g.Expect(passes(g) - before).To(Equal(1.0), "passes for one route change")
+	g.Expect(passes(g)-before).To(Equal(1.0), "passes for one route change")
 }
