@@ -106,8 +106,12 @@ type Reporter struct {
 	cache cache.Cache
 	opts  Options
 
-	mu       sync.Mutex
-	last     map[string]verdict.Verdict
+	mu   sync.Mutex
+	last map[string]verdict.Verdict
+	// settled is the resourceVersion at which a config's status was found to say
+	// what its verdict in last says: while both hold, a pass knows it settled
+	// without formatting the verdict's message again (most configs, every pass).
+	settled  map[string]string
 	lastPass time.Time
 	// waiting are the configs whose status needs a write, since when.
 	waiting map[string]*waiting
@@ -186,7 +190,15 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	items := order(plan(configs, verdict.Compute(inputs, nodes)), r.waiting, time.Now())
+	known := func(c *v1alpha1.NodeProxyConfig, v verdict.Verdict) bool {
+		rv, ok := r.settled[c.Name]
+		prev, had := r.last[c.Name]
+		return ok && had && rv == c.ResourceVersion && identical(prev, v)
+	}
+	items := order(plan(configs, verdict.Compute(inputs, nodes), known), r.waiting, time.Now())
+	if r.settled == nil {
+		r.settled = map[string]string{}
+	}
 
 	var changes []Change
 	var errs []error
@@ -208,6 +220,11 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 				continue
 			}
 		}
+		if it.prio == prioNone {
+			r.settled[c.Name] = c.ResourceVersion
+		} else {
+			delete(r.settled, c.Name)
+		}
 		prev, had := r.last[c.Name]
 		if had && sameVerdict(prev, v) {
 			continue
@@ -228,6 +245,11 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 	for name := range r.waiting {
 		if !seen[name] {
 			delete(r.waiting, name)
+		}
+	}
+	for name := range r.settled {
+		if !seen[name] {
+			delete(r.settled, name)
 		}
 	}
 	if len(changes) > 0 && r.opts.OnChange != nil {
@@ -330,11 +352,16 @@ func (r *Reporter) nodes(ctx context.Context) ([]verdict.Node, error) {
 func sameVerdict(a, b verdict.Verdict) bool {
 	// Equal verdicts make equal conditions: comparing them first spares formatting
 	// two messages for each of the thousands of configs a pass finds settled.
-	if a.Selected == b.Selected && slices.Equal(a.Programmed, b.Programmed) &&
-		slices.Equal(a.Rejected, b.Rejected) && slices.Equal(a.Pending, b.Pending) {
+	if identical(a, b) {
 		return true
 	}
 	as, ar, am := a.Condition()
 	bs, br, bm := b.Condition()
 	return as == bs && ar == br && am == bm && len(a.Programmed) == len(b.Programmed)
+}
+
+// identical: the same nodes in the same states for the same reasons.
+func identical(a, b verdict.Verdict) bool {
+	return a.Selected == b.Selected && slices.Equal(a.Programmed, b.Programmed) &&
+		slices.Equal(a.Rejected, b.Rejected) && slices.Equal(a.Pending, b.Pending)
 }

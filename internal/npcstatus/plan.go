@@ -36,8 +36,11 @@ type item struct {
 }
 
 // plan judges each config's status against its verdict. Configs without a
-// verdict (not written by this process) are left out.
-func plan(configs []*v1alpha1.NodeProxyConfig, verdicts map[string]verdict.Verdict) []item {
+// verdict (not written by this process) are left out. known (nil: never) says
+// that a config's status is already known to say what v says, from an earlier
+// pass, sparing the comparison.
+func plan(configs []*v1alpha1.NodeProxyConfig, verdicts map[string]verdict.Verdict,
+	known func(*v1alpha1.NodeProxyConfig, verdict.Verdict) bool) []item {
 	items := make([]item, 0, len(configs))
 	for _, c := range configs {
 		v, ok := verdicts[c.Name]
@@ -46,7 +49,7 @@ func plan(configs []*v1alpha1.NodeProxyConfig, verdicts map[string]verdict.Verdi
 		}
 		it := item{config: c, verdict: v, prio: prioNone}
 		// Most configs are settled: their status is only copied to be rewritten.
-		if !v.InStatus(&c.Status, c.Generation) {
+		if (known == nil || !known(c, v)) && !v.InStatus(&c.Status, c.Generation) {
 			it.status = *c.Status.DeepCopy()
 			v.Apply(&it.status, c.Generation)
 			it.prio = priority(c, v)

@@ -52,7 +52,7 @@ func TestPlanOrder(t *testing.T) {
 		"f-counts": two, "g-spec-moved": three}
 	now := time.Now()
 	names := func(waits map[string]*waiting) string {
-		items := order(plan(configs, verdicts), waits, now)
+		items := order(plan(configs, verdicts, nil), waits, now)
 		var got []string
 		for _, it := range items {
 			got = append(got, fmt.Sprintf("%s:%d", it.config.Name, it.prio))
