@@ -238,14 +238,21 @@ func (a *agent) run(ctx context.Context) error {
 				}
 			}
 		}
-		a.sync(ctx)
-		lastSync = time.Now()
+		// Only a rebuild spaces the next one: a sync that just reported the versions
+		// of status writes (which follow every spec change) must not hold back the
+		// next config change by Debounce.
+		if a.sync(ctx) {
+			lastSync = time.Now()
+		}
 	}
 }
 
-func (a *agent) sync(ctx context.Context) {
+// sync applies what changed and reports; it returns whether it rebuilt anything
+// (configs or endpoints), rather than only reporting moved resourceVersions.
+func (a *agent) sync(ctx context.Context) (rebuilt bool) {
 	backendsChanged := false
 	if a.configsDirty.Swap(false) {
+		rebuilt = true
 		start := time.Now()
 		before := a.out.BackendServices
 		err := a.renderConfigs(ctx)
@@ -265,6 +272,7 @@ func (a *agent) sync(ctx context.Context) {
 		a.raiseVersions(moved)
 	}
 	if a.endpointsDirty.Swap(false) || backendsChanged {
+		rebuilt = true
 		start := time.Now()
 		a.syncEndpoints(ctx)
 		a.endpointsSynced = true
@@ -272,6 +280,7 @@ func (a *agent) sync(ctx context.Context) {
 		syncSeconds.WithLabelValues("endpoints").Observe(time.Since(start).Seconds())
 	}
 	a.report.Update(a.buildReport())
+	return rebuilt
 }
 
 // selectConfigs returns the configs whose nodeSelector matches the node's labels, and
