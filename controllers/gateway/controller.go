@@ -80,6 +80,8 @@ type Controller struct {
 	mu sync.Mutex
 	// routesDone skips the status comparison of routes that did not change.
 	routesDone map[translate.RouteKey]routeDone
+	// statusPass counts the passes over route statuses (routeDone.pass).
+	statusPass uint64
 	// memo keeps each route's translation between passes.
 	memo *translate.Memo
 	// lastParams are each class's parameters last accepted (classStatus).

@@ -180,20 +180,31 @@ func (c *Controller) programmed(ctx context.Context, gw *gatewayv1.Gateway, st *
 // keeping the entries of other controllers.
 func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out translate.Output) error {
 	var errs []error
+	c.statusPass++
+	touched := 0
 	// The routes are the cache's own objects: a copy is made only of those
 	// whose status changes.
-	seen := make(map[translate.RouteKey]bool, len(c.routesDone))
 	write := func(key translate.RouteKey, gen int64, rv string, cur gatewayv1.RouteStatus, update func(gatewayv1.RouteStatus) client.Object) {
-		seen[key] = true
+		touched++
+		parents := out.Routes[key]
 		// A route whose object and translated status are as when last
-		// checked needs no comparison: most routes, on most passes.
-		sig := statusSig(gen, out.Routes[key])
-		if d, ok := c.routesDone[key]; ok && d.rv == rv && d.sig == sig {
+		// checked needs no comparison: most routes, on most passes. The
+		// translation's memo hands out the very same statuses while a
+		// route's inputs stay put, which spares making the signature.
+		d, ok := c.routesDone[key]
+		if ok && d.rv == rv && sameParents(d.parents, parents) {
+			d.pass = c.statusPass
+			c.routesDone[key] = d
 			return
 		}
-		next := c.routeStatus(cur, gen, out.Routes[key])
+		sig := statusSig(gen, parents)
+		if ok && d.rv == rv && d.sig == sig {
+			c.routesDone[key] = routeDone{rv, sig, parents, c.statusPass}
+			return
+		}
+		next := c.routeStatus(cur, gen, parents)
 		if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
-			c.routesDone[key] = routeDone{rv, sig}
+			c.routesDone[key] = routeDone{rv, sig, parents, c.statusPass}
 			return
 		}
 		obj := update(next)
@@ -206,7 +217,7 @@ func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out 
 			delete(c.routesDone, key)
 			return
 		}
-		c.routesDone[key] = routeDone{obj.GetResourceVersion(), sig}
+		c.routesDone[key] = routeDone{obj.GetResourceVersion(), sig, parents, c.statusPass}
 	}
 	for _, r := range in.HTTPRoutes {
 		write(translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
@@ -220,9 +231,11 @@ func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out 
 		write(translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
 			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
 	}
-	for k := range c.routesDone {
-		if !seen[k] {
-			delete(c.routesDone, k)
+	if len(c.routesDone) > touched {
+		for k, d := range c.routesDone {
+			if d.pass != c.statusPass {
+				delete(c.routesDone, k)
+			}
 		}
 	}
 	return joinErrs(errs)
@@ -274,8 +287,18 @@ func routeStatusOf(obj client.Object) *gatewayv1.RouteStatus {
 }
 
 // routeDone is a route's resourceVersion and translated status when its
-// status was last found or made right.
-type routeDone struct{ rv, sig string }
+// status was last found or made right, and the pass that last saw it.
+type routeDone struct {
+	rv, sig string
+	parents []translate.ParentStatus
+	pass    uint64
+}
+
+// sameParents reports whether a and b are the same statuses of the
+// translation's memo (not merely equal ones).
+func sameParents(a, b []translate.ParentStatus) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
 
 func statusSig(gen int64, parents []translate.ParentStatus) string {
 	var b strings.Builder

@@ -34,7 +34,15 @@ type Config struct {
 func (w *Writer) ApplySet(ctx context.Context, configs []Config) error {
 	var errs []error
 	var first, middle, last []Config
+	want := make(map[string]bool, len(configs))
 	for _, c := range configs {
+		want[c.Name] = true
+		// Most configs of a pass are the very ones written before: Apply
+		// would not write them, so they take no place in the order and no
+		// turn of applyGroup's workers.
+		if rec, known := w.recall(c.Name); w.sameAsWritten(rec, known, c.Source, c.Spec) {
+			continue
+		}
 		switch grows, shrinks := w.listenerChange(ctx, c); {
 		case shrinks && !grows:
 			last = append(last, c)
@@ -44,11 +52,7 @@ func (w *Writer) ApplySet(ctx context.Context, configs []Config) error {
 			middle = append(middle, c)
 		}
 	}
-	want := make(map[string]bool, len(configs))
 	for _, group := range [][]Config{first, middle, last} {
-		for _, c := range group {
-			want[c.Name] = true
-		}
 		errs = append(errs, w.applyGroup(ctx, group)...)
 	}
 	errs = append(errs, w.sweep(ctx, want))
@@ -124,9 +128,6 @@ func (w *Writer) ApplyOrdered(ctx context.Context, configs []Config, sweepFirst 
 // listenerChange compares the listeners c defines with those its current object
 // (in the cache) defines.
 func (w *Writer) listenerChange(ctx context.Context, c Config) (grows, shrinks bool) {
-	if rec, known := w.recall(c.Name); w.sameAsWritten(rec, known, c.Source, c.Spec) {
-		return false, false // Apply will not write it: its place in the order does not matter
-	}
 	next := listenerNames(c.Spec)
 	cur := &v1alpha1.NodeProxyConfig{}
 	if err := w.Client.Get(ctx, client.ObjectKey{Name: c.Name}, cur, client.UnsafeDisableDeepCopy); err != nil {

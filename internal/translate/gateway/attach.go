@@ -58,35 +58,40 @@ type attached struct {
 }
 
 // attachAll translates every route's rules and attaches it to its parents.
+// The order of t.routes is the input's: only claimSNI depends on an order
+// (oldest first), and sorts the few routes it looks at itself.
 func (t *translation) attachAll() {
+	n := len(t.in.HTTPRoutes) + len(t.in.GRPCRoutes) + len(t.in.TLSRoutes)
+	t.routes = make([]*route, 0, n)
+	t.routeStatus = make(map[RouteKey][]ParentStatus, n)
 	for _, r := range t.in.HTTPRoutes {
-		t.routes = append(t.routes, &route{key: RouteKey{KindHTTPRoute, r.Namespace, r.Name}, meta: r,
-			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.cachedBody(RouteKey{KindHTTPRoute, r.Namespace, r.Name}, r.ResourceVersion, func() []types.NamespacedName { return httpServices(r) },
+		key := RouteKey{KindHTTPRoute, r.Namespace, r.Name}
+		t.routes = append(t.routes, &route{key: key, meta: r, parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames,
+			body: t.cachedBody(key, r.ResourceVersion, func() []types.NamespacedName { return httpServices(r) },
 				func() *body { return t.httpBody(r) })})
 	}
 	for _, r := range t.in.GRPCRoutes {
-		t.routes = append(t.routes, &route{key: RouteKey{KindGRPCRoute, r.Namespace, r.Name}, meta: r,
-			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.cachedBody(RouteKey{KindGRPCRoute, r.Namespace, r.Name}, r.ResourceVersion, func() []types.NamespacedName { return grpcServices(r) },
+		key := RouteKey{KindGRPCRoute, r.Namespace, r.Name}
+		t.routes = append(t.routes, &route{key: key, meta: r, parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames,
+			body: t.cachedBody(key, r.ResourceVersion, func() []types.NamespacedName { return grpcServices(r) },
 				func() *body { return t.grpcBody(r) })})
 	}
 	for _, r := range t.in.TLSRoutes {
-		t.routes = append(t.routes, &route{key: RouteKey{KindTLSRoute, r.Namespace, r.Name}, meta: r,
-			parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames, body: t.cachedBody(RouteKey{KindTLSRoute, r.Namespace, r.Name}, r.ResourceVersion, func() []types.NamespacedName { return tlsServices(r) },
+		key := RouteKey{KindTLSRoute, r.Namespace, r.Name}
+		t.routes = append(t.routes, &route{key: key, meta: r, parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames,
+			body: t.cachedBody(key, r.ResourceVersion, func() []types.NamespacedName { return tlsServices(r) },
 				func() *body { return t.tlsBody(r) })})
 	}
-	slices.SortFunc(t.routes, func(a, b *route) int {
-		if c := olderFirst(a.meta, b.meta); c != 0 {
-			return c
-		}
-		return strings.Compare(a.key.Kind, b.key.Kind)
-	})
 	for _, r := range t.routes {
-		t.attach(r)
+		if !t.attachRemembered(r) {
+			t.attach(r)
+		}
 	}
 }
 
 func (t *translation) attach(r *route) {
 	byGW := map[*gateway]*attachment{}
+	var order []*attachment
 	var statuses []ParentStatus
 	for i, ref := range r.parents {
 		if (ref.Group != nil && string(*ref.Group) != group) || (ref.Kind != nil && string(*ref.Kind) != KindGateway) {
@@ -100,7 +105,7 @@ func (t *translation) attach(r *route) {
 		if g == nil {
 			continue // not one of Portico's Gateways: its controller reports
 		}
-		accepted, ls := t.accept(r, g, ref, fmt.Sprintf("spec.parentRefs[%d]", i))
+		accepted, ls := t.accept(r, g, ref, i)
 		if r.body.invalid != nil {
 			accepted, ls = *r.body.invalid, nil
 		}
@@ -113,6 +118,7 @@ func (t *translation) attach(r *route) {
 			if a == nil {
 				a = &attachment{r: r, gw: g, config: t.configName(r.key, g.key)}
 				byGW[g] = a
+				order = append(order, a)
 				t.attachments = append(t.attachments, a)
 			}
 			for _, x := range ls {
@@ -128,11 +134,13 @@ func (t *translation) attach(r *route) {
 	if statuses != nil {
 		t.routeStatus[r.key] = statuses
 	}
+	t.rememberAttach(r, statuses, order)
 }
 
 // accept finds the listeners of g that ref selects and that take r, with the
 // hostnames r serves on each, and the Accepted condition that says so or why not.
-func (t *translation) accept(r *route, g *gateway, ref gatewayv1.ParentReference, field string) (Condition, []attached) {
+func (t *translation) accept(r *route, g *gateway, ref gatewayv1.ParentReference, i int) (Condition, []attached) {
+	field := fmt.Sprintf("spec.parentRefs[%d]", i)
 	no := func(reason gatewayv1.RouteConditionReason, msg string) (Condition, []attached) {
 		return cond(string(gatewayv1.RouteConditionAccepted), false, string(reason), msg), nil
 	}

@@ -48,6 +48,9 @@ func BenchmarkOneRouteChanged(b *testing.B) {
 	for i, r := range in.HTTPRoutes {
 		r.ResourceVersion = fmt.Sprint(i + 1)
 	}
+	for i, g := range in.Gateways {
+		g.ResourceVersion = fmt.Sprint(len(in.HTTPRoutes) + i + 1)
+	}
 	m := gateway.NewMemo()
 	m.Translate(in)
 	b.ReportAllocs()

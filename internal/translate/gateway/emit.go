@@ -24,11 +24,13 @@ import (
 func (t *translation) emitRoutes() {
 	hosts := t.listenerHosts()
 	sni := t.claimSNI()
+	t.routeConfigs = make([]Config, 0, len(t.attachments))
 	for _, a := range t.attachments {
 		if t.memo == nil {
 			t.routeConfigs = append(t.routeConfigs, t.emit(a, hosts, sni))
 			continue
 		}
+		t.memo.configsSeen++
 		sig := configSig(a, hosts, sni)
 		if mc, ok := t.memo.configs[a.config]; ok && mc.sig == sig && mc.body == a.r.body {
 			t.routeConfigs = append(t.routeConfigs, mc.config)
@@ -227,11 +229,18 @@ func (t *translation) claimSNI() map[*attachment]map[*listener][]string {
 			}
 		}
 	}
-	out := map[*attachment]map[*listener][]string{}
+	// Oldest route first: t.attachments are in the input's order.
+	var tcp []*attachment
 	for _, a := range t.attachments {
-		if a.r.body.tcp == nil {
-			continue
+		if a.r.body.tcp != nil {
+			tcp = append(tcp, a)
 		}
+	}
+	slices.SortStableFunc(tcp, func(a, b *attachment) int {
+		return cmp.Or(olderFirst(a.r.meta, b.r.meta), strings.Compare(a.r.key.Kind, b.r.key.Kind))
+	})
+	out := map[*attachment]map[*listener][]string{}
+	for _, a := range tcp {
 		out[a] = map[*listener][]string{}
 		for _, x := range a.listeners {
 			for _, h := range x.hosts {

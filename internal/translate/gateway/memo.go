@@ -20,9 +20,15 @@ import (
 //
 // A Memo is used by one goroutine at a time (the controller's single worker).
 type Memo struct {
-	bodies  map[RouteKey]memoBody
-	configs map[string]memoConfig
-	names   map[nameKey]string
+	bodies   map[RouteKey]memoBody
+	attaches map[RouteKey]memoAttach
+	configs  map[string]memoConfig
+	names    map[nameKey]string
+	// order is the position of each config in the last pass's output.
+	order map[string]int
+	// The entries of each map that the current pass used: when a map holds
+	// no more than that, none is stale and the sweep is skipped.
+	bodiesSeen, attachesSeen, configsSeen int
 }
 
 type nameKey struct {
@@ -64,33 +70,58 @@ type memoConfig struct {
 
 // NewMemo returns an empty memo.
 func NewMemo() *Memo {
-	return &Memo{bodies: map[RouteKey]memoBody{}, configs: map[string]memoConfig{}, names: map[nameKey]string{}}
+	return &Memo{bodies: map[RouteKey]memoBody{}, attaches: map[RouteKey]memoAttach{}, configs: map[string]memoConfig{},
+		names: map[nameKey]string{}}
 }
 
 // Translate is the package's Translate, re-using what m kept.
 func (m *Memo) Translate(in Input) Output {
+	m.bodiesSeen, m.attachesSeen, m.configsSeen = 0, 0, 0
 	t := newTranslation(in)
 	t.memo = m
 	out := t.run()
-	seenBodies := make(map[RouteKey]bool, len(t.routes))
-	for _, r := range t.routes {
-		seenBodies[r.key] = true
-	}
-	for k := range m.bodies {
-		if !seenBodies[k] {
-			delete(m.bodies, k)
+	if len(m.bodies) > m.bodiesSeen || len(m.attaches) > m.attachesSeen {
+		routes := make(map[RouteKey]bool, len(t.routes))
+		for _, r := range t.routes {
+			routes[r.key] = true
 		}
+		sweep(m.bodies, routes)
+		sweep(m.attaches, routes)
 	}
-	seenConfigs := make(map[string]bool, len(t.attachments))
-	for _, a := range t.attachments {
-		seenConfigs[a.config] = true
-	}
-	for k := range m.configs {
-		if !seenConfigs[k] {
-			delete(m.configs, k)
+	if len(m.configs) > m.configsSeen {
+		configs := make(map[string]bool, len(t.attachments))
+		for _, a := range t.attachments {
+			configs[a.config] = true
 		}
+		sweep(m.configs, configs)
 	}
 	return out
+}
+
+// inLastOrder places configs at their positions of the last pass, or reports
+// false when their names are not exactly that pass's.
+func (m *Memo) inLastOrder(configs []Config) ([]Config, bool) {
+	if len(configs) != len(m.order) {
+		return nil, false
+	}
+	out := make([]Config, len(configs))
+	for _, c := range configs {
+		i, ok := m.order[c.Name]
+		if !ok || out[i].Name != "" {
+			return nil, false
+		}
+		out[i] = c
+	}
+	return out, true
+}
+
+// sweep deletes the entries of m whose key is not in keep.
+func sweep[K comparable, V any](m map[K]V, keep map[K]bool) {
+	for k := range m {
+		if !keep[k] {
+			delete(m, k)
+		}
+	}
 }
 
 func (t *translation) grantsSig() string {
@@ -115,6 +146,7 @@ func (t *translation) cachedBody(key RouteKey, rv string, svcs func() []types.Na
 	if t.memo == nil || rv == "" {
 		return build()
 	}
+	t.memo.bodiesSeen++
 	if mb, ok := t.memo.bodies[key]; ok && mb.rv == rv && mb.grants == t.grantsSig() && t.depsSame(mb.deps) {
 		return mb.body
 	}

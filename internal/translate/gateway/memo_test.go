@@ -15,9 +15,7 @@ func TestMemoSameOutput(t *testing.T) {
 	for _, dir := range cases(t) {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			in := loadCase(t, dir)
-			for i, r := range in.HTTPRoutes {
-				r.ResourceVersion = fmt.Sprint(100 + i)
-			}
+			versioned(in)
 			m := NewMemo()
 			want := marshalOutput(t, goldenCase{Input: in}, Translate(in))
 			for pass := range 2 {
@@ -26,6 +24,62 @@ func TestMemoSameOutput(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// versioned gives every object of in a resourceVersion, as the cache's have:
+// the memo keeps nothing of objects without one.
+func versioned(in Input) {
+	for i, r := range in.HTTPRoutes {
+		r.ResourceVersion = fmt.Sprint(100 + i)
+	}
+	for i, r := range in.GRPCRoutes {
+		r.ResourceVersion = fmt.Sprint(200 + i)
+	}
+	for i, r := range in.TLSRoutes {
+		r.ResourceVersion = fmt.Sprint(300 + i)
+	}
+	for i, g := range in.Gateways {
+		g.ResourceVersion = fmt.Sprint(400 + i)
+	}
+}
+
+// TestMemoFollowsGatewaysAndNamespaces: where routes attach follows a
+// Gateway's listeners and the labels its allowedRoutes select, which the
+// memo of attachments would otherwise keep; statuses of unchanged inputs are
+// the very same values.
+func TestMemoFollowsGatewaysAndNamespaces(t *testing.T) {
+	in := loadCase(t, filepath.Join("testdata", "reference-grant"))
+	versioned(in)
+	m := NewMemo()
+	check := func(step string) Output {
+		t.Helper()
+		got := m.Translate(in)
+		if !bytes.Equal(marshalOutput(t, goldenCase{Input: in}, got), marshalOutput(t, goldenCase{Input: in}, Translate(in))) {
+			t.Fatalf("%s: memoised output differs from a fresh translation", step)
+		}
+		return got
+	}
+	first := check("first pass")
+	again := check("same inputs")
+	app := RouteKey{KindHTTPRoute, "apps", "app"}
+	if &first.Routes[app][0] != &again.Routes[app][0] {
+		t.Error("a pass over the same inputs made the route's status again")
+	}
+	in.Namespaces["other"] = map[string]string{"team": "apps"}
+	if out := check("namespace labelled"); len(out.Routes[RouteKey{KindHTTPRoute, "other", "outsider"}]) == 0 ||
+		out.Routes[RouteKey{KindHTTPRoute, "other", "outsider"}][0].Config == "" {
+		t.Error("the route of a namespace that gained the selected label did not attach")
+	}
+	gw := in.Gateways[0].DeepCopy()
+	gw.ResourceVersion = "999"
+	gw.Spec.Listeners[0].AllowedRoutes = nil // Same: only the Gateway's own namespace
+	in.Gateways[0] = gw
+	out := check("listener narrowed")
+	for _, k := range []RouteKey{app, {KindHTTPRoute, "other", "outsider"}} {
+		if ps := out.Routes[k]; len(ps) == 0 || ps[0].Config != "" {
+			t.Errorf("%s still attached after its listener stopped allowing its namespace: %+v", k, ps)
+		}
 	}
 }
 
