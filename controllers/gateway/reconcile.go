@@ -191,11 +191,17 @@ func (c *Controller) gatherServices(ctx context.Context, in *translate.Input) er
 		return nil
 	}
 	var errs []error
+	// Only errors are kept: 40,000 nils per pass at 10,000 routes were garbage.
+	note := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, r := range in.HTTPRoutes {
 		for _, rule := range r.Spec.Rules {
-			errs = append(errs, mirrors(r.Namespace, rule.Filters))
+			note(mirrors(r.Namespace, rule.Filters))
 			for _, b := range rule.BackendRefs {
-				errs = append(errs, lookup(r.Namespace, b.BackendObjectReference))
+				note(lookup(r.Namespace, b.BackendObjectReference))
 			}
 		}
 	}
@@ -203,18 +209,18 @@ func (c *Controller) gatherServices(ctx context.Context, in *translate.Input) er
 		for _, rule := range r.Spec.Rules {
 			for _, f := range rule.Filters {
 				if f.RequestMirror != nil {
-					errs = append(errs, lookup(r.Namespace, f.RequestMirror.BackendRef))
+					note(lookup(r.Namespace, f.RequestMirror.BackendRef))
 				}
 			}
 			for _, b := range rule.BackendRefs {
-				errs = append(errs, lookup(r.Namespace, b.BackendObjectReference))
+				note(lookup(r.Namespace, b.BackendObjectReference))
 			}
 		}
 	}
 	for _, r := range in.TLSRoutes {
 		for _, rule := range r.Spec.Rules {
 			for _, b := range rule.BackendRefs {
-				errs = append(errs, lookup(r.Namespace, b.BackendObjectReference))
+				note(lookup(r.Namespace, b.BackendObjectReference))
 			}
 		}
 	}
