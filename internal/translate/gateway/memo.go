@@ -13,8 +13,10 @@ import (
 // Memo keeps a translation's per-route work between passes, so that a pass
 // after one route changed re-translates that route only: a route's rules are
 // translated again when the route, a Service it names or the ReferenceGrants
-// change; its config is built again when its rules, its Gateway or the
-// hostnames served beside it on the same listeners change. An unchanged
+// change; it is attached again when it, its rules, a Gateway it names or its
+// namespace's labels change (attachmemo.go); its config is built again when
+// its rules, its Gateway or the hostnames served beside it on the same
+// listeners change. An unchanged
 // config is the very same value as in the previous pass, which is what lets
 // the NodeProxyConfig writer skip it without comparing it field by field.
 //
