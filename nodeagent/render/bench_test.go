@@ -90,12 +90,15 @@ func BenchmarkRenderOneChanged(b *testing.B) {
 				c.ResourceVersion = strconv.Itoa(rv)
 				c.Spec.RouteFragments[0].Routes[1].Route.Raw = fmt.Appendf(nil, `{"match":{"prefix":"/changed-%d"},"route":{"cluster":"default/svc-0-0:80"}}`, rv)
 				in.Configs[i] = c
-				tables, deep := r.memo.hits.tables, r.memo.deep.Hits()
+				tables, deep, order := r.memo.hits.tables, r.memo.deep.Hits(), r.memo.hits.order
 				out := render(in)
 				if len(out.Applied) != gateways+routes || len(out.Resources.Routes) != gateways {
 					b.Fatalf("applied %d, %d tables, rejected %v", len(out.Applied), len(out.Resources.Routes), out.Rejected)
 				}
 				if mode == "incremental" {
+					if r.memo.hits.order == order {
+						b.Fatal("the configs were sorted again, not kept in the last render's order")
+					}
 					if got := r.memo.hits.tables - tables; got < gateways-1 {
 						b.Fatalf("the memo answered %d of the %d unchanged route tables", got, gateways-1)
 					}

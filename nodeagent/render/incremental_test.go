@@ -292,10 +292,11 @@ func TestRendererEqualsRenderAfterChanges(t *testing.T) {
 		hits.tables += r.memo.hits.tables
 		hits.listeners += r.memo.hits.listeners
 		hits.equal += r.memo.hits.equal
+		hits.order += r.memo.hits.order
 		deepHits += r.memo.deep.Hits()
 	}
 	// The sequences must have exercised the memo, or the test proves nothing.
-	if hits.tables == 0 || hits.listeners == 0 || hits.equal == 0 || deepHits == 0 {
+	if hits.tables == 0 || hits.listeners == 0 || hits.equal == 0 || hits.order == 0 || deepHits == 0 {
 		t.Fatalf("memo not exercised: %+v, deep %d", hits, deepHits)
 	}
 	t.Logf("memo hits: %+v, deep %d", hits, deepHits)

@@ -126,7 +126,7 @@ func Render(in Input) Output {
 // render is Render with the per-config step supplied, so that a Renderer can answer
 // it from its cache, and with the Renderer's memo of the merge (nil: none).
 func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rejection), m *memo) Output {
-	configs := byAge(in.Configs)
+	configs := m.byAge(in.Configs)
 	st := renderState{rejected: map[string]*rejection{}, partial: map[string]*rejection{}, pending: map[string]bool{}}
 	var candidates []*parsed
 	for _, cfg := range configs {
@@ -237,6 +237,15 @@ func dropUnused(res xdsres.Resources, unused map[string]bool) xdsres.Resources {
 // byAge orders configs oldest first (creationTimestamp, then name): the order in
 // which conflicts are settled. A repeated name can only come from a broken
 // cache; the younger copy is ignored.
+func (m *memo) byAge(in []*v1alpha1.NodeProxyConfig) []*v1alpha1.NodeProxyConfig {
+	if out, ok := m.inLastOrder(in); ok {
+		return out
+	}
+	out := byAge(in)
+	m.rememberOrder(out)
+	return out
+}
+
 func byAge(in []*v1alpha1.NodeProxyConfig) []*v1alpha1.NodeProxyConfig {
 	out := make([]*v1alpha1.NodeProxyConfig, 0, len(in))
 	for _, c := range in {
