@@ -1,7 +1,7 @@
 package render
 
 import (
-	"time"
+	"slices"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
+	"github.com/portico-dev/portico/internal/lastorder"
 	"github.com/portico-dev/portico/internal/xdsres"
 )
 
@@ -29,8 +30,8 @@ type memo struct {
 	equal     generation[[2]*clusterv3.Cluster, bool]
 	tables    generation[string, *memoTable]
 	listeners generation[string, *memoListener]
-	// order is where each config stood in the last render's age order.
-	order map[string]orderSlot
+	// order is the last render's age order of the configs.
+	order lastorder.Order[ageKey]
 	// hits counts the lookups answered, for tests and benchmarks that must know the
 	// incremental path was taken.
 	hits memoHits
@@ -38,43 +39,35 @@ type memo struct {
 
 type memoHits struct{ tables, listeners, equal, order int }
 
-// orderSlot is a config's place in the age order, and the object it was
-// (a config deleted and created again under its name has another UID and age).
-type orderSlot struct {
-	pos     int
+// ageKey is what a config's place in the age order depends on: a config
+// deleted and created again under its name has another UID and age.
+type ageKey struct {
+	name    string
 	uid     types.UID
-	created time.Time
+	created int64
+}
+
+func ageKeyOf(c *v1alpha1.NodeProxyConfig) ageKey {
+	return ageKey{c.Name, c.UID, c.CreationTimestamp.UnixNano()}
 }
 
 // inLastOrder puts configs in the last render's order when they are the same
-// configs (name, UID and age): ordering 10,000 configs again on every render
-// was a tenth of an agent's render after one change.
+// configs: ordering 10,000 configs again on every render was a tenth of an
+// agent's render after one change.
 func (m *memo) inLastOrder(in []*v1alpha1.NodeProxyConfig) ([]*v1alpha1.NodeProxyConfig, bool) {
-	if m == nil || len(in) != len(m.order) {
+	if m == nil || slices.Contains(in, nil) {
 		return nil, false
 	}
-	out := make([]*v1alpha1.NodeProxyConfig, len(in))
-	for _, c := range in {
-		if c == nil {
-			return nil, false
-		}
-		s, ok := m.order[c.Name]
-		if !ok || out[s.pos] != nil || s.uid != c.UID || !s.created.Equal(c.CreationTimestamp.Time) {
-			return nil, false
-		}
-		out[s.pos] = c
+	out, ok := lastorder.Place(&m.order, in, ageKeyOf)
+	if ok {
+		m.hits.order++
 	}
-	m.hits.order++
-	return out, true
+	return out, ok
 }
 
 func (m *memo) rememberOrder(sorted []*v1alpha1.NodeProxyConfig) {
-	if m == nil {
-		return
-	}
-	m.order = make(map[string]orderSlot, len(sorted))
-	for i, c := range sorted {
-		m.order[c.Name] = orderSlot{pos: i, uid: c.UID, created: c.CreationTimestamp.Time}
+	if m != nil {
+		lastorder.Remember(&m.order, sorted, ageKeyOf)
 	}
 }
 

@@ -94,14 +94,7 @@ func (t *translation) attach(r *route) {
 	var order []*attachment
 	var statuses []ParentStatus
 	for i, ref := range r.parents {
-		if (ref.Group != nil && string(*ref.Group) != group) || (ref.Kind != nil && string(*ref.Kind) != KindGateway) {
-			continue // not a Gateway: some other controller's parent
-		}
-		ns := r.key.Namespace
-		if ref.Namespace != nil {
-			ns = string(*ref.Namespace)
-		}
-		g := t.byKey[types.NamespacedName{Namespace: ns, Name: string(ref.Name)}]
+		g := t.parentGateway(r, ref)
 		if g == nil {
 			continue // not one of Portico's Gateways: its controller reports
 		}
@@ -135,6 +128,19 @@ func (t *translation) attach(r *route) {
 		t.routeStatus[r.key] = statuses
 	}
 	t.rememberAttach(r, statuses, order)
+}
+
+// parentGateway is the Gateway of this translation a parentRef of r names,
+// or nil (another kind of parent, or another controller's Gateway).
+func (t *translation) parentGateway(r *route, ref gatewayv1.ParentReference) *gateway {
+	if (ref.Group != nil && string(*ref.Group) != group) || (ref.Kind != nil && string(*ref.Kind) != KindGateway) {
+		return nil
+	}
+	ns := r.key.Namespace
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	return t.byKey[types.NamespacedName{Namespace: ns, Name: string(ref.Name)}]
 }
 
 // accept finds the listeners of g that ref selects and that take r, with the

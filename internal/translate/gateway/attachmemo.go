@@ -44,15 +44,7 @@ const noGateway = "\x00"
 // (a test's input): such a route is not remembered, as cachedBody does not
 // remember a body without one.
 func (t *translation) parentVersion(r *route, i int) (string, bool) {
-	ref := r.parents[i]
-	if (ref.Group != nil && string(*ref.Group) != group) || (ref.Kind != nil && string(*ref.Kind) != KindGateway) {
-		return noGateway, true
-	}
-	ns := r.key.Namespace
-	if ref.Namespace != nil {
-		ns = string(*ref.Namespace)
-	}
-	g := t.byKey[types.NamespacedName{Namespace: ns, Name: string(ref.Name)}]
+	g := t.parentGateway(r, r.parents[i])
 	if g == nil {
 		return noGateway, true
 	}

@@ -8,6 +8,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/portico-dev/portico/internal/lastorder"
 )
 
 // Memo keeps a translation's per-route work between passes, so that a pass
@@ -26,8 +28,8 @@ type Memo struct {
 	attaches map[RouteKey]memoAttach
 	configs  map[string]memoConfig
 	names    map[nameKey]string
-	// order is the position of each config in the last pass's output.
-	order map[string]int
+	// order is the last pass's order of the configs, by name.
+	order lastorder.Order[string]
 	// The entries of each map that the current pass used: when a map holds
 	// no more than that, none is stale and the sweep is skipped.
 	bodiesSeen, attachesSeen, configsSeen int
@@ -98,23 +100,6 @@ func (m *Memo) Translate(in Input) Output {
 		sweep(m.configs, configs)
 	}
 	return out
-}
-
-// inLastOrder places configs at their positions of the last pass, or reports
-// false when their names are not exactly that pass's.
-func (m *Memo) inLastOrder(configs []Config) ([]Config, bool) {
-	if len(configs) != len(m.order) {
-		return nil, false
-	}
-	out := make([]Config, len(configs))
-	for _, c := range configs {
-		i, ok := m.order[c.Name]
-		if !ok || out[i].Name != "" {
-			return nil, false
-		}
-		out[i] = c
-	}
-	return out, true
 }
 
 // sweep deletes the entries of m whose key is not in keep.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/gatewayparams"
+	"github.com/portico-dev/portico/internal/lastorder"
 	"github.com/portico-dev/portico/internal/npcwriter"
 )
 
@@ -178,14 +179,12 @@ func (t *translation) byName(configs []Config) []Config {
 		slices.SortFunc(configs, func(a, b Config) int { return cmp.Compare(a.Name, b.Name) })
 		return configs
 	}
-	if out, ok := t.memo.inLastOrder(configs); ok {
+	name := func(c Config) string { return c.Name }
+	if out, ok := lastorder.Place(&t.memo.order, configs, name); ok {
 		return out
 	}
 	slices.SortFunc(configs, func(a, b Config) int { return cmp.Compare(a.Name, b.Name) })
-	t.memo.order = make(map[string]int, len(configs))
-	for i, c := range configs {
-		t.memo.order[c.Name] = i
-	}
+	lastorder.Remember(&t.memo.order, configs, name)
 	return configs
 }
 
