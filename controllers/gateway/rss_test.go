@@ -67,6 +67,16 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	// PORTICO_BENCH_LOG=<file> keeps the binary's log (with GODEBUG=gctrace=1
+	// in the environment, the heap at every collection: where the peak is).
+	if f := os.Getenv("PORTICO_BENCH_LOG"); f != "" {
+		out, err := os.Create(f)
+		if err != nil {
+			return 0, 0, err
+		}
+		defer out.Close()
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return 0, 0, err

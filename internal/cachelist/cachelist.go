@@ -23,6 +23,40 @@ import (
 // no particular order (a cache List has none either). c must be one of
 // controller-runtime's informer caches (a manager's, or cache.New).
 func List[T client.Object](ctx context.Context, c cache.Cache, obj T, sel labels.Selector) ([]T, error) {
+	store, err := storeOf(ctx, c, obj)
+	if err != nil {
+		return nil, err
+	}
+	items := store.List()
+	out := make([]T, 0, len(items))
+	for _, it := range items {
+		o, ok := it.(T)
+		if !ok || (sel != nil && !sel.Matches(labels.Set(o.GetLabels()))) {
+			continue
+		}
+		out = append(out, o)
+	}
+	return out, nil
+}
+
+// Get returns the cached object of obj's kind at key ("namespace/name", or
+// "name" for a cluster-scoped kind), and whether there is one: one object
+// without the copy a cache Get makes, for a caller that reads a few fields.
+func Get[T client.Object](ctx context.Context, c cache.Cache, obj T, key string) (T, bool, error) {
+	var none T
+	store, err := storeOf(ctx, c, obj)
+	if err != nil {
+		return none, false, err
+	}
+	it, ok, err := store.GetByKey(key)
+	if err != nil || !ok {
+		return none, false, err
+	}
+	o, ok := it.(T)
+	return o, ok, nil
+}
+
+func storeOf(ctx context.Context, c cache.Cache, obj client.Object) (toolscache.Store, error) {
 	if c == nil {
 		return nil, fmt.Errorf("cachelist: no cache for %T", obj)
 	}
@@ -34,14 +68,5 @@ func List[T client.Object](ctx context.Context, c cache.Cache, obj T, sel labels
 	if !ok {
 		return nil, fmt.Errorf("cachelist: the informer for %T has no store", obj)
 	}
-	items := store.GetStore().List()
-	out := make([]T, 0, len(items))
-	for _, it := range items {
-		o, ok := it.(T)
-		if !ok || (sel != nil && !sel.Matches(labels.Set(o.GetLabels()))) {
-			continue
-		}
-		out = append(out, o)
-	}
-	return out, nil
+	return store.GetStore(), nil
 }

@@ -17,9 +17,13 @@ var (
 		Namespace: "portico", Subsystem: "npcstatus", Name: "backlog",
 		Help: "NodeProxyConfig statuses the last pass left for later passes (MaxWritesPerPass reached).",
 	}, []string{"producer"})
+	statusPasses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "portico", Subsystem: "npcstatus", Name: "passes_total",
+		Help: "Passes of the producer's status loop, by kind: full (every config judged: the first pass, a node that changed in more than progress) or partial (only configs that moved or may still move).",
+	}, []string{"producer", "kind"})
 	registerOnce sync.Once
 )
 
 func registerMetrics() {
-	registerOnce.Do(func() { metrics.Registry.MustRegister(statusWrites, statusBacklog) })
+	registerOnce.Do(func() { metrics.Registry.MustRegister(statusWrites, statusBacklog, statusPasses) })
 }

@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/cachelist"
@@ -115,6 +116,18 @@ type Reporter struct {
 	lastPass time.Time
 	// waiting are the configs whose status needs a write, since when.
 	waiting map[string]*waiting
+	// nodesSeen are the nodes as the last pass saw them, nil when the next pass
+	// must judge every config; open are the configs whose last verdict the
+	// nodes' progress can still move (changed.go).
+	nodesSeen []verdict.Node
+	open      map[string]bool
+	// changed are the configs touched since the last pass began (events and
+	// spec writes), guarded by changedMu: the writer and the event handlers
+	// add to it while a pass holds mu.
+	changedMu sync.Mutex
+	changed   map[string]bool
+	// kick asks for a pass when the writer records a spec write.
+	kick chan event.GenericEvent
 }
 
 // passKey is the single reconcile key: a pass looks at every config at once.
@@ -133,10 +146,11 @@ func Setup(mgr ctrl.Manager, opts Options) (*Reporter, error) {
 		opts.MaxWritesPerPass = 25
 	}
 	registerMetrics()
-	r := &Reporter{client: mgr.GetClient(), cache: mgr.GetCache(), opts: opts, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{}}
+	r := newReporter(mgr.GetClient(), mgr.GetCache(), opts)
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{passKey}
 	})
+	opts.Writer.NotifyWritten(r.writtenMoved)
 	producer := opts.Writer.Producer
 	ours := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[v1alpha1.LabelProducer] == producer })
 	labelsChanged := predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
@@ -145,7 +159,8 @@ func Setup(mgr ctrl.Manager, opts Options) (*Reporter, error) {
 	err := ctrl.NewControllerManagedBy(mgr).
 		Named(producer+"-status").
 		WithOptions(controller.Options{MaxConcurrentReconciles: 1}).
-		Watches(&v1alpha1.NodeProxyConfig{}, all, builder.WithPredicates(ours)).
+		Watches(&v1alpha1.NodeProxyConfig{}, r.configEvents(), builder.WithPredicates(ours)).
+		WatchesRawSource(source.Channel(r.kick, all)).
 		Watches(&v1alpha1.NodeProxy{}, all).
 		WatchesMetadata(&corev1.Node{}, all, builder.WithPredicates(labelsChanged)).
 		Complete(r)
@@ -173,7 +188,9 @@ func (r *Reporter) Verdict(name string) (verdict.Verdict, bool) {
 	return v, ok
 }
 
-// Reconcile is one pass over every config of the producer.
+// Reconcile is one pass: over every config of the producer when the nodes
+// changed in more than progress, over the configs that moved or may still
+// move otherwise (changed.go).
 func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -182,11 +199,7 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 	}
 	r.lastPass = time.Now()
 
-	configs, inputs, err := r.configs(ctx)
-	if err != nil {
-		return reconcile.Result{}, err
-	}
-	nodes, err := r.nodes(ctx)
+	sel, err := r.selectConfigs(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
@@ -195,18 +208,13 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 		prev, had := r.last[c.Name]
 		return ok && had && rv == c.ResourceVersion && identical(prev, v)
 	}
-	items := order(plan(configs, verdict.Compute(inputs, nodes), known), r.waiting, time.Now())
-	if r.settled == nil {
-		r.settled = map[string]string{}
-	}
+	items := order(plan(sel.configs, verdict.Compute(sel.inputs, sel.nodes), known), r.waiting, time.Now())
 
 	var changes []Change
 	var errs []error
-	seen := make(map[string]bool, len(items))
 	budget, backlog := r.opts.MaxWritesPerPass, 0
 	for _, it := range items {
 		c, v := it.config, it.verdict
-		seen[c.Name] = true
 		if it.prio < prioNone {
 			if budget == 0 {
 				// Left for the next pass, verdict and all: the producer hears of a
@@ -225,6 +233,7 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 		} else {
 			delete(r.settled, c.Name)
 		}
+		r.judged(c.Name, v)
 		prev, had := r.last[c.Name]
 		if had && sameVerdict(prev, v) {
 			continue
@@ -237,21 +246,7 @@ func (r *Reporter) Reconcile(ctx context.Context, _ reconcile.Request) (reconcil
 		changes = append(changes, ch)
 	}
 	statusBacklog.WithLabelValues(r.opts.Writer.Producer).Set(float64(backlog))
-	for name := range r.last {
-		if !seen[name] {
-			delete(r.last, name)
-		}
-	}
-	for name := range r.waiting {
-		if !seen[name] {
-			delete(r.waiting, name)
-		}
-	}
-	for name := range r.settled {
-		if !seen[name] {
-			delete(r.settled, name)
-		}
-	}
+	r.forget(sel)
 	if len(changes) > 0 && r.opts.OnChange != nil {
 		r.opts.OnChange(ctx, changes)
 	}
@@ -295,16 +290,10 @@ func (r *Reporter) configs(ctx context.Context) ([]*v1alpha1.NodeProxyConfig, []
 	configs := make([]*v1alpha1.NodeProxyConfig, 0, len(all))
 	inputs := make([]verdict.Config, 0, len(all))
 	for _, c := range all {
-		if c.DeletionTimestamp != nil {
-			continue
+		if in, ok := r.input(c); ok {
+			configs = append(configs, c)
+			inputs = append(inputs, in)
 		}
-		written := r.opts.Writer.Written(c.Name)
-		if written == "" {
-			continue
-		}
-		configs = append(configs, c)
-		inputs = append(inputs, verdict.Config{Name: c.Name, Generation: c.Generation, Written: written,
-			NodeSelector: c.Spec.NodeSelector, Redirects: len(c.Spec.Redirects) > 0})
 	}
 	return configs, inputs, nil
 }

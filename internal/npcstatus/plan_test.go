@@ -85,8 +85,8 @@ func TestPassBudget(t *testing.T) {
 	const configs = 60
 	c, w, np := budgetRig(t, configs, interceptor.Funcs{})
 	var heard int
-	r := &Reporter{client: c, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{}, opts: Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: configs,
-		OnChange: func(_ context.Context, ch []Change) { heard += len(ch) }}}
+	r := testReporter(c, Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: configs,
+		OnChange: func(_ context.Context, ch []Change) { heard += len(ch) }})
 	registerMetrics()
 	pass := func(what string) time.Duration {
 		t.Helper()
@@ -194,8 +194,7 @@ func TestFailingWriteDoesNotStallTheBacklog(t *testing.T) {
 		}
 		return c.SubResource(sub).Patch(ctx, obj, patch, opts...)
 	}})
-	r := &Reporter{client: c, last: map[string]verdict.Verdict{}, waiting: map[string]*waiting{},
-		opts: Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: 25}}
+	r := testReporter(c, Options{Writer: w, MinInterval: time.Nanosecond, MaxWritesPerPass: 25})
 	registerMetrics()
 	for pass := 1; pass <= 2; pass++ {
 		res, err := r.Reconcile(ctx, passKey)
@@ -237,4 +236,13 @@ func programmedCount(t *testing.T, c client.Client) int {
 		}
 	}
 	return n
+}
+
+// testReporter is a Reporter as Setup makes it, on a client without a cache or
+// events: the writer's spec writes are what tell it which configs moved.
+func testReporter(c client.Client, opts Options) *Reporter {
+	registerMetrics()
+	r := newReporter(c, nil, opts)
+	opts.Writer.NotifyWritten(r.writtenMoved)
+	return r
 }

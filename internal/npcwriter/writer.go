@@ -75,6 +75,8 @@ type Writer struct {
 	updating map[string]version
 	// set is the names the last ApplySet wanted (nil: sweep everything owned).
 	set map[string]bool
+	// onWritten hears of every change of Written (NotifyWritten).
+	onWritten func(name string)
 }
 
 type version struct {
@@ -97,11 +99,16 @@ type written struct {
 
 func (w *Writer) remember(name string, obj *v1alpha1.NodeProxyConfig, src Source, spec v1alpha1.NodeProxyConfigSpec) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if w.last == nil {
 		w.last = map[string]written{}
 	}
+	moved := w.last[name].resourceVersion != obj.ResourceVersion
 	w.last[name] = written{uid: obj.UID, generation: obj.Generation, resourceVersion: obj.ResourceVersion, src: src, spec: spec}
+	notify := w.onWritten
+	w.mu.Unlock()
+	if moved && notify != nil {
+		notify(name)
+	}
 }
 
 func (w *Writer) keep(name string, rec written) {
@@ -119,8 +126,24 @@ func (w *Writer) recall(name string) (written, bool) {
 
 func (w *Writer) forget(name string) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	_, had := w.last[name]
 	delete(w.last, name)
+	notify := w.onWritten
+	w.mu.Unlock()
+	if had && notify != nil {
+		notify(name)
+	}
+}
+
+// NotifyWritten makes f hear the name of every config whose Written changes,
+// after the change: a status loop that looks only at the configs that moved
+// learns of a spec write even when the config's watch event came before the
+// write returned (and Written was still the old version). f runs on the
+// writing goroutine and must not block.
+func (w *Writer) NotifyWritten(f func(name string)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.onWritten = f
 }
 
 // Written is the resourceVersion of the last spec this writer wrote (or found
