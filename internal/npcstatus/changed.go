@@ -212,4 +212,3 @@ func sweep[V any](m map[string]V, keep map[string]bool) {
 		}
 	}
 }
-
