@@ -20,18 +20,35 @@ import (
 // passes counts the gateway controller's passes, whatever their result, as
 // controller-runtime's controller_runtime_reconcile_total reports them.
 func passes(g Gomega) float64 {
+	return counter(g, "controller_runtime_reconcile_total", "controller", "gateway")
+}
+
+// statusPasses counts the gateway status loop's passes of a kind (full, partial).
+func statusPasses(g Gomega, kind string) float64 {
+	return counter(g, "portico_npcstatus_passes_total", "producer", translate.Producer, "kind", kind)
+}
+
+// counter sums the samples of the counter name whose labels include the given
+// name/value pairs.
+func counter(g Gomega, name string, labels ...string) float64 {
 	families, err := metrics.Registry.Gather()
 	g.Expect(err).NotTo(HaveOccurred())
 	n := 0.0
 	for _, f := range families {
-		if f.GetName() != "controller_runtime_reconcile_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
+			have := map[string]string{}
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "controller" && l.GetValue() == "gateway" {
-					n += m.GetCounter().GetValue()
-				}
+				have[l.GetName()] = l.GetValue()
+			}
+			match := true
+			for i := 0; i+1 < len(labels); i += 2 {
+				match = match && have[labels[i]] == labels[i+1]
+			}
+			if match {
+				n += m.GetCounter().GetValue()
 			}
 		}
 	}
@@ -42,7 +59,9 @@ func passes(g Gomega) float64 {
 // Gateway and route, not three. Its config's verdict moves twice afterwards
 // (Pending at the new generation, then Programmed), and each move used to run
 // a pass, though only a Gateway's own config is in a status a pass writes.
-// A Gateway's config moving still runs one: Programmed follows it.
+// A Gateway's config moving still runs one: Programmed follows it. The status
+// loop judges the moved config alone: while the node only progresses, none of
+// its passes looks at every config.
 func TestRouteChangeIsOnePass(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
@@ -65,11 +84,12 @@ func TestRouteChangeIsOnePass(t *testing.T) {
 	}).WithTimeout(timeout).Should(Succeed())
 
 	// Settled: no pass for longer than the status loop's spacing.
-	var before float64
+	var before, fullBefore, partialBefore float64
 	g.Eventually(func() bool {
 		n := passes(g)
 		time.Sleep(1500 * time.Millisecond)
 		before = passes(g)
+		fullBefore, partialBefore = statusPasses(g, "full"), statusPasses(g, "partial")
 		return n > 0 && n == before
 	}).WithTimeout(timeout).Should(BeTrue())
 
@@ -83,4 +103,6 @@ func TestRouteChangeIsOnePass(t *testing.T) {
 	}).WithTimeout(timeout).Should(Succeed())
 	time.Sleep(time.Second) // any pass the verdict's moves would run has started by now
 	g.Expect(passes(g)-before).To(Equal(1.0), "passes for one route change")
+	g.Expect(statusPasses(g, "full")-fullBefore).To(BeZero(), "status passes over every config for one route change")
+	g.Expect(statusPasses(g, "partial")-partialBefore).To(BeNumerically(">=", 2), "status passes after one route change (Pending, then Programmed)")
 }

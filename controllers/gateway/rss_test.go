@@ -67,8 +67,8 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+env.Kubeconfig)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
-	// PORTICO_BENCH_LOG=<file> keeps the binary's log (with GODEBUG=gctrace=1
-	// in the environment, the heap at every collection: where the peak is).
+	// PORTICO_BENCH_LOG=<file> keeps the binary's log and its GC trace (the
+	// heap at every collection: when the peak comes, and what was live then).
 	if f := os.Getenv("PORTICO_BENCH_LOG"); f != "" {
 		out, err := os.Create(f)
 		if err != nil {
@@ -76,6 +76,7 @@ func measureRSS(b *testing.B) (int64, time.Duration, error) {
 		}
 		defer out.Close()
 		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Env = append(cmd.Env, "GODEBUG=gctrace=1")
 	}
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
