@@ -130,7 +130,7 @@ type Reporter struct {
 	kick chan event.GenericEvent
 }
 
-// passKey is the single reconcile key: a pass looks at every config at once.
+// passKey is the single reconcile key: a pass judges configs together (changed.go says which).
 var passKey = reconcile.Request{NamespacedName: types.NamespacedName{Name: "status"}}
 
 // Setup registers the status loop of opts.Writer.Producer with mgr. It watches the
