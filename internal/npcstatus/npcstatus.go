@@ -39,6 +39,7 @@ import (
 
 	"github.com/portico-dev/portico/apis/v1alpha1"
 	"github.com/portico-dev/portico/internal/cachelist"
+	"github.com/portico-dev/portico/internal/conditions"
 	"github.com/portico-dev/portico/internal/npcwriter"
 	"github.com/portico-dev/portico/internal/verdict"
 )
@@ -53,10 +54,18 @@ type Change struct {
 
 // Transition reports whether the Programmed condition's status or reason moved:
 // what deserves an Event on the source (a message that only counts nodes does not).
+// A config's first verdict in this process moved only if the status it found
+// said otherwise: a restarted controller judges every config again, and an Event
+// for each of thousands already Programmed would be a storm that tells nobody
+// anything (and, at 10,000 routes, held more memory than the translation).
 func (c Change) Transition() bool {
 	s, r, _ := c.Verdict.Condition()
 	if c.Previous == nil {
-		return true
+		if c.Config == nil {
+			return true
+		}
+		cur := conditions.Get(c.Config.Status.Conditions, v1alpha1.ConditionProgrammed)
+		return cur == nil || cur.ObservedGeneration != c.Config.Generation || cur.Status != s || cur.Reason != string(r)
 	}
 	ps, pr, _ := c.Previous.Condition()
 	return s != ps || r != pr
