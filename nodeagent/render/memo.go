@@ -32,12 +32,15 @@ type memo struct {
 	listeners generation[string, *memoListener]
 	// order is the last render's age order of the configs.
 	order lastorder.Order[ageKey]
+	// claimsPrev are the last render's claimOnce calls, claimsCur this one's
+	// (claimmemo.go).
+	claimsPrev, claimsCur []memoClaim
 	// hits counts the lookups answered, for tests and benchmarks that must know the
 	// incremental path was taken.
 	hits memoHits
 }
 
-type memoHits struct{ tables, listeners, equal, order int }
+type memoHits struct{ tables, listeners, equal, order, claims int }
 
 // ageKey is what a config's place in the age order depends on: a config
 // deleted and created again under its name has another UID and age.
@@ -82,6 +85,7 @@ func (m *memo) next() {
 	m.equal.next()
 	m.tables.next()
 	m.listeners.next()
+	m.claimsPrev, m.claimsCur = m.claimsCur, nil
 }
 
 // generation is a map whose entries not used since the previous next are dropped by next.

@@ -50,7 +50,7 @@ func claim(candidates []*parsed, invalid map[string]*rejection, known map[string
 	// without it and a younger config it was blocking gets its turn.
 	unfit := map[string]*rejection{}
 	for {
-		winners, conflicts := claimOnce(candidates, invalid, unfit, m)
+		winners, conflicts := m.claimOnce(candidates, invalid, unfit)
 		settled, rejected, notHere := settleChainFragments(winners, known)
 		if len(rejected) == 0 {
 			for name, r := range unfit {
