@@ -90,7 +90,7 @@ func BenchmarkRenderOneChanged(b *testing.B) {
 				c.ResourceVersion = strconv.Itoa(rv)
 				c.Spec.RouteFragments[0].Routes[1].Route.Raw = fmt.Appendf(nil, `{"match":{"prefix":"/changed-%d"},"route":{"cluster":"default/svc-0-0:80"}}`, rv)
 				in.Configs[i] = c
-				tables, deep, order, claims := r.memo.hits.tables, r.memo.deep.Hits(), r.memo.hits.order, r.memo.hits.claims
+				tables, deep, order, claims, backends := r.memo.hits.tables, r.memo.deep.Hits(), r.memo.hits.order, r.memo.hits.claims, r.memo.hits.backends
 				out := render(in)
 				if len(out.Applied) != gateways+routes || len(out.Resources.Routes) != gateways {
 					b.Fatalf("applied %d, %d tables, rejected %v", len(out.Applied), len(out.Resources.Routes), out.Rejected)
@@ -101,6 +101,9 @@ func BenchmarkRenderOneChanged(b *testing.B) {
 					}
 					if r.memo.hits.claims == claims {
 						b.Fatal("conflicts were settled again, not taken from the last render")
+					}
+					if r.memo.hits.backends == backends {
+						b.Fatal("the Services the configs ask for were merged again, not taken from the last render")
 					}
 					if got := r.memo.hits.tables - tables; got < gateways-1 {
 						b.Fatalf("the memo answered %d of the %d unchanged route tables", got, gateways-1)

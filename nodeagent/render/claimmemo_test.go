@@ -122,3 +122,42 @@ func TestClaimMemoSeesFilterChains(t *testing.T) {
 		t.Fatal("the claim memo was never used: the test proves nothing")
 	}
 }
+
+// TestBackendMemoSeesEveryService: the Services of the last render are reused
+// only while every applied config asks for the same ones.
+func TestBackendMemoSeesEveryService(t *testing.T) {
+	in := loadInput(t, "testdata/conflict-vip")
+	for _, c := range in.Configs {
+		c.ResourceVersion, c.UID = "1", types.UID("uid-"+c.Name)
+	}
+	r := NewRenderer()
+	rv := 1
+	// z-older, the config applied, also asks for a Service its cluster does
+	// not use, which is what the steps change.
+	in.Configs[1].Spec.Envoy.BackendServices = append(in.Configs[1].Spec.Envoy.BackendServices,
+		v1alpha1.BackendService{ServiceRef: v1alpha1.ServiceRef{Namespace: "default", Name: "extra"}, Ports: []string{"80"}})
+	step := func(what string, f func(*v1alpha1.BackendService)) {
+		t.Helper()
+		c := in.Configs[1].DeepCopy()
+		f(&c.Spec.Envoy.BackendServices[1])
+		rv++
+		c.Generation++
+		c.ResourceVersion = strconv.Itoa(rv)
+		in.Configs[1] = c
+		got, want := r.Render(in), Render(in)
+		if !bytes.Equal(marshalOutput(t, got), marshalOutput(t, want)) {
+			t.Fatalf("%s: Renderer differs from Render:\n%s", what, lineDiff(string(marshalOutput(t, want)), string(marshalOutput(t, got))))
+		}
+		if len(want.Applied) != 1 || len(want.BackendServices) != 2 {
+			t.Fatalf("%s: applied %v, Services %v: the step should keep z-older applied", what, want.Applied, want.BackendServices)
+		}
+	}
+	r.Render(in)
+	step("nothing asked differently", func(*v1alpha1.BackendService) {})
+	step("another port", func(b *v1alpha1.BackendService) { b.Ports = []string{"8080"} })
+	step("another Service", func(b *v1alpha1.BackendService) { b.Name = "other" })
+	step("another namespace", func(b *v1alpha1.BackendService) { b.Namespace = "elsewhere" })
+	if r.memo.hits.backends == 0 {
+		t.Fatal("the memo of Services was never used: the test proves nothing")
+	}
+}

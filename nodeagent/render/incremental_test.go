@@ -294,10 +294,11 @@ func TestRendererEqualsRenderAfterChanges(t *testing.T) {
 		hits.equal += r.memo.hits.equal
 		hits.order += r.memo.hits.order
 		hits.claims += r.memo.hits.claims
+		hits.backends += r.memo.hits.backends
 		deepHits += r.memo.deep.Hits()
 	}
 	// The sequences must have exercised the memo, or the test proves nothing.
-	if hits.tables == 0 || hits.listeners == 0 || hits.equal == 0 || hits.order == 0 || hits.claims == 0 || deepHits == 0 {
+	if hits.tables == 0 || hits.listeners == 0 || hits.equal == 0 || hits.order == 0 || hits.claims == 0 || hits.backends == 0 || deepHits == 0 {
 		t.Fatalf("memo not exercised: %+v, deep %d", hits, deepHits)
 	}
 	t.Logf("memo hits: %+v, deep %d", hits, deepHits)

@@ -165,14 +165,14 @@ func render(in Input, parseConfig func(*v1alpha1.NodeProxyConfig) (*parsed, *rej
 		errs, unused := validate(b.res, b.derived, m)
 		st.notHere = notHere + unusedTables(unused)
 		if len(errs) == 0 {
-			return st.finish(configs, winners, dropUnused(b.res, unused), conflicts, invalid)
+			return st.finish(configs, winners, dropUnused(b.res, unused), conflicts, invalid, m)
 		}
 		culprits := blame(errs, b.owners)
 		if len(culprits) == 0 {
 			// Every resource has an owner, so this is unreachable unless xdsres.Validate
 			// learns a check that names no resource; serve what is valid rather than nothing.
 			res, _ := xdsres.Prune(dropUnused(b.res, unused))
-			return st.finish(configs, winners, res, conflicts, invalid)
+			return st.finish(configs, winners, res, conflicts, invalid, m)
 		}
 		for name, r := range culprits {
 			invalid[name] = r
@@ -288,7 +288,7 @@ func blame(errs []xdsres.ResourceError, owners map[string][]*parsed) map[string]
 }
 
 func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*parsed, res xdsres.Resources,
-	conflicts, invalid map[string]*rejection) Output {
+	conflicts, invalid map[string]*rejection, m *memo) Output {
 	out := Output{Redirects: map[Key]uint16{}, Resources: res, FragmentsNotHere: st.notHere}
 	rejected := st.rejected
 	for _, m := range []map[string]*rejection{conflicts, invalid} {
@@ -320,7 +320,7 @@ func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*pa
 	for _, s := range res.Secrets {
 		served[s.GetName()] = true
 	}
-	backends := map[types.NamespacedName]*v1alpha1.BackendService{}
+	var backends [][]v1alpha1.BackendService
 	for _, p := range winners {
 		if len(p.missingPorts) > 0 {
 			out.ListenersNeedingPorts = append(out.ListenersNeedingPorts, p.missingPorts...)
@@ -341,8 +341,8 @@ func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*pa
 				out.Redirects[r.key] = port
 			}
 		}
-		for _, b := range p.backends {
-			mergeBackend(backends, b)
+		if len(p.backends) > 0 {
+			backends = append(backends, p.backends)
 		}
 		for _, ref := range p.secretRefs {
 			if served[ref] || served[ref+caSuffix] {
@@ -355,14 +355,28 @@ func (st *renderState) finish(configs []*v1alpha1.NodeProxyConfig, winners []*pa
 	slices.SortFunc(out.Applied, func(a, b Applied) int { return cmp.Compare(a.Name, b.Name) })
 	out.ListenersNeedingPorts = sortedUnique(out.ListenersNeedingPorts)
 	out.Secrets = sortedUnique(out.Secrets)
-	for _, b := range backends {
-		wholeOnly(b)
-		out.BackendServices = append(out.BackendServices, *b)
+	out.BackendServices = m.backendServices(backends)
+	out.Announcements = sortAnnouncements(out.Announcements)
+	return out
+}
+
+// backendServices merges what the applied configs ask for: one entry per
+// Service, sorted.
+func backendServices(asked [][]v1alpha1.BackendService) []v1alpha1.BackendService {
+	merged := map[types.NamespacedName]*v1alpha1.BackendService{}
+	for _, bs := range asked {
+		for _, b := range bs {
+			mergeBackend(merged, b)
+		}
 	}
-	slices.SortFunc(out.BackendServices, func(a, b v1alpha1.BackendService) int {
+	var out []v1alpha1.BackendService
+	for _, b := range merged {
+		wholeOnly(b)
+		out = append(out, *b)
+	}
+	slices.SortFunc(out, func(a, b v1alpha1.BackendService) int {
 		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
 	})
-	out.Announcements = sortAnnouncements(out.Announcements)
 	return out
 }
 
