@@ -183,7 +183,9 @@ func watermark(r Report, unlisted []v1alpha1.RejectedConfig) string {
 		}
 		return true
 	}
-	done := map[string]bool{}
+	// Every report after every change walks all selected configs: sized once,
+	// and each resourceVersion parsed once.
+	done := make(map[string]bool, len(r.Applied)+len(r.Rejected))
 	for _, a := range r.Applied {
 		done[a.Name] = true
 	}
@@ -195,16 +197,18 @@ func watermark(r Report, unlisted []v1alpha1.RejectedConfig) string {
 			return ""
 		}
 	}
+	versions := make([]uint64, 0, len(r.Selected))
 	for name, rv := range r.Selected {
-		if !done[name] && !capAt(rv) {
-			return ""
-		}
-	}
-	for _, rv := range r.Selected {
 		v, err := strconv.ParseUint(rv, 10, 64)
 		if err != nil {
 			return ""
 		}
+		if !done[name] && (!limited || v < limit) {
+			limit, limited = v, true
+		}
+		versions = append(versions, v)
+	}
+	for _, v := range versions {
 		if (!limited || v < limit) && v > top {
 			top = v
 		}
