@@ -199,16 +199,9 @@ func (r *Reporter) forget(sel selection) {
 	for _, c := range sel.configs {
 		seen[c.Name] = true
 	}
-	sweep(r.last, seen)
-	sweep(r.waiting, seen)
-	sweep(r.settled, seen)
-	sweep(r.open, seen)
-}
-
-func sweep[V any](m map[string]V, keep map[string]bool) {
-	for k := range m {
-		if !keep[k] {
-			delete(m, k)
-		}
-	}
+	unseen := func(name string) bool { return !seen[name] }
+	maps.DeleteFunc(r.last, func(name string, _ verdict.Verdict) bool { return unseen(name) })
+	maps.DeleteFunc(r.waiting, func(name string, _ *waiting) bool { return unseen(name) })
+	maps.DeleteFunc(r.settled, func(name, _ string) bool { return unseen(name) })
+	maps.DeleteFunc(r.open, func(name string, _ bool) bool { return unseen(name) })
 }

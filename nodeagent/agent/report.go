@@ -173,15 +173,10 @@ func BuildStatus(prev v1alpha1.NodeProxyStatus, generation int64, r Report) v1al
 func watermark(r Report, unlisted []v1alpha1.RejectedConfig) string {
 	var top, limit uint64
 	limited := false
-	capAt := func(rv string) bool {
-		v, err := strconv.ParseUint(rv, 10, 64)
-		if err != nil {
-			return false
-		}
+	capAt := func(v uint64) {
 		if !limited || v < limit {
 			limit, limited = v, true
 		}
-		return true
 	}
 	// Every report after every change walks all selected configs: sized once,
 	// and each resourceVersion parsed once.
@@ -193,9 +188,11 @@ func watermark(r Report, unlisted []v1alpha1.RejectedConfig) string {
 		done[rj.Name] = true
 	}
 	for _, u := range unlisted {
-		if !capAt(r.RejectedRV[u.Name]) {
+		v, err := strconv.ParseUint(r.RejectedRV[u.Name], 10, 64)
+		if err != nil {
 			return ""
 		}
+		capAt(v)
 	}
 	versions := make([]uint64, 0, len(r.Selected))
 	for name, rv := range r.Selected {
@@ -203,8 +200,8 @@ func watermark(r Report, unlisted []v1alpha1.RejectedConfig) string {
 		if err != nil {
 			return ""
 		}
-		if !done[name] && (!limited || v < limit) {
-			limit, limited = v, true
+		if !done[name] {
+			capAt(v)
 		}
 		versions = append(versions, v)
 	}

@@ -104,11 +104,7 @@ func (m *Memo) Translate(in Input) Output {
 
 // sweep deletes the entries of m whose key is not in keep.
 func sweep[K comparable, V any](m map[K]V, keep map[K]bool) {
-	for k := range m {
-		if !keep[k] {
-			delete(m, k)
-		}
-	}
+	maps.DeleteFunc(m, func(k K, _ V) bool { return !keep[k] })
 }
 
 func (t *translation) grantsSig() string {
