@@ -27,6 +27,8 @@ type translation struct {
 	clusterJSON  map[string]v1alpha1.EnvoyResource
 	memo         *Memo
 	grantSig     string
+	// hosts are the hostnames each listener serves (listenerHosts).
+	hosts map[*listener]map[string]bool
 }
 
 func newTranslation(in Input) *translation {

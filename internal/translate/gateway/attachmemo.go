@@ -3,8 +3,11 @@ package gateway
 import (
 	"maps"
 	"slices"
+	"strconv"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/types"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // memoAttach is where a route attached in an earlier pass, and what its
@@ -16,7 +19,10 @@ import (
 // them are as they were, attaching again would give the same result; at
 // 10,000 routes, doing it anyway was a third of a pass after one change.
 type memoAttach struct {
-	rv       string
+	rv string
+	// spec is the route's parentRefs and hostnames (attachSpec): a delta
+	// pass may re-use the attachment of a route whose rules alone changed.
+	spec     string
 	body     *body
 	parents  []string
 	ns       map[string]string
@@ -65,7 +71,7 @@ func (t *translation) rememberAttach(r *route, statuses []ParentStatus, order []
 		}
 		parents[i] = v
 	}
-	m := memoAttach{rv: r.meta.GetResourceVersion(), body: r.body, parents: parents,
+	m := memoAttach{rv: r.meta.GetResourceVersion(), spec: attachSpec(r.parents, r.hostnames), body: r.body, parents: parents,
 		ns: t.in.Namespaces[r.key.Namespace], statuses: statuses}
 	for _, a := range order {
 		ma := memoAtt{gw: a.gw.key, config: a.config, listeners: make([]memoListener, len(a.listeners))}
@@ -108,4 +114,42 @@ func (t *translation) attachRemembered(r *route) bool {
 	}
 	t.memo.attachesSeen++
 	return true
+}
+
+// attachSpec is what of a route decides where it attaches besides the
+// Gateways and its namespace: its parentRefs and hostnames, in a string that
+// differs whenever they do (fields end with "\x00", absent ones are "-").
+func attachSpec(parents []gatewayv1.ParentReference, hostnames []gatewayv1.Hostname) string {
+	var b strings.Builder
+	field := func(present bool, v string) {
+		if !present {
+			v = "-"
+		}
+		b.WriteString(v)
+		b.WriteByte(0)
+	}
+	for _, p := range parents {
+		field(p.Group != nil, ptrString(p.Group))
+		field(p.Kind != nil, ptrString(p.Kind))
+		field(p.Namespace != nil, ptrString(p.Namespace))
+		field(true, string(p.Name))
+		field(p.SectionName != nil, ptrString(p.SectionName))
+		port := ""
+		if p.Port != nil {
+			port = strconv.Itoa(int(*p.Port))
+		}
+		field(p.Port != nil, port)
+		b.WriteByte(1)
+	}
+	for _, h := range hostnames {
+		field(true, string(h))
+	}
+	return b.String()
+}
+
+func ptrString[T ~string](p *T) string {
+	if p == nil {
+		return ""
+	}
+	return string(*p)
 }

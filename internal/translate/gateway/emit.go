@@ -23,6 +23,7 @@ import (
 // the hostname the route was written for.
 func (t *translation) emitRoutes() {
 	hosts := t.listenerHosts()
+	t.hosts = hosts
 	sni := t.claimSNI()
 	t.routeConfigs = make([]Config, 0, len(t.attachments))
 	for _, a := range t.attachments {
@@ -51,23 +52,30 @@ func (t *translation) listenerHosts() map[*listener]map[string]bool {
 		if a.r.body.tcp != nil {
 			continue
 		}
-		for i, x := range a.listeners {
-			kept := x.hosts[:0:0]
-			for _, h := range x.hosts {
-				if owner(x.l, h) == x.l {
-					kept = append(kept, h)
-				}
-			}
-			a.listeners[i].hosts = kept
+		keepOwned(a)
+		for _, x := range a.listeners {
 			if out[x.l] == nil {
 				out[x.l] = map[string]bool{}
 			}
-			for _, h := range kept {
+			for _, h := range x.hosts {
 				out[x.l][h] = true
 			}
 		}
 	}
 	return out
+}
+
+// keepOwned leaves on each of a's listeners the hostnames that listener owns.
+func keepOwned(a *attachment) {
+	for i, x := range a.listeners {
+		kept := x.hosts[:0:0]
+		for _, h := range x.hosts {
+			if owner(x.l, h) == x.l {
+				kept = append(kept, h)
+			}
+		}
+		a.listeners[i].hosts = kept
+	}
 }
 
 // owner is the servable HTTP listener on l's port whose hostname matches h

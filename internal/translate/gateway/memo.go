@@ -33,6 +33,8 @@ type Memo struct {
 	// The entries of each map that the current pass used: when a map holds
 	// no more than that, none is stale and the sweep is skipped.
 	bodiesSeen, attachesSeen, configsSeen int
+	// last is what a delta pass needs of the last full pass (delta.go).
+	last *lastPass
 }
 
 type nameKey struct {
@@ -84,6 +86,7 @@ func (m *Memo) Translate(in Input) Output {
 	t := newTranslation(in)
 	t.memo = m
 	out := t.run()
+	m.last = &lastPass{byKey: t.byKey, hosts: t.hosts, grantSig: t.grantsSig()}
 	if len(m.bodies) > m.bodiesSeen || len(m.attaches) > m.attachesSeen {
 		routes := make(map[RouteKey]bool, len(t.routes))
 		for _, r := range t.routes {
