@@ -197,6 +197,7 @@ func BenchmarkOneRouteChange(b *testing.B) {
 	// often it judged every config is part of what a change costs.
 	g := NewWithT(b)
 	full, partial := statusPasses(g, "full"), statusPasses(g, "partial")
+	delta, gwFull := gatewayPasses(g, "delta"), gatewayPasses(g, "full")
 	b.ResetTimer()
 	for range b.N {
 		lat = append(lat, changeRoute(b, ctx, in))
@@ -211,6 +212,12 @@ func BenchmarkOneRouteChange(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric((statusPasses(g, "full")-full)/float64(b.N), "full-status-passes/op")
 	b.ReportMetric((statusPasses(g, "partial")-partial)/float64(b.N), "partial-status-passes/op")
+	b.ReportMetric((gatewayPasses(g, "full")-gwFull)/float64(b.N), "full-passes/op")
+	// The path timed is the delta pass's: a change answered by full passes
+	// would be timing something else.
+	if d := gatewayPasses(g, "delta") - delta; d < float64(b.N) {
+		b.Fatalf("%v delta passes for %d route changes", d, b.N)
+	}
 	if hwm, err := peakRSS(); err == nil {
 		b.ReportMetric(float64(hwm)/(1<<20), "process-peak-rss-MiB")
 	}

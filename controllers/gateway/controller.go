@@ -18,7 +18,6 @@
 package gateway
 
 import (
-	"context"
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,7 +28,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
@@ -89,6 +87,8 @@ type Controller struct {
 	// secrets remembers each certificate Secret's check by resourceVersion, so
 	// that a pass does not parse every key pair again.
 	secrets map[types.NamespacedName]secretCheck
+	// pending is what the events since the last pass ask for (delta.go).
+	pending pending
 }
 
 // everything is the single reconcile key.
@@ -112,12 +112,12 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		memo:       translate.NewMemo(),
 		routesDone: map[translate.RouteKey]routeDone{},
 	}
+	c.pending.markFull()
+	registerMetrics()
 	if _, err := npcstatus.Setup(mgr, npcstatus.Options{Writer: c.npcs, OnChange: c.onVerdicts}); err != nil {
 		return err
 	}
-	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-		return []reconcile.Request{everything}
-	})
+	all := c.fullEvents()
 	// Status writes do not change generations: the controller's own writes do
 	// not cost another pass.
 	specs := builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.LabelChangedPredicate{}))
@@ -129,7 +129,8 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 		// single key re-reconciles every Gateway of the classes that name it.
 		Watches(&v1alpha1.GatewayClassConfig{}, all, specs).
 		Watches(&gatewayv1.Gateway{}, all, specs).
-		Watches(&gatewayv1.HTTPRoute{}, all, specs).
+		// A route whose rules alone changed may cost a delta pass (delta.go).
+		Watches(&gatewayv1.HTTPRoute{}, c.routeEvents(), specs).
 		Watches(&gatewayv1.GRPCRoute{}, all, specs).
 		Watches(&gatewayv1.TLSRoute{}, all, specs).
 		Watches(&gatewayv1.ReferenceGrant{}, all).

@@ -20,18 +20,44 @@ import (
 	translate "github.com/portico-dev/portico/internal/translate/gateway"
 )
 
-// reconcile is one pass: accept the classes, keep the Services, translate,
-// write the configs, write status. Errors of one object do not stop the
-// pass; they are joined and the pass is retried.
+// reconcile is one pass: a delta pass when only HTTPRoutes' rules changed
+// and the translation can prove it enough (delta.go), a full pass otherwise.
+// A pass that fails is retried as a full pass.
 func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	log := ctrl.LoggerFrom(ctx)
+	full, routes := c.pending.take()
+	if !full && len(routes) == 0 {
+		return ctrl.Result{}, nil // another pass took this event's change
+	}
+	if !full {
+		done, err := c.deltaPass(ctx, routes)
+		if err != nil {
+			c.pending.markFull()
+			ctrl.LoggerFrom(ctx).Error(err, "gateway delta pass incomplete, retrying as a full pass")
+		}
+		if done || err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	passesTotal.WithLabelValues("full").Inc()
+	err := c.fullPass(ctx)
+	if err != nil {
+		c.pending.markFull()
+		ctrl.LoggerFrom(ctx).Error(err, "gateway pass incomplete, retrying")
+	}
+	return ctrl.Result{}, err
+}
+
+// fullPass accepts the classes, keeps the Services, translates every
+// Gateway and route, writes the configs and the status. Errors of one object
+// do not stop the pass; they are joined.
+func (c *Controller) fullPass(ctx context.Context) error {
 	var errs []error
 
 	var classes gatewayv1.GatewayClassList
 	if err := c.client.List(ctx, &classes); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	// Parameters of the accepted classes; a class missing is not accepted.
 	params := map[string]*gatewayparams.Parameters{}
@@ -55,7 +81,7 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	var gwl gatewayv1.GatewayList
 	if err := c.client.List(ctx, &gwl, client.UnsafeDisableDeepCopy); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	in := translate.Input{Services: map[types.NamespacedName]*corev1.Service{}, Secrets: map[types.NamespacedName]string{},
 		Addresses: map[types.NamespacedName][]string{}, Classes: params}
@@ -80,7 +106,7 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 	}
 	errs = append(errs, c.sweepServices(ctx, keep))
 	if err := c.gather(ctx, &in); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 	out := c.memo.Translate(in)
 	errs = append(errs, c.writeConfigs(ctx, out))
@@ -89,11 +115,7 @@ func (c *Controller) reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result
 		errs = append(errs, c.gatewayStatus(ctx, gw, out.Gateways[key], services[key]))
 	}
 	errs = append(errs, c.routeStatuses(ctx, in, out))
-	err := errors.Join(errs...)
-	if err != nil {
-		log.Error(err, "gateway pass incomplete, retrying")
-	}
-	return ctrl.Result{}, err
+	return errors.Join(errs...)
 }
 
 // gather reads the routes, grants, namespaces and what the Gateways and
@@ -159,37 +181,6 @@ func (c *Controller) gather(ctx context.Context, in *translate.Input) error {
 
 // gatherServices reads the Services the routes' backendRefs and mirrors name.
 func (c *Controller) gatherServices(ctx context.Context, in *translate.Input) error {
-	lookup := func(ns string, ref gatewayv1.BackendObjectReference) error {
-		if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Service") {
-			return nil
-		}
-		if ref.Namespace != nil {
-			ns = string(*ref.Namespace)
-		}
-		key := types.NamespacedName{Namespace: ns, Name: string(ref.Name)}
-		if _, done := in.Services[key]; done {
-			return nil
-		}
-		svc := &corev1.Service{}
-		switch err := c.client.Get(ctx, key, svc, client.UnsafeDisableDeepCopy); {
-		case apierrors.IsNotFound(err):
-			return nil
-		case err != nil:
-			return err
-		}
-		in.Services[key] = svc
-		return nil
-	}
-	mirrors := func(ns string, fs []gatewayv1.HTTPRouteFilter) error {
-		for _, f := range fs {
-			if f.RequestMirror != nil {
-				if err := lookup(ns, f.RequestMirror.BackendRef); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	}
 	var errs []error
 	// Only errors are kept: 40,000 nils per pass at 10,000 routes were garbage.
 	note := func(err error) {
@@ -198,33 +189,73 @@ func (c *Controller) gatherServices(ctx context.Context, in *translate.Input) er
 		}
 	}
 	for _, r := range in.HTTPRoutes {
-		for _, rule := range r.Spec.Rules {
-			note(mirrors(r.Namespace, rule.Filters))
-			for _, b := range rule.BackendRefs {
-				note(lookup(r.Namespace, b.BackendObjectReference))
-			}
-		}
+		note(c.httpRouteServices(ctx, in.Services, r))
 	}
 	for _, r := range in.GRPCRoutes {
 		for _, rule := range r.Spec.Rules {
 			for _, f := range rule.Filters {
 				if f.RequestMirror != nil {
-					note(lookup(r.Namespace, f.RequestMirror.BackendRef))
+					note(c.lookupService(ctx, in.Services, r.Namespace, f.RequestMirror.BackendRef))
 				}
 			}
 			for _, b := range rule.BackendRefs {
-				note(lookup(r.Namespace, b.BackendObjectReference))
+				note(c.lookupService(ctx, in.Services, r.Namespace, b.BackendObjectReference))
 			}
 		}
 	}
 	for _, r := range in.TLSRoutes {
 		for _, rule := range r.Spec.Rules {
 			for _, b := range rule.BackendRefs {
-				note(lookup(r.Namespace, b.BackendObjectReference))
+				note(c.lookupService(ctx, in.Services, r.Namespace, b.BackendObjectReference))
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// httpRouteServices reads the Services an HTTPRoute's backendRefs and
+// mirrors name into services.
+func (c *Controller) httpRouteServices(ctx context.Context, services map[types.NamespacedName]*corev1.Service, r *gatewayv1.HTTPRoute) error {
+	var errs []error
+	for _, rule := range r.Spec.Rules {
+		for _, f := range rule.Filters {
+			if f.RequestMirror != nil {
+				if err := c.lookupService(ctx, services, r.Namespace, f.RequestMirror.BackendRef); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		for _, b := range rule.BackendRefs {
+			if err := c.lookupService(ctx, services, r.Namespace, b.BackendObjectReference); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lookupService puts the Service ref names (from a route of namespace ns)
+// into services if it exists; a ref to another kind is not a Service's.
+func (c *Controller) lookupService(ctx context.Context, services map[types.NamespacedName]*corev1.Service, ns string, ref gatewayv1.BackendObjectReference) error {
+	if (ref.Group != nil && *ref.Group != "") || (ref.Kind != nil && *ref.Kind != "Service") {
+		return nil
+	}
+	if ref.Namespace != nil {
+		ns = string(*ref.Namespace)
+	}
+	key := types.NamespacedName{Namespace: ns, Name: string(ref.Name)}
+	if _, done := services[key]; done {
+		return nil
+	}
+	svc := &corev1.Service{}
+	switch err := c.client.Get(ctx, key, svc, client.UnsafeDisableDeepCopy); {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	}
+	services[key] = svc
+	return nil
 }
 
 // secretCheck is what a certificate Secret's check found, for one resourceVersion.

@@ -180,56 +180,29 @@ func (c *Controller) programmed(ctx context.Context, gw *gatewayv1.Gateway, st *
 // keeping the entries of other controllers.
 func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out translate.Output) error {
 	var errs []error
+	// Only errors are kept: a nil per route is garbage at 10,000 routes.
+	note := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	c.statusPass++
 	touched := 0
-	// The routes are the cache's own objects: a copy is made only of those
-	// whose status changes.
-	write := func(key translate.RouteKey, gen int64, rv string, cur gatewayv1.RouteStatus, update func(gatewayv1.RouteStatus) client.Object) {
-		touched++
-		parents := out.Routes[key]
-		// A route whose object and translated status are as when last
-		// checked needs no comparison: most routes, on most passes. The
-		// translation's memo hands out the very same statuses while a
-		// route's inputs stay put, which spares making the signature.
-		d, ok := c.routesDone[key]
-		if ok && d.rv == rv && sameParents(d.parents, parents) {
-			d.pass = c.statusPass
-			c.routesDone[key] = d
-			return
-		}
-		sig := statusSig(gen, parents)
-		if ok && d.rv == rv && d.sig == sig {
-			c.routesDone[key] = routeDone{rv, sig, parents, c.statusPass}
-			return
-		}
-		next := c.routeStatus(cur, gen, parents)
-		if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
-			c.routesDone[key] = routeDone{rv, sig, parents, c.statusPass}
-			return
-		}
-		obj := update(next)
-		err := c.client.Status().Update(ctx, obj)
-		if apierrors.IsConflict(err) {
-			err = c.retryRouteStatus(ctx, obj, gen, out.Routes[key])
-		}
-		if client.IgnoreNotFound(err) != nil {
-			errs = append(errs, fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err))
-			delete(c.routesDone, key)
-			return
-		}
-		c.routesDone[key] = routeDone{obj.GetResourceVersion(), sig, parents, c.statusPass}
-	}
 	for _, r := range in.HTTPRoutes {
-		write(translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
-			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+		touched++
+		note(c.httpRouteStatus(ctx, r, out.Routes))
 	}
 	for _, r := range in.GRPCRoutes {
-		write(translate.RouteKey{Kind: translate.KindGRPCRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
-			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+		touched++
+		note(c.writeRouteStatus(ctx, translate.RouteKey{Kind: translate.KindGRPCRoute, Namespace: r.Namespace, Name: r.Name},
+			r, r.Status.RouteStatus, out.Routes,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u }))
 	}
 	for _, r := range in.TLSRoutes {
-		write(translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name}, r.Generation, r.ResourceVersion, r.Status.RouteStatus,
-			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+		touched++
+		note(c.writeRouteStatus(ctx, translate.RouteKey{Kind: translate.KindTLSRoute, Namespace: r.Namespace, Name: r.Name},
+			r, r.Status.RouteStatus, out.Routes,
+			func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u }))
 	}
 	if len(c.routesDone) > touched {
 		for k, d := range c.routesDone {
@@ -239,6 +212,53 @@ func (c *Controller) routeStatuses(ctx context.Context, in translate.Input, out 
 		}
 	}
 	return joinErrs(errs)
+}
+
+// httpRouteStatus writes an HTTPRoute's status if it changed (writeRouteStatus).
+func (c *Controller) httpRouteStatus(ctx context.Context, r *gatewayv1.HTTPRoute, routes map[translate.RouteKey][]translate.ParentStatus) error {
+	return c.writeRouteStatus(ctx, translate.RouteKey{Kind: translate.KindHTTPRoute, Namespace: r.Namespace, Name: r.Name},
+		r, r.Status.RouteStatus, routes,
+		func(s gatewayv1.RouteStatus) client.Object { u := r.DeepCopy(); u.Status.RouteStatus = s; return u })
+}
+
+// writeRouteStatus writes the status of one route (the cache's own object,
+// cur its status) when its translated parents say something else; update
+// makes the copy to write. The route is marked seen in this status pass.
+func (c *Controller) writeRouteStatus(ctx context.Context, key translate.RouteKey, obj client.Object, cur gatewayv1.RouteStatus,
+	routes map[translate.RouteKey][]translate.ParentStatus, update func(gatewayv1.RouteStatus) client.Object) error {
+	gen, rv := obj.GetGeneration(), obj.GetResourceVersion()
+	parents := routes[key]
+	// A route whose object and translated status are as when last
+	// checked needs no comparison: most routes, on most passes. The
+	// translation's memo hands out the very same statuses while a
+	// route's inputs stay put, which spares making the signature.
+	d, ok := c.routesDone[key]
+	if ok && d.rv == rv && sameParents(d.parents, parents) {
+		d.pass = c.statusPass
+		c.routesDone[key] = d
+		return nil
+	}
+	sig := statusSig(gen, parents)
+	if ok && d.rv == rv && d.sig == sig {
+		c.routesDone[key] = routeDone{rv, sig, parents, c.statusPass}
+		return nil
+	}
+	next := c.routeStatus(cur, gen, parents)
+	if (len(next.Parents) == 0 && len(cur.Parents) == 0) || equality.Semantic.DeepEqual(next, cur) {
+		c.routesDone[key] = routeDone{rv, sig, parents, c.statusPass}
+		return nil
+	}
+	u := update(next)
+	err := c.client.Status().Update(ctx, u)
+	if apierrors.IsConflict(err) {
+		err = c.retryRouteStatus(ctx, u, gen, parents)
+	}
+	if client.IgnoreNotFound(err) != nil {
+		delete(c.routesDone, key)
+		return fmt.Errorf("status of %s %s/%s: %w", key.Kind, key.Namespace, key.Name, err)
+	}
+	c.routesDone[key] = routeDone{u.GetResourceVersion(), sig, parents, c.statusPass}
+	return nil
 }
 
 // retryRouteStatus writes a route's status again after a conflict: the

@@ -21,8 +21,8 @@ import (
 //
 // TranslateChanged refuses (false) whatever it cannot prove unchanged from
 // what it is given: a route it did not attach before, one whose parentRefs,
-// hostnames or namespace labels moved, a Gateway it names that is not the
-// one of the last pass, other ReferenceGrants, and a route whose rules are,
+// hostnames or namespace labels moved, a Gateway it names whose spec is not
+// the one of the last pass, other ReferenceGrants, and a route whose rules are,
 // or were, all invalid (Accepted changes, so does attachedRoutes). The caller
 // guarantees the rest: nothing but these routes' specs changed since the last
 // Translate (no Gateway, class, Service, Secret or other route event).
@@ -116,7 +116,9 @@ func (t *translation) deltaRoute(r *gatewayv1.HTTPRoute, gws map[types.Namespace
 	rt := &route{key: key, meta: r, parents: r.Spec.ParentRefs, hostnames: r.Spec.Hostnames}
 	for _, ref := range rt.parents {
 		if g := t.parentGateway(rt, ref); g != nil {
-			if cur := gws[g.key]; cur == nil || cur.ResourceVersion != g.obj.ResourceVersion {
+			// The spec, not the resourceVersion: the controller's own status
+			// writes move that after every pass that reports the Gateway.
+			if cur := gws[g.key]; cur == nil || cur.UID != g.obj.UID || cur.Generation != g.obj.Generation {
 				return deltaRoute{}, false
 			}
 		}

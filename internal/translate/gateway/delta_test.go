@@ -75,6 +75,12 @@ func TestDeltaEqualsFullTranslation(t *testing.T) {
 func TestDeltaRefusesOtherChanges(t *testing.T) {
 	in := loadCase(t, filepath.Join("testdata", "reference-grant"))
 	versioned(in)
+	extra := in.Grants[0].DeepCopy()
+	extra.Namespace = "elsewhere" // grants nothing any route asks for
+	in.Grants = append(in.Grants, extra)
+	for i, g := range in.Grants {
+		g.UID, g.ResourceVersion = types.UID(fmt.Sprint("grant-", i)), fmt.Sprint(500+i)
+	}
 	m := NewMemo()
 	if _, ok := m.TranslateChanged(changesOf(in, in.HTTPRoutes[0])); ok {
 		t.Fatal("a delta before any full pass was accepted")
@@ -83,10 +89,21 @@ func TestDeltaRefusesOtherChanges(t *testing.T) {
 	if _, ok := m.TranslateChanged(changesOf(in, in.HTTPRoutes[0])); !ok {
 		t.Fatal("a delta over unchanged inputs was refused")
 	}
+	// What the controller's own writes move, and the order a cache lists
+	// in, are no change.
+	same := in
+	gw := in.Gateways[0].DeepCopy()
+	gw.ResourceVersion = "9998" // a status write
+	same.Gateways = append([]*gatewayv1.Gateway{gw}, in.Gateways[1:]...)
+	same.Grants = slices.Clone(in.Grants)
+	slices.Reverse(same.Grants)
+	if _, ok := m.TranslateChanged(changesOf(same, same.HTTPRoutes[0])); !ok {
+		t.Fatal("a Gateway's status write or the grants' order refused a delta")
+	}
 	for name, edit := range map[string]func(in *Input){
 		"gateway": func(in *Input) {
 			g := in.Gateways[0].DeepCopy()
-			g.ResourceVersion = "9999"
+			g.ResourceVersion, g.Generation = "9999", g.Generation+1
 			in.Gateways[0] = g
 		},
 		"grant": func(in *Input) { in.Grants = in.Grants[:len(in.Grants)-1] },

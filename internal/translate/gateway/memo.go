@@ -110,17 +110,16 @@ func sweep[K comparable, V any](m map[K]V, keep map[K]bool) {
 	maps.DeleteFunc(m, func(k K, _ V) bool { return !keep[k] })
 }
 
+// grantsSig is the same for the same grants in any order: a cache lists
+// them in map order.
 func (t *translation) grantsSig() string {
 	if t.grantSig == "" {
-		var b strings.Builder
-		b.WriteString("g")
+		each := make([]string, 0, len(t.in.Grants))
 		for _, g := range t.in.Grants {
-			b.WriteString(string(g.UID))
-			b.WriteByte(':')
-			b.WriteString(g.ResourceVersion)
-			b.WriteByte(',')
+			each = append(each, string(g.UID)+":"+g.ResourceVersion)
 		}
-		t.grantSig = b.String()
+		slices.Sort(each)
+		t.grantSig = "g" + strings.Join(each, ",")
 	}
 	return t.grantSig
 }
