@@ -158,14 +158,18 @@ func TestDeltaPassesAsTheUserSeesThem(t *testing.T) {
 	}
 	settle(g)
 	delta, refused, full := gatewayPasses(g, "delta"), gatewayPasses(g, "refused"), gatewayPasses(g, "full")
-	edit(func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[0].BackendRefs = []gatewayv1.HTTPBackendRef{backendRef("", "gone", 8080)} })
+	edit(func(r *gatewayv1.HTTPRoute) {
+		r.Spec.Rules[0].BackendRefs = []gatewayv1.HTTPBackendRef{backendRef("", "gone", 8080)}
+	})
 	routeResolved(t, ns, "r", metav1.ConditionFalse, "BackendNotFound", "Service "+ns+"/gone not found")
 	g.Eventually(func(g Gomega) { g.Expect(clustersFor(g, table, "/").DirectStatus).To(Equal(uint32(500))) }).WithTimeout(timeout).Should(Succeed())
 	g.Expect(gatewayPasses(g, "delta")-delta).To(BeNumerically(">=", 1), "the rules' change was not a delta pass")
 
 	settle(g)
 	delta = gatewayPasses(g, "delta")
-	edit(func(r *gatewayv1.HTTPRoute) { r.Spec.Rules[0].BackendRefs = []gatewayv1.HTTPBackendRef{backendRef("", "web", 8080)} })
+	edit(func(r *gatewayv1.HTTPRoute) {
+		r.Spec.Rules[0].BackendRefs = []gatewayv1.HTTPBackendRef{backendRef("", "web", 8080)}
+	})
 	routeResolved(t, ns, "r", metav1.ConditionTrue, "ResolvedRefs", "")
 	g.Eventually(func(g Gomega) { g.Expect(clustersFor(g, table, "/").Clusters).To(Equal([]string{ns + "/web:8080"})) }).
 		WithTimeout(timeout).Should(Succeed())
