@@ -66,22 +66,35 @@ func gatewaysInput(b testing.TB, gateways, routes int) Input {
 // BenchmarkRenderOneChanged compares like with like: the same input (100 Gateways,
 // 5,000 HTTPRoute configs of 4 routes on one node, one route changed per render)
 // rendered from scratch (full: Render, which the Renderer must equal) and by a
-// Renderer that has seen the previous input (incremental). The incremental run fails
+// Renderer that has seen the previous input (incremental), and by the delta render
+// the agent uses for a route config's edit (delta). The incremental run fails
 // if its memo did not answer every unchanged route table and most validation.
 //
 //	go test ./nodeagent/render/ -run '^$' -bench RenderOneChanged -benchtime 20x
 func BenchmarkRenderOneChanged(b *testing.B) {
 	const gateways, routes = 100, 5000
-	for _, mode := range []string{"full", "incremental"} {
+	rv := 1
+	for _, mode := range []string{"full", "incremental", "delta"} {
 		b.Run(mode, func(b *testing.B) {
 			in := gatewaysInput(b, gateways, routes)
 			r := NewRenderer()
 			render := Render
-			if mode == "incremental" {
+			switch mode {
+			case "incremental":
 				render = r.Render
 				render(in)
+			case "delta":
+				// The agent's path for a route config's spec edit: RenderChanged
+				// with the one config, which must not refuse it.
+				r.Render(in)
+				render = func(in Input) Output {
+					out, ok := r.RenderChanged([]*v1alpha1.NodeProxyConfig{in.Configs[gateways+(rv*7919)%routes]})
+					if !ok {
+						b.Fatal("the delta render refused a route's edit")
+					}
+					return out
+				}
 			}
-			rv := 1
 			b.ReportAllocs()
 			for b.Loop() {
 				rv++

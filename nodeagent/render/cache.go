@@ -23,6 +23,8 @@ type Renderer struct {
 	mu    sync.Mutex
 	cache map[string]*parsedEntry // by config name
 	memo  *memo
+	// last is what RenderChanged builds on (delta.go).
+	last *lastRender
 }
 
 // parsedEntry is one config's parse result and what it was computed from.
@@ -105,6 +107,7 @@ func (r *Renderer) Render(in Input) Output {
 			delete(r.cache, name)
 		}
 	}
+	r.last = &lastRender{out: cloneOutput(out)}
 	return out
 }
 

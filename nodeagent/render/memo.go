@@ -43,7 +43,7 @@ type memo struct {
 	hits memoHits
 }
 
-type memoHits struct{ tables, listeners, equal, order, claims, backends int }
+type memoHits struct{ tables, listeners, equal, order, claims, backends, delta int }
 
 // ageKey is what a config's place in the age order depends on: a config
 // deleted and created again under its name has another UID and age.
